@@ -1,0 +1,224 @@
+//! Custom headers a customer asks us to send with every delivery (typically their own auth).
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::text::length_within;
+
+/// The most custom headers one webhook may have.
+pub const MAX_HEADERS: usize = 50;
+/// Header name length limits, in characters.
+pub const MAX_HEADER_NAME_CHARS: u64 = 255;
+/// Header value length limits, in characters.
+pub const MAX_HEADER_VALUE_CHARS: u64 = 4096;
+
+/// Names the sender itself controls: framing, hop-by-hop and our own signature headers.
+/// Letting a customer set them would break delivery or let them forge our signatures.
+const RESERVED_NAMES: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "user-agent",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Prefixes of names reserved for InstaView, the Standard Webhooks headers and AWS.
+const RESERVED_PREFIXES: &[&str] = &["x-instaview-", "webhook-", "x-amz-", "x-amzn-"];
+
+/// A validated custom header. The value is a secret: it is often a bearer token for the
+/// customer's endpoint, so it is never logged, returned or stored outside the secret store.
+#[derive(Clone, Debug)]
+pub struct CustomHeader {
+    name: String,
+    value: SecretString,
+}
+
+impl CustomHeader {
+    /// Builds a header from already validated parts.
+    pub fn new(name: HeaderName, value: HeaderValue) -> Self {
+        Self {
+            name: name.0,
+            value: value.0,
+        }
+    }
+
+    /// The name as the client spelled it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value; call only where it must leave the process (the secret store).
+    pub fn expose_value(&self) -> &str {
+        self.value.expose_secret()
+    }
+}
+
+/// A header name: an RFC 9110 token that is not reserved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderName(String);
+
+impl HeaderName {
+    /// Checks the name rules; the error is a message naming the problem (without `headers[i]`).
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if !length_within(name, 1, MAX_HEADER_NAME_CHARS) {
+            return Err(format!("must be 1 to {MAX_HEADER_NAME_CHARS} characters"));
+        }
+        if !name.bytes().all(is_tchar) {
+            return Err("must be a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)".into());
+        }
+        if is_reserved(name) {
+            return Err(format!("{name} is a reserved header name"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name folded for case-insensitive comparison.
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+/// A header value: visible ASCII with inner spaces or tabs, nothing that could split a header.
+#[derive(Clone, Debug)]
+pub struct HeaderValue(SecretString);
+
+impl HeaderValue {
+    /// Checks the value rules. The message never repeats the value, which is a secret.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if !length_within(value, 1, MAX_HEADER_VALUE_CHARS) {
+            return Err(format!("must be 1 to {MAX_HEADER_VALUE_CHARS} characters"));
+        }
+        let allowed = |b: u8| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b);
+        if !value.bytes().all(allowed) {
+            return Err("must contain only visible ASCII characters, spaces and tabs".into());
+        }
+        if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+            return Err("must not start or end with whitespace".into());
+        }
+        Ok(Self(SecretString::from(value)))
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// True when the sender, not the customer, owns this header name (case-insensitive).
+pub fn is_reserved(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    RESERVED_NAMES.contains(&name.as_str())
+        || RESERVED_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_token_header_names() {
+        for name in ["Authorization", "X-Api-Key", "x_custom", "A", "!#$%&'*+-.^_`|~09az"] {
+            assert!(HeaderName::parse(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn header_name_of_255_characters_is_accepted_and_256_rejected() {
+        assert!(HeaderName::parse(&"a".repeat(255)).is_ok());
+        assert!(HeaderName::parse(&"a".repeat(256)).is_err());
+        assert!(HeaderName::parse("").is_err());
+    }
+
+    #[test]
+    fn rejects_header_names_with_separators_spaces_or_non_ascii() {
+        for name in ["X Api", "X:Api", "X-Api\r\n", "(x)", "x/y", "x@y", "é", "x\"", "x,y", "x;y", "x=y", "x\0"] {
+            assert!(HeaderName::parse(name).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_every_reserved_header_name_in_any_case() {
+        for name in RESERVED_NAMES {
+            assert!(HeaderName::parse(name).is_err(), "{name}");
+            assert!(HeaderName::parse(&name.to_uppercase()).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_reserved_header_prefixes() {
+        for name in [
+            "X-InstaView-Signature",
+            "x-instaview-anything",
+            "Webhook-Signature",
+            "webhook-id",
+            "X-Amz-Date",
+            "x-amzn-trace-id",
+        ] {
+            assert!(HeaderName::parse(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn accepts_names_that_only_resemble_reserved_ones() {
+        for name in ["X-InstaView", "Webhook", "X-Amz", "Hostname", "Content-Type-Hint", "Authorization"] {
+            assert!(HeaderName::parse(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn reserved_header_message_names_the_header() {
+        assert_eq!(HeaderName::parse("Host").unwrap_err(), "Host is a reserved header name");
+    }
+
+    #[test]
+    fn header_value_of_4096_characters_is_accepted_and_4097_rejected() {
+        assert!(HeaderValue::parse(&"v".repeat(4096)).is_ok());
+        assert!(HeaderValue::parse(&"v".repeat(4097)).is_err());
+        assert!(HeaderValue::parse("").is_err());
+    }
+
+    #[test]
+    fn header_value_allows_inner_spaces_and_tabs() {
+        assert!(HeaderValue::parse("Bearer abc").is_ok());
+        assert!(HeaderValue::parse("a\tb").is_ok());
+    }
+
+    #[test]
+    fn rejects_header_values_with_cr_lf_nul_or_non_ascii() {
+        for value in ["a\r\nX-Evil: 1", "a\nb", "a\rb", "a\0b", "é", "a\u{7f}", "\u{1}"] {
+            assert!(HeaderValue::parse(value).is_err(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_header_values_with_leading_or_trailing_whitespace() {
+        for value in [" a", "a ", "\ta", "a\t", " "] {
+            assert!(HeaderValue::parse(value).is_err(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn header_value_error_does_not_repeat_the_value() {
+        let err = HeaderValue::parse("secret-token\n").unwrap_err();
+        assert!(!err.contains("secret-token"));
+    }
+
+    #[test]
+    fn custom_header_debug_hides_the_value() {
+        let header = CustomHeader::new(
+            HeaderName::parse("Authorization").unwrap(),
+            HeaderValue::parse("Bearer hunter2").unwrap(),
+        );
+        assert!(!format!("{header:?}").contains("hunter2"));
+    }
+}

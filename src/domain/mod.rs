@@ -1,0 +1,24 @@
+//! The pure core: webhooks, event types, URL policy, custom headers, signing secrets and API
+//! keys. Nothing here knows about HTTP or AWS.
+
+pub mod address;
+pub mod api_key;
+pub mod custom_header;
+pub mod event_type;
+pub mod field_error;
+pub mod new_webhook;
+pub mod signing_secret;
+pub mod strict_json;
+pub mod text;
+pub mod time_format;
+pub mod webhook;
+pub mod webhook_url;
+
+pub use api_key::{ApiKey, ApiKeyStatus, ApiToken, Denied, Pepper, TokenHash, WRITE_WEBHOOKS};
+pub use custom_header::CustomHeader;
+pub use event_type::EventType;
+pub use field_error::FieldError;
+pub use new_webhook::NewWebhook;
+pub use signing_secret::SigningSecret;
+pub use webhook::Webhook;
+pub use webhook_url::{UrlPolicy, WebhookUrl};

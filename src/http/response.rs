@@ -1,0 +1,135 @@
+//! The response envelope: `{success, data, error, timestamp}` and the contract's headers.
+
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::domain::time_format::rfc3339;
+use crate::domain::EventType;
+use crate::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::service::Created;
+
+/// `data` of a 201: exactly the documentation's fields, in its example's order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookData<'a> {
+    id: String,
+    api_key_id: &'a str,
+    company_id: Option<String>,
+    url: &'a str,
+    name: Option<&'a str>,
+    description: Option<&'a str>,
+    headers: Vec<MaskedHeader<'a>>,
+    events: Vec<&'static str>,
+    is_active: bool,
+    max_retries: u32,
+    timeout_ms: u32,
+    consecutive_failures: u32,
+    circuit_opened_at: Option<String>,
+    signing_secret: &'a str,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MaskedHeader<'a> {
+    name: &'a str,
+    is_masked: bool,
+}
+
+/// The JSON body of a 201 (also used by benchmarks).
+pub fn created_body(created: &Created) -> String {
+    let webhook = &created.webhook;
+    let data = WebhookData {
+        id: webhook.id.to_string(),
+        api_key_id: &webhook.api_key_id,
+        company_id: webhook.company_id.map(|id| id.to_string()),
+        url: &webhook.url,
+        name: webhook.name.as_deref(),
+        description: webhook.description.as_deref(),
+        headers: webhook
+            .header_names
+            .iter()
+            .map(|name| MaskedHeader {
+                name,
+                is_masked: true,
+            })
+            .collect(),
+        events: webhook.events.iter().map(|e| EventType::as_str(*e)).collect(),
+        is_active: webhook.is_active,
+        max_retries: webhook.max_retries,
+        timeout_ms: webhook.timeout_ms,
+        consecutive_failures: webhook.consecutive_failures,
+        circuit_opened_at: webhook.circuit_opened_at.map(rfc3339),
+        signing_secret: created.signing_secret.expose(),
+        created_at: rfc3339(webhook.created_at),
+        updated_at: rfc3339(webhook.updated_at),
+    };
+    json!({
+        "success": true,
+        "data": data,
+        "error": null,
+        "timestamp": rfc3339(OffsetDateTime::now_utc()),
+    })
+    .to_string()
+}
+
+pub(super) fn created(created: &Created, request_id: &str) -> Response<Body> {
+    let mut response = base(StatusCode::CREATED, request_id, created_body(created));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        header_value(&format!("/webhooks/{}", created.webhook.id)),
+    );
+    // The body holds the signing secret: no cache anywhere may keep it.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The answer for `error`, with the headers its status calls for.
+pub fn error_response(error: &ApiError, request_id: &str) -> Response<Body> {
+    let answer = error.answer();
+    let mut error_body = json!({"code": answer.code, "message": answer.message});
+    if let Some(details) = answer.details {
+        error_body["details"] = details;
+    }
+    let body = json!({
+        "success": false,
+        "data": null,
+        "error": error_body,
+        "timestamp": rfc3339(OffsetDateTime::now_utc()),
+    });
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = base(status, request_id, body.to_string());
+    let headers = response.headers_mut();
+    match error {
+        ApiError::InvalidApiKey | ApiError::ApiKeySuspended { .. } => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        ApiError::MethodNotAllowed => {
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        ApiError::ServiceUnavailable(_) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        _ => {}
+    }
+    response
+}
+
+fn base(status: StatusCode, request_id: &str, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("x-request-id", header_value(request_id));
+    response
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+

@@ -1,0 +1,14 @@
+//! InstaView's webhook-registration API: `POST /webhooks` on AWS Lambda.
+//!
+//! Data flows one way: request → parse ([`domain`]) → authorise ([`service`]) → store
+//! ([`store`]) → respond ([`http`]). Errors map to answers in one place ([`error`]).
+
+pub mod admin;
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod telemetry;
