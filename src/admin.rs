@@ -1,1 +1,308 @@
-pub fn _placeholder() {}
+//! Operator tasks: create the tables and the pepper, and manage API keys.
+//! Used by the `webhooks-admin` binary and by the integration tests.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{ApiKey, ApiKeyStatus, ApiToken, Pepper};
+use crate::store::dynamodb::{
+    api_key_from_item, api_key_hash_of, api_key_item, Item, API_KEY_HASH, WEBHOOK_ID,
+};
+use crate::store::secrets_manager::SecretsManagerStore;
+use crate::store::SecretStore;
+
+/// What an admin command failed on. Messages name the resource, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{operation} failed: {code}")]
+    Aws { operation: String, code: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn aws_error<E: ProvideErrorMetadata>(operation: &str, error: &E) -> AdminError {
+    AdminError::Aws {
+        operation: operation.to_owned(),
+        code: error
+            .code()
+            .unwrap_or("connection or timeout error")
+            .to_owned(),
+    }
+}
+
+/// Names of the resources the admin tool manages.
+#[derive(Clone, Debug)]
+pub struct Resources {
+    pub webhooks_table: String,
+    pub api_keys_table: String,
+    pub pepper_secret_id: String,
+}
+
+/// The admin tool's AWS clients and resource names.
+pub struct Admin {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub secretsmanager: aws_sdk_secretsmanager::Client,
+    pub resources: Resources,
+}
+
+/// What `setup` did, per resource.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SetupReport {
+    pub created: Vec<String>,
+    pub existing: Vec<String>,
+}
+
+/// A newly created key and its token, shown once.
+pub struct CreatedKey {
+    pub key: ApiKey,
+    pub token: ApiToken,
+}
+
+/// What a new key may do.
+pub struct KeySpec {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub company_ids: Vec<Uuid>,
+    pub expires_at: Option<OffsetDateTime>,
+    /// A fixed token (local development fixtures only); drawn at random when `None`.
+    pub token: Option<ApiToken>,
+}
+
+impl Admin {
+    /// Creates both tables and the pepper secret where they are missing. Safe to run again.
+    pub async fn setup(&self) -> Result<SetupReport, AdminError> {
+        let mut report = SetupReport::default();
+        let tables = [
+            (&self.resources.api_keys_table, API_KEY_HASH),
+            (&self.resources.webhooks_table, WEBHOOK_ID),
+        ];
+        for (table, key) in tables {
+            if self.create_table(table, key).await? {
+                report.created.push(format!("table {table}"));
+            } else {
+                report.existing.push(format!("table {table}"));
+            }
+        }
+        let ttl = self
+            .dynamodb
+            .update_time_to_live()
+            .table_name(&self.resources.webhooks_table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expiresAt")
+                    .build()
+                    .map_err(|e| AdminError::Invalid(e.to_string()))?,
+            )
+            .send()
+            .await;
+        match ttl {
+            // "TimeToLive is already enabled" is a ValidationException.
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ValidationException") => {}
+            Err(e) => return Err(aws_error("UpdateTimeToLive", &e)),
+        }
+        let pepper_id = &self.resources.pepper_secret_id;
+        if self.create_pepper().await? {
+            report.created.push(format!("secret {pepper_id}"));
+        } else {
+            report.existing.push(format!("secret {pepper_id}"));
+        }
+        Ok(report)
+    }
+
+    async fn create_table(&self, table: &str, key: &str) -> Result<bool, AdminError> {
+        let result = self
+            .dynamodb
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| AdminError::Invalid(e.to_string()))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(key)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| AdminError::Invalid(e.to_string()))?,
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(false),
+            Err(e) => Err(aws_error("CreateTable", &e)),
+        }
+    }
+
+    async fn create_pepper(&self) -> Result<bool, AdminError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let result = self
+            .secretsmanager
+            .create_secret()
+            .name(&self.resources.pepper_secret_id)
+            .description("InstaView API key pepper (HMAC key of the API key hashes)")
+            .secret_string(hex::encode(bytes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ResourceExistsException") => Ok(false),
+            Err(e) => Err(aws_error("CreateSecret(pepper)", &e)),
+        }
+    }
+
+    async fn pepper(&self) -> Result<Pepper, AdminError> {
+        SecretsManagerStore::new(
+            self.secretsmanager.clone(),
+            "",
+            None,
+            &self.resources.pepper_secret_id,
+        )
+        .read_pepper()
+        .await
+        .map_err(|e| AdminError::Invalid(format!("cannot read the pepper ({e}); run setup first")))
+    }
+
+    /// Creates a key and returns it with its token (which is stored only as a hash).
+    pub async fn create_key(&self, spec: KeySpec) -> Result<CreatedKey, AdminError> {
+        if spec.name.trim().is_empty() {
+            return Err(AdminError::Invalid("a key needs a name".into()));
+        }
+        let token = match spec.token {
+            Some(token) => token,
+            None => ApiToken::generate().map_err(|e| AdminError::Invalid(e.to_string()))?,
+        };
+        let key = ApiKey {
+            id: Uuid::new_v4().to_string(),
+            name: spec.name,
+            scopes: spec.scopes,
+            company_ids: spec.company_ids,
+            status: ApiKeyStatus::Active,
+            suspended_at: None,
+            suspend_reason: None,
+            expires_at: spec.expires_at,
+            created_at: OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or(OffsetDateTime::now_utc()),
+        };
+        let hash = self.pepper().await?.hash(&token);
+        self.dynamodb
+            .put_item()
+            .table_name(&self.resources.api_keys_table)
+            .set_item(Some(api_key_item(&hash, &key)))
+            .condition_expression("attribute_not_exists(#h)")
+            .expression_attribute_names("#h", API_KEY_HASH)
+            .send()
+            .await
+            .map_err(|e| match e.code() {
+                Some("ConditionalCheckFailedException") => {
+                    AdminError::Invalid("a key with this token exists already".into())
+                }
+                _ => aws_error("PutItem(api key)", &e),
+            })?;
+        Ok(CreatedKey { key, token })
+    }
+
+    /// Every key, oldest first.
+    pub async fn list_keys(&self) -> Result<Vec<ApiKey>, AdminError> {
+        let mut keys: Vec<ApiKey> = self
+            .scan_keys()
+            .await?
+            .iter()
+            .filter_map(api_key_from_item)
+            .collect();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+
+    async fn scan_keys(&self) -> Result<Vec<Item>, AdminError> {
+        let pages: Result<Vec<_>, _> = self
+            .dynamodb
+            .scan()
+            .table_name(&self.resources.api_keys_table)
+            .into_paginator()
+            .items()
+            .send()
+            .collect()
+            .await;
+        pages.map_err(|e| aws_error("Scan(api keys)", &e))
+    }
+
+    /// Suspends a key: it answers 401 API_KEY_SUSPENDED (with `reason`) until reactivated.
+    pub async fn suspend_key(&self, api_key_id: &str, reason: &str) -> Result<ApiKey, AdminError> {
+        let now = crate::domain::time_format::rfc3339(OffsetDateTime::now_utc());
+        self.set_status(
+            api_key_id,
+            "SET #s = :s, suspendedAt = :at, suspendReason = :r",
+            vec![
+                (":s", AttributeValue::S("suspended".into())),
+                (":at", AttributeValue::S(now)),
+                (":r", AttributeValue::S(reason.to_owned())),
+            ],
+        )
+        .await
+    }
+
+    /// Revokes a key for good.
+    pub async fn revoke_key(&self, api_key_id: &str) -> Result<ApiKey, AdminError> {
+        self.set_status(
+            api_key_id,
+            "SET #s = :s",
+            vec![(":s", AttributeValue::S("revoked".into()))],
+        )
+        .await
+    }
+
+    async fn set_status(
+        &self,
+        api_key_id: &str,
+        update: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<ApiKey, AdminError> {
+        // Keys are few; a scan by id keeps the table free of a second index.
+        let items = self.scan_keys().await?;
+        let item = items
+            .iter()
+            .find(|item| {
+                item.get("apiKeyId")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(api_key_id)
+            })
+            .ok_or_else(|| AdminError::Invalid(format!("no API key with id {api_key_id}")))?;
+        let hash = api_key_hash_of(item)
+            .ok_or_else(|| AdminError::Invalid("malformed key record".into()))?;
+        let mut request = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.resources.api_keys_table)
+            .key(API_KEY_HASH, AttributeValue::S(hash.0))
+            .update_expression(update)
+            .expression_attribute_names("#s", "status")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem(api key)", &e))?;
+        output
+            .attributes
+            .as_ref()
+            .and_then(api_key_from_item)
+            .ok_or_else(|| AdminError::Invalid("malformed key record".into()))
+    }
+}

@@ -59,7 +59,11 @@ impl Config {
         let allow_localhost = match get("ALLOW_LOCALHOST_URLS").as_deref() {
             None | Some("true") | Some("1") => true,
             Some("false") | Some("0") => false,
-            Some(_) => return Err(ConfigError("ALLOW_LOCALHOST_URLS must be true or false".into())),
+            Some(_) => {
+                return Err(ConfigError(
+                    "ALLOW_LOCALHOST_URLS must be true or false".into(),
+                ))
+            }
         };
         let ttl = match get("API_KEY_CACHE_TTL_SECONDS") {
             None => 60,
@@ -71,7 +75,8 @@ impl Config {
             webhooks_table: required("WEBHOOKS_TABLE_NAME")?,
             api_keys_table: required("API_KEYS_TABLE_NAME")?,
             pepper_secret_id: required("PEPPER_SECRET_ID")?,
-            secret_prefix: get("WEBHOOK_SECRET_PREFIX").unwrap_or_else(|| "instaview/webhooks/".into()),
+            secret_prefix: get("WEBHOOK_SECRET_PREFIX")
+                .unwrap_or_else(|| "instaview/webhooks/".into()),
             kms_key_id: get("WEBHOOK_SECRET_KMS_KEY_ID"),
             settings: Settings {
                 url_policy: UrlPolicy { allow_localhost },
@@ -86,9 +91,16 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     const REQUIRED: [(&str, &str); 3] = [

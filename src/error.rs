@@ -59,10 +59,16 @@ impl ApiError {
             details: None,
         };
         match self {
-            ApiError::NotFound => plain(404, "NOT_FOUND", "No route matches this path; use POST /webhooks"),
-            ApiError::MethodNotAllowed => {
-                plain(405, "METHOD_NOT_ALLOWED", "Only POST is allowed on /webhooks")
-            }
+            ApiError::NotFound => plain(
+                404,
+                "NOT_FOUND",
+                "No route matches this path; use POST /webhooks",
+            ),
+            ApiError::MethodNotAllowed => plain(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Only POST is allowed on /webhooks",
+            ),
             ApiError::InvalidApiKey => plain(
                 401,
                 "INVALID_API_KEY",
@@ -100,9 +106,10 @@ impl ApiError {
             ApiError::Validation(fields) => Answer {
                 status: 400,
                 code: "VALIDATION_ERROR",
-                message: fields
-                    .first()
-                    .map_or_else(|| "The request is invalid".to_owned(), |f| f.message.clone()),
+                message: fields.first().map_or_else(
+                    || "The request is invalid".to_owned(),
+                    |f| f.message.clone(),
+                ),
                 details: Some(json!({ "fields": fields })),
             },
             ApiError::ServiceUnavailable(_) => plain(

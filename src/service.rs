@@ -139,18 +139,18 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         })
     }
 
-    /// Leaves nothing behind after a failed insert. When the failure was ambiguous (a timeout
-    /// may hide a write that landed), the record is removed first, and only if it is gone is the
-    /// secret deleted: a record without its secret would be worse than a stray secret.
+    /// Leaves nothing behind after a failed insert: the secret is always deleted (the contract's
+    /// rule). When the failure was ambiguous (a timeout can hide a write that landed), the record
+    /// is removed first, conditionally on holding our secret's ARN. Should that removal fail too,
+    /// the webhook id is logged so that reconciliation can check for a record without a secret.
     async fn undo_insert(&self, webhook: &Webhook, secret: &SecretRef, error: &StoreError) {
         if matches!(error, StoreError::Unavailable { .. }) {
             if let Err(remove_error) = self.webhooks.remove(webhook.id, secret).await {
                 tracing::error!(
                     webhook_id = %webhook.id,
                     error = %remove_error,
-                    "could not remove a possibly written webhook record; its secret is kept for reconciliation"
+                    "could not confirm that no webhook record was written; reconcile this id"
                 );
-                return;
             }
         }
         for attempt in 1..=3 {
@@ -159,7 +159,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 Err(delete_error) if attempt == 3 => tracing::error!(
                     webhook_id = %webhook.id,
                     error = %delete_error,
-                    "could not delete the secret of a webhook that was never stored"
+                    "could not delete the secret of a webhook that was never stored; reconcile this id"
                 ),
                 Err(_) => {}
             }

@@ -1,1 +1,265 @@
-fn main() {}
+//! `webhooks-admin`: set up the tables and pepper, and manage API keys.
+//! Works against real AWS and the local emulator alike (it honours `AWS_ENDPOINT_URL`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use instaview_webhooks::admin::{Admin, CreatedKey, KeySpec, Resources};
+use instaview_webhooks::domain::time_format::{parse_rfc3339, rfc3339};
+use instaview_webhooks::domain::{ApiKey, ApiToken};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "webhooks-admin",
+    version,
+    about = "Operate the InstaView webhooks API"
+)]
+struct Cli {
+    /// Read settings from this KEY=VALUE file first (variables already set win), e.g. local.env.
+    #[arg(long, global = true)]
+    env_file: Option<PathBuf>,
+    /// Print JSON instead of text (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Names {
+    /// DynamoDB table of webhooks.
+    #[arg(long, env = "WEBHOOKS_TABLE_NAME")]
+    webhooks_table: String,
+    /// DynamoDB table of API keys.
+    #[arg(long, env = "API_KEYS_TABLE_NAME")]
+    api_keys_table: String,
+    /// Secrets Manager name or ARN of the API key pepper.
+    #[arg(long, env = "PEPPER_SECRET_ID")]
+    pepper_secret_id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the tables and the pepper secret where missing (idempotent).
+    Setup(Names),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(Keys),
+}
+
+#[derive(Subcommand)]
+enum Keys {
+    /// Create a key and print its token once.
+    Create {
+        #[command(flatten)]
+        names: Names,
+        /// A name for people.
+        #[arg(long)]
+        name: String,
+        /// A scope, e.g. write:webhooks (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// A company id the key may act for (repeatable).
+        #[arg(long = "company")]
+        companies: Vec<Uuid>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Use this token instead of a random one (local development fixtures only).
+        #[arg(long, env = "WEBHOOKS_ADMIN_FIXED_TOKEN", hide = true)]
+        token: Option<String>,
+    },
+    /// List keys (never their tokens).
+    List(Names),
+    /// Suspend a key.
+    Suspend {
+        #[command(flatten)]
+        names: Names,
+        api_key_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoke a key for good.
+    Revoke {
+        #[command(flatten)]
+        names: Names,
+        api_key_id: String,
+    },
+}
+
+fn key_json(key: &ApiKey) -> serde_json::Value {
+    json!({
+        "apiKeyId": key.id,
+        "name": key.name,
+        "scopes": key.scopes,
+        "companyIds": key.company_ids.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+        "status": key.status.as_str(),
+        "createdAt": rfc3339(key.created_at),
+        "expiresAt": key.expires_at.map(rfc3339),
+        "suspendedAt": key.suspended_at.map(rfc3339),
+        "suspendReason": key.suspend_reason,
+    })
+}
+
+fn print_key(key: &ApiKey, as_json: bool) {
+    if as_json {
+        println!("{}", key_json(key));
+    } else {
+        println!(
+            "{}  {}  {}  scopes={}  companies={}",
+            key.id,
+            key.status.as_str(),
+            key.name,
+            key.scopes.join(","),
+            key.company_ids
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+}
+
+async fn admin(names: Names) -> Admin {
+    let sdk = instaview_webhooks::aws::sdk_config().await;
+    Admin {
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+        secretsmanager: aws_sdk_secretsmanager::Client::new(&sdk),
+        resources: Resources {
+            webhooks_table: names.webhooks_table,
+            api_keys_table: names.api_keys_table,
+            pepper_secret_id: names.pepper_secret_id,
+        },
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let as_json = cli.json;
+    match cli.command {
+        Command::Setup(names) => {
+            let report = admin(names)
+                .await
+                .setup()
+                .await
+                .map_err(|e| e.to_string())?;
+            if as_json {
+                println!("{}", json!(report));
+            } else {
+                for item in &report.created {
+                    println!("created  {item}");
+                }
+                for item in &report.existing {
+                    println!("exists   {item}");
+                }
+            }
+        }
+        Command::Keys(Keys::Create {
+            names,
+            name,
+            scopes,
+            companies,
+            expires_at,
+            token,
+        }) => {
+            let expires_at = match expires_at {
+                None => None,
+                Some(text) => Some(parse_rfc3339(&text).ok_or("--expires-at must be RFC 3339")?),
+            };
+            let token = match token {
+                None => None,
+                Some(text) => Some(
+                    ApiToken::parse(&text)
+                        .ok_or("--token must be sk_ and 16-128 base62 characters")?,
+                ),
+            };
+            let spec = KeySpec {
+                name,
+                scopes,
+                company_ids: companies,
+                expires_at,
+                token,
+            };
+            let CreatedKey { key, token } = admin(names)
+                .await
+                .create_key(spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            if as_json {
+                let mut out = key_json(&key);
+                out["token"] = json!(token.expose());
+                println!("{out}");
+            } else {
+                print_key(&key, false);
+                println!("token: {}", token.expose());
+                println!("Store the token now: it is not shown again.");
+            }
+        }
+        Command::Keys(Keys::List(names)) => {
+            let keys = admin(names)
+                .await
+                .list_keys()
+                .await
+                .map_err(|e| e.to_string())?;
+            if as_json {
+                println!("{}", json!(keys.iter().map(key_json).collect::<Vec<_>>()));
+            } else {
+                keys.iter().for_each(|k| print_key(k, false));
+            }
+        }
+        Command::Keys(Keys::Suspend {
+            names,
+            api_key_id,
+            reason,
+        }) => {
+            let key = admin(names)
+                .await
+                .suspend_key(&api_key_id, &reason)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_key(&key, as_json);
+        }
+        Command::Keys(Keys::Revoke { names, api_key_id }) => {
+            let key = admin(names)
+                .await
+                .revoke_key(&api_key_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_key(&key, as_json);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // The env file must be read before clap looks at the environment.
+    let env_file = std::env::args()
+        .skip_while(|arg| arg != "--env-file")
+        .nth(1)
+        .or_else(|| {
+            std::env::args().find_map(|arg| arg.strip_prefix("--env-file=").map(str::to_owned))
+        });
+    if let Some(path) = env_file {
+        if let Err(error) = dotenvy::from_path(&path) {
+            eprintln!("webhooks-admin: cannot read {path}: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => Err(error.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("webhooks-admin: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -16,28 +16,32 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 /// IPv4 ranges that are never a webhook target: (network, prefix length).
 const NON_PUBLIC_V4: &[([u8; 4], u8)] = &[
-    ([0, 0, 0, 0], 8),         // "this network"
-    ([10, 0, 0, 0], 8),        // private
-    ([100, 64, 0, 0], 10),     // shared address space (CGNAT; also some cloud metadata)
-    ([127, 0, 0, 0], 8),       // loopback
-    ([169, 254, 0, 0], 16),    // link-local (cloud metadata 169.254.169.254)
-    ([172, 16, 0, 0], 12),     // private
-    ([192, 0, 0, 0], 24),      // IETF protocol assignments
-    ([192, 0, 2, 0], 24),      // documentation TEST-NET-1
-    ([192, 31, 196, 0], 24),   // AS112
-    ([192, 52, 193, 0], 24),   // AMT
-    ([192, 88, 99, 0], 24),    // deprecated 6to4 relay anycast
-    ([192, 168, 0, 0], 16),    // private
-    ([192, 175, 48, 0], 24),   // direct delegation AS112
-    ([198, 18, 0, 0], 15),     // benchmarking
-    ([198, 51, 100, 0], 24),   // documentation TEST-NET-2
-    ([203, 0, 113, 0], 24),    // documentation TEST-NET-3
-    ([224, 0, 0, 0], 4),       // multicast
-    ([240, 0, 0, 0], 4),       // reserved, including broadcast 255.255.255.255
+    ([0, 0, 0, 0], 8),       // "this network"
+    ([10, 0, 0, 0], 8),      // private
+    ([100, 64, 0, 0], 10),   // shared address space (CGNAT; also some cloud metadata)
+    ([127, 0, 0, 0], 8),     // loopback
+    ([169, 254, 0, 0], 16),  // link-local (cloud metadata 169.254.169.254)
+    ([172, 16, 0, 0], 12),   // private
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments
+    ([192, 0, 2, 0], 24),    // documentation TEST-NET-1
+    ([192, 31, 196, 0], 24), // AS112
+    ([192, 52, 193, 0], 24), // AMT
+    ([192, 88, 99, 0], 24),  // deprecated 6to4 relay anycast
+    ([192, 168, 0, 0], 16),  // private
+    ([192, 175, 48, 0], 24), // direct delegation AS112
+    ([198, 18, 0, 0], 15),   // benchmarking
+    ([198, 51, 100, 0], 24), // documentation TEST-NET-2
+    ([203, 0, 113, 0], 24),  // documentation TEST-NET-3
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved, including broadcast 255.255.255.255
 ];
 
 fn in_v4_net(ip: Ipv4Addr, net: [u8; 4], prefix: u8) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
 }
 
@@ -57,7 +61,11 @@ const NON_PUBLIC_V6_GLOBAL: &[(u128, u8)] = &[
 ];
 
 fn in_v6_net(ip: Ipv6Addr, net: u128, prefix: u8) -> bool {
-    let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    };
     (u128::from(ip) & mask) == (net & mask)
 }
 
@@ -164,7 +172,11 @@ mod tests {
 
     #[test]
     fn accepts_public_ipv6() {
-        for ip in ["2606:4700:4700::1111", "2a00:1450:4001:80b::200e", "2001:4860::8888"] {
+        for ip in [
+            "2606:4700:4700::1111",
+            "2a00:1450:4001:80b::200e",
+            "2001:4860::8888",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} must be accepted");
         }
     }

@@ -263,7 +263,10 @@ mod tests {
 
     #[test]
     fn active_key_with_scope_may_write() {
-        assert_eq!(key().authorise_write(datetime!(2025-01-01 0:00 UTC)), Ok(()));
+        assert_eq!(
+            key().authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -272,7 +275,10 @@ mod tests {
             status: ApiKeyStatus::Revoked,
             ..key()
         };
-        assert_eq!(key.authorise_write(datetime!(2025-01-01 0:00 UTC)), Err(Denied::InvalidKey));
+        assert_eq!(
+            key.authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            Err(Denied::InvalidKey)
+        );
     }
 
     #[test]
@@ -281,7 +287,10 @@ mod tests {
             expires_at: Some(datetime!(2025-01-01 0:00 UTC)),
             ..key()
         };
-        assert_eq!(key.authorise_write(datetime!(2025-01-01 0:00 UTC)), Err(Denied::InvalidKey));
+        assert_eq!(
+            key.authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            Err(Denied::InvalidKey)
+        );
         assert_eq!(key.authorise_write(datetime!(2024-12-31 23:59 UTC)), Ok(()));
     }
 
@@ -308,7 +317,10 @@ mod tests {
             scopes: vec!["read:webhooks".into(), "write:webhooks:extra".into()],
             ..key()
         };
-        assert_eq!(key.authorise_write(datetime!(2025-01-01 0:00 UTC)), Err(Denied::MissingScope));
+        assert_eq!(
+            key.authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            Err(Denied::MissingScope)
+        );
     }
 
     #[test]

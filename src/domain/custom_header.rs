@@ -72,7 +72,9 @@ impl HeaderName {
             return Err(format!("must be 1 to {MAX_HEADER_NAME_CHARS} characters"));
         }
         if !name.bytes().all(is_tchar) {
-            return Err("must be a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)".into());
+            return Err(
+                "must be a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)".into(),
+            );
         }
         if is_reserved(name) {
             return Err(format!("{name} is a reserved header name"));
@@ -127,7 +129,13 @@ mod tests {
 
     #[test]
     fn accepts_token_header_names() {
-        for name in ["Authorization", "X-Api-Key", "x_custom", "A", "!#$%&'*+-.^_`|~09az"] {
+        for name in [
+            "Authorization",
+            "X-Api-Key",
+            "x_custom",
+            "A",
+            "!#$%&'*+-.^_`|~09az",
+        ] {
             assert!(HeaderName::parse(name).is_ok(), "{name}");
         }
     }
@@ -141,7 +149,20 @@ mod tests {
 
     #[test]
     fn rejects_header_names_with_separators_spaces_or_non_ascii() {
-        for name in ["X Api", "X:Api", "X-Api\r\n", "(x)", "x/y", "x@y", "é", "x\"", "x,y", "x;y", "x=y", "x\0"] {
+        for name in [
+            "X Api",
+            "X:Api",
+            "X-Api\r\n",
+            "(x)",
+            "x/y",
+            "x@y",
+            "é",
+            "x\"",
+            "x,y",
+            "x;y",
+            "x=y",
+            "x\0",
+        ] {
             assert!(HeaderName::parse(name).is_err(), "{name:?}");
         }
     }
@@ -170,14 +191,24 @@ mod tests {
 
     #[test]
     fn accepts_names_that_only_resemble_reserved_ones() {
-        for name in ["X-InstaView", "Webhook", "X-Amz", "Hostname", "Content-Type-Hint", "Authorization"] {
+        for name in [
+            "X-InstaView",
+            "Webhook",
+            "X-Amz",
+            "Hostname",
+            "Content-Type-Hint",
+            "Authorization",
+        ] {
             assert!(HeaderName::parse(name).is_ok(), "{name}");
         }
     }
 
     #[test]
     fn reserved_header_message_names_the_header() {
-        assert_eq!(HeaderName::parse("Host").unwrap_err(), "Host is a reserved header name");
+        assert_eq!(
+            HeaderName::parse("Host").unwrap_err(),
+            "Host is a reserved header name"
+        );
     }
 
     #[test]
@@ -195,7 +226,15 @@ mod tests {
 
     #[test]
     fn rejects_header_values_with_cr_lf_nul_or_non_ascii() {
-        for value in ["a\r\nX-Evil: 1", "a\nb", "a\rb", "a\0b", "é", "a\u{7f}", "\u{1}"] {
+        for value in [
+            "a\r\nX-Evil: 1",
+            "a\nb",
+            "a\rb",
+            "a\0b",
+            "é",
+            "a\u{7f}",
+            "\u{1}",
+        ] {
             assert!(HeaderValue::parse(value).is_err(), "{value:?}");
         }
     }

@@ -16,7 +16,14 @@ use super::webhook_url::{UrlPolicy, WebhookUrl};
 pub const MAX_NAME_CHARS: u64 = 255;
 pub const MAX_DESCRIPTION_CHARS: u64 = 1000;
 
-const FIELDS: [&str; 6] = ["url", "events", "name", "description", "companyId", "headers"];
+const FIELDS: [&str; 6] = [
+    "url",
+    "events",
+    "name",
+    "description",
+    "companyId",
+    "headers",
+];
 
 /// A valid request to create a webhook.
 #[derive(Clone, Debug)]
@@ -65,18 +72,21 @@ impl NewWebhook {
         }
 
         match (url, events, name, description, company_id, headers) {
-            (Some(url), Some(events), Some(name), Some(description), Some(company_id), Some(headers))
-                if errors.0.is_empty() =>
-            {
-                Ok(Self {
-                    url,
-                    events,
-                    name,
-                    description,
-                    company_id,
-                    headers,
-                })
-            }
+            (
+                Some(url),
+                Some(events),
+                Some(name),
+                Some(description),
+                Some(company_id),
+                Some(headers),
+            ) if errors.0.is_empty() => Ok(Self {
+                url,
+                events,
+                name,
+                description,
+                company_id,
+                headers,
+            }),
             _ => Err(errors.0),
         }
     }
@@ -230,7 +240,10 @@ fn parse_headers(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Cust
     for (i, item) in items.iter().enumerate().take(MAX_HEADERS) {
         let at = format!("headers[{i}]");
         let Some(object) = item.as_object() else {
-            errors.push(FieldError::new(&at, format!("{at} must be an object with name and value")));
+            errors.push(FieldError::new(
+                &at,
+                format!("{at} must be an object with name and value"),
+            ));
             continue;
         };
         let name = match object.get("name") {
@@ -254,7 +267,9 @@ fn parse_headers(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Cust
             if !seen.insert(name.folded()) {
                 errors.push(FieldError::new(
                     format!("{at}.name"),
-                    format!("{at}.name repeats an earlier header name (names are case-insensitive)"),
+                    format!(
+                        "{at}.name repeats an earlier header name (names are case-insensitive)"
+                    ),
                 ));
             }
         }
@@ -315,14 +330,20 @@ mod tests {
             "headers": [{ "name": "Authorization", "value": "Bearer your-internal-token" }]
         }))
         .unwrap();
-        assert_eq!(webhook.url.as_str(), "https://api.example.com/webhooks/instaview");
+        assert_eq!(
+            webhook.url.as_str(),
+            "https://api.example.com/webhooks/instaview"
+        );
         assert_eq!(
             webhook.events,
             vec![EventType::InterviewCompleted, EventType::AnalysisCompleted]
         );
         assert_eq!(webhook.name.as_deref(), Some("Production Webhook"));
         assert_eq!(webhook.headers.len(), 1);
-        assert_eq!(webhook.headers[0].expose_value(), "Bearer your-internal-token");
+        assert_eq!(
+            webhook.headers[0].expose_value(),
+            "Bearer your-internal-token"
+        );
     }
 
     #[test]
@@ -340,7 +361,10 @@ mod tests {
     #[test]
     fn rejects_empty_body() {
         let errs = NewWebhook::parse(b"", POLICY).unwrap_err();
-        assert_eq!(errs, vec![FieldError::new("body", "request body must not be empty")]);
+        assert_eq!(
+            errs,
+            vec![FieldError::new("body", "request body must not be empty")]
+        );
         assert!(NewWebhook::parse(b"  \n", POLICY).is_err());
     }
 
@@ -348,7 +372,9 @@ mod tests {
     fn rejects_malformed_json_without_echoing_it() {
         let errs = NewWebhook::parse(b"{\"url\": \"sk_secret", POLICY).unwrap_err();
         assert_eq!(errs[0].field, "body");
-        assert!(errs[0].message.starts_with("request body must be valid JSON"));
+        assert!(errs[0]
+            .message
+            .starts_with("request body must be valid JSON"));
         assert!(!errs[0].message.contains("sk_secret"));
     }
 
@@ -356,7 +382,10 @@ mod tests {
     fn rejects_non_object_body() {
         for body in ["[]", "\"x\"", "1", "null", "true"] {
             let errs = NewWebhook::parse(body.as_bytes(), POLICY).unwrap_err();
-            assert_eq!(errs[0].message, "request body must be a JSON object", "{body}");
+            assert_eq!(
+                errs[0].message, "request body must be a JSON object",
+                "{body}"
+            );
         }
     }
 
@@ -370,7 +399,10 @@ mod tests {
     #[test]
     fn rejects_unknown_fields() {
         let errs = errors(with("secret", json!("x")));
-        assert_eq!(errs, vec![FieldError::new("secret", "secret is not a known field")]);
+        assert_eq!(
+            errs,
+            vec![FieldError::new("secret", "secret is not a known field")]
+        );
         assert_eq!(fields(with("isActive", json!(false))), vec!["isActive"]);
     }
 
@@ -386,7 +418,10 @@ mod tests {
 
     #[test]
     fn events_are_required_non_empty_and_at_most_six() {
-        assert_eq!(fields(json!({"url": "https://a.example.com"})), vec!["events"]);
+        assert_eq!(
+            fields(json!({"url": "https://a.example.com"})),
+            vec!["events"]
+        );
         assert_eq!(fields(with("events", json!([]))), vec!["events"]);
         assert_eq!(fields(with("events", json!("ping"))), vec!["events"]);
         assert_eq!(fields(with("events", json!([1]))), vec!["events"]);
@@ -414,7 +449,10 @@ mod tests {
     #[test]
     fn events_keep_request_order() {
         let webhook = parse(with("events", json!(["ping", "analysis.failed"]))).unwrap();
-        assert_eq!(webhook.events, vec![EventType::Ping, EventType::AnalysisFailed]);
+        assert_eq!(
+            webhook.events,
+            vec![EventType::Ping, EventType::AnalysisFailed]
+        );
     }
 
     #[test]
@@ -446,13 +484,20 @@ mod tests {
     fn description_allows_newline_and_tab_but_no_other_control_characters() {
         assert!(parse(with("description", json!("line 1\n\tline 2"))).is_ok());
         for text in ["a\rb", "a\u{0}", "a\u{1b}[31m"] {
-            assert_eq!(fields(with("description", json!(text))), vec!["description"]);
+            assert_eq!(
+                fields(with("description", json!(text))),
+                vec!["description"]
+            );
         }
     }
 
     #[test]
     fn company_id_must_be_a_hyphenated_uuid_and_is_lowercased() {
-        let webhook = parse(with("companyId", json!("550E8400-E29B-41D4-A716-446655440000"))).unwrap();
+        let webhook = parse(with(
+            "companyId",
+            json!("550E8400-E29B-41D4-A716-446655440000"),
+        ))
+        .unwrap();
         assert_eq!(
             webhook.company_id.unwrap().to_string(),
             "550e8400-e29b-41d4-a716-446655440000"
@@ -464,7 +509,11 @@ mod tests {
             "urn:uuid:550e8400-e29b-41d4-a716-446655440000",
             "",
         ] {
-            assert_eq!(fields(with("companyId", json!(id))), vec!["companyId"], "{id}");
+            assert_eq!(
+                fields(with("companyId", json!(id))),
+                vec!["companyId"],
+                "{id}"
+            );
         }
     }
 
@@ -500,14 +549,29 @@ mod tests {
 
     #[test]
     fn header_objects_need_name_and_value_and_nothing_else() {
-        assert_eq!(fields(with("headers", json!([{"name": "X-A"}]))), vec!["headers[0].value"]);
-        assert_eq!(fields(with("headers", json!([{"value": "v"}]))), vec!["headers[0].name"]);
         assert_eq!(
-            fields(with("headers", json!([{"name": "X-A", "value": "v", "isMasked": false}]))),
+            fields(with("headers", json!([{"name": "X-A"}]))),
+            vec!["headers[0].value"]
+        );
+        assert_eq!(
+            fields(with("headers", json!([{"value": "v"}]))),
+            vec!["headers[0].name"]
+        );
+        assert_eq!(
+            fields(with(
+                "headers",
+                json!([{"name": "X-A", "value": "v", "isMasked": false}])
+            )),
             vec!["headers[0].isMasked"]
         );
-        assert_eq!(fields(with("headers", json!(["X-A: v"]))), vec!["headers[0]"]);
-        assert_eq!(fields(with("headers", json!({"X-A": "v"}))), vec!["headers"]);
+        assert_eq!(
+            fields(with("headers", json!(["X-A: v"]))),
+            vec!["headers[0]"]
+        );
+        assert_eq!(
+            fields(with("headers", json!({"X-A": "v"}))),
+            vec!["headers"]
+        );
         assert_eq!(
             fields(with("headers", json!([{"name": 1, "value": 2}]))),
             vec!["headers[0].name", "headers[0].value"]
@@ -526,7 +590,10 @@ mod tests {
         ));
         let got: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(got, vec!["headers[1].name", "headers[2].value"]);
-        assert_eq!(errs[0].message, "headers[1].name Content-Type is a reserved header name");
+        assert_eq!(
+            errs[0].message,
+            "headers[1].name Content-Type is a reserved header name"
+        );
     }
 
     #[test]
@@ -554,6 +621,9 @@ mod tests {
                 "zzz"
             ]
         );
-        assert_eq!(errs[0].message, "url must use https (http is only allowed for localhost)");
+        assert_eq!(
+            errs[0].message,
+            "url must use https (http is only allowed for localhost)"
+        );
     }
 }

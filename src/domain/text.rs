@@ -10,5 +10,6 @@ pub fn length_within(text: &str, min: u64, max: u64) -> bool {
 
 /// True when `text` holds a control character other than those in `allowed`.
 pub fn has_control_chars(text: &str, allowed: &[char]) -> bool {
-    text.chars().any(|c| c.is_control() && !allowed.contains(&c))
+    text.chars()
+        .any(|c| c.is_control() && !allowed.contains(&c))
 }

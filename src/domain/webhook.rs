@@ -33,7 +33,7 @@ pub struct Webhook {
 impl Webhook {
     /// A new, active webhook for `request`, owned by the key `api_key_id`.
     pub fn new(id: Uuid, api_key_id: &str, request: &NewWebhook, now: OffsetDateTime) -> Self {
-        // Whole seconds, as in the documentation's timestamps.
+        // Whole seconds, as in the documentation's timestamps (and so equal after a round trip).
         let now = now.replace_nanosecond(0).unwrap_or(now);
         Self {
             id,
@@ -42,7 +42,11 @@ impl Webhook {
             url: request.url.as_str().to_owned(),
             name: request.name.clone(),
             description: request.description.clone(),
-            header_names: request.headers.iter().map(|h| h.name().to_owned()).collect(),
+            header_names: request
+                .headers
+                .iter()
+                .map(|h| h.name().to_owned())
+                .collect(),
             events: request.events.clone(),
             is_active: true,
             max_retries: DEFAULT_MAX_RETRIES,

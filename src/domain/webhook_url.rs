@@ -50,6 +50,14 @@ impl WebhookUrl {
         if !length_within(input, 1, MAX_URL_CHARS) {
             return Err(format!("url must be 1 to {MAX_URL_CHARS} characters"));
         }
+        // Only the characters RFC 3986 allows. The WHATWG parser would otherwise quietly mend
+        // the input (`\\` becomes `/`, spaces get percent-encoded), so that the URL we check
+        // and the text another client later parses could name different hosts.
+        if !input.bytes().all(is_uri_char) {
+            return Err(
+                "url must be a valid URL (RFC 3986 characters only; percent-encode others)".into(),
+            );
+        }
         let url = Url::parse(input).map_err(|_| "url must be a valid URL".to_string())?;
         let is_http = match url.scheme() {
             "https" => false,
@@ -83,6 +91,11 @@ impl WebhookUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// RFC 3986 unreserved, reserved and `%` characters.
+fn is_uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
 }
 
 /// The three hosts the localhost exception names, spelled as named: `2130706433` or
@@ -181,10 +194,14 @@ mod tests {
 
     #[test]
     fn counts_url_length_in_characters_not_bytes() {
+        // URLs are ASCII, so characters and bytes agree; the length error still comes first
+        // for a long non-ASCII input, naming the limit rather than the character.
         let base = "https://api.example.com/";
-        let url = format!("{base}{}", "é".repeat(2048 - base.len()));
-        assert!(url.len() > 2048);
-        assert!(ok(&url));
+        let url = format!("{base}{}", "é".repeat(2049));
+        assert_eq!(
+            WebhookUrl::parse(&url, LOCAL).unwrap_err(),
+            "url must be 1 to 2048 characters"
+        );
     }
 
     #[test]
@@ -195,6 +212,23 @@ mod tests {
         assert!(!ok("https://"));
         assert!(!ok("not a url"));
         assert!(!ok("https://exa mple.com/"));
+    }
+
+    #[test]
+    fn rejects_characters_outside_rfc_3986() {
+        for url in [
+            "https://evil.example.com\\@good.example.com/",
+            "https://api.example.com/a b",
+            "https://api.example.com/\u{e9}",
+            "https://m\u{fc}nchen.example/",
+            " https://api.example.com/",
+            "https://api.example.com/\t",
+            "https://api.example.com/<script>",
+            "https://api.example.com/\"x\"",
+        ] {
+            assert!(!ok(url), "{url:?}");
+        }
+        assert!(ok("https://xn--mnchen-3ya.example.com/caf%C3%A9?a=1&b=[2]"));
     }
 
     #[test]

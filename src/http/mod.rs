@@ -33,7 +33,7 @@ where
 {
     let started = Instant::now();
     let request_id = request_id(&request);
-    let route = route_of(request.raw_http_path());
+    let route = route_of(path_of(&request));
     let mut outcome = Outcome::default();
     let result = create(app, &request, &mut outcome).await;
     let response = match &result {
@@ -70,7 +70,31 @@ where
     response
 }
 
-/// The request path without the API Gateway stage, and without one trailing slash.
+/// The request path without the API Gateway stage. REST (v1) events carry a stage-less path
+/// already; HTTP API (v2) events keep a named stage in `rawPath` (`/prod/webhooks`), which is
+/// removed when present (a custom domain's path has none). Requests that did not come from API
+/// Gateway use the URI's path.
+fn path_of(request: &Request) -> &str {
+    use lambda_http::request::RequestContext;
+    let path = match request.raw_http_path() {
+        "" => request.uri().path(),
+        path => path,
+    };
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.as_deref(),
+        _ => None,
+    };
+    match stage {
+        Some(stage) if stage != "$default" => path
+            .strip_prefix('/')
+            .and_then(|rest| rest.strip_prefix(stage))
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .unwrap_or(path),
+        _ => path,
+    }
+}
+
+/// The route a path matches, ignoring one trailing slash.
 fn route_of(path: &str) -> &'static str {
     match path.strip_suffix('/').unwrap_or(path) {
         "/webhooks" => "/webhooks",
@@ -104,7 +128,7 @@ where
     W: WebhookStore,
     S: SecretStore,
 {
-    if route_of(request.raw_http_path()) != "/webhooks" {
+    if route_of(path_of(request)) != "/webhooks" {
         return Err(ApiError::NotFound);
     }
     if request.method() != Method::POST {

@@ -58,7 +58,11 @@ pub fn created_body(created: &Created) -> String {
                 is_masked: true,
             })
             .collect(),
-        events: webhook.events.iter().map(|e| EventType::as_str(*e)).collect(),
+        events: webhook
+            .events
+            .iter()
+            .map(|e| EventType::as_str(*e))
+            .collect(),
         is_active: webhook.is_active,
         max_retries: webhook.max_retries,
         timeout_ms: webhook.timeout_ms,
@@ -124,7 +128,10 @@ fn base(status: StatusCode, request_id: &str, body: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert("x-request-id", header_value(request_id));
     response
 }
@@ -132,4 +139,3 @@ fn base(status: StatusCode, request_id: &str, body: String) -> Response<Body> {
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
-

@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
@@ -47,10 +50,12 @@ impl ApiKeyStore for DynamoApiKeys {
             .map_err(|e| classify("dynamodb.GetItem(api key)", &e))?;
         match output.item {
             None => Ok(None),
-            Some(item) => api_key_from_item(&item).map(Some).ok_or(StoreError::Failed {
-                operation: "dynamodb.GetItem(api key)",
-                kind: "malformed API key record".into(),
-            }),
+            Some(item) => api_key_from_item(&item)
+                .map(Some)
+                .ok_or(StoreError::Failed {
+                    operation: "dynamodb.GetItem(api key)",
+                    kind: "malformed API key record".into(),
+                }),
         }
     }
 }
@@ -73,16 +78,22 @@ impl DynamoWebhooks {
 
 impl WebhookStore for DynamoWebhooks {
     async fn insert(&self, webhook: &Webhook, secret: &SecretRef) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(webhook_item(webhook, secret)))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", WEBHOOK_ID)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(|e| classify("dynamodb.PutItem(webhook)", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The SDK retried a put whose first attempt had landed: the record is ours.
+            Err(e) if holds_secret(&e, secret) => Ok(()),
+            Err(e) => Err(classify("dynamodb.PutItem(webhook)", &e)),
+        }
     }
 
     async fn remove(&self, id: Uuid, secret: &SecretRef) -> Result<(), StoreError> {
@@ -100,6 +111,17 @@ impl WebhookStore for DynamoWebhooks {
             Ok(_) => Ok(()),
             Err(e) => Err(classify("dynamodb.DeleteItem(webhook)", &e)),
         }
+    }
+}
+
+/// True when a failed conditional put found a record that carries `secret`, i.e. our own.
+fn holds_secret(error: &SdkError<PutItemError, HttpResponse>, secret: &SecretRef) -> bool {
+    match error.as_service_error() {
+        Some(PutItemError::ConditionalCheckFailedException(failed)) => failed
+            .item()
+            .and_then(|item| get_s(item, "secretArn"))
+            .is_some_and(|arn| arn == secret.arn),
+        _ => false,
     }
 }
 
@@ -128,7 +150,10 @@ pub fn webhook_item(webhook: &Webhook, secret: &SecretRef) -> Item {
         ("companyId".to_owned(), opt_s(company.as_deref())),
         ("url".to_owned(), s(&webhook.url)),
         ("name".to_owned(), opt_s(webhook.name.as_deref())),
-        ("description".to_owned(), opt_s(webhook.description.as_deref())),
+        (
+            "description".to_owned(),
+            opt_s(webhook.description.as_deref()),
+        ),
         (
             "headerNames".to_owned(),
             list(webhook.header_names.iter().map(String::as_str)),
@@ -137,10 +162,16 @@ pub fn webhook_item(webhook: &Webhook, secret: &SecretRef) -> Item {
             "events".to_owned(),
             list(webhook.events.iter().map(|e| e.as_str())),
         ),
-        ("isActive".to_owned(), AttributeValue::Bool(webhook.is_active)),
+        (
+            "isActive".to_owned(),
+            AttributeValue::Bool(webhook.is_active),
+        ),
         ("maxRetries".to_owned(), n(webhook.max_retries)),
         ("timeoutMs".to_owned(), n(webhook.timeout_ms)),
-        ("consecutiveFailures".to_owned(), n(webhook.consecutive_failures)),
+        (
+            "consecutiveFailures".to_owned(),
+            n(webhook.consecutive_failures),
+        ),
         (
             "circuitOpenedAt".to_owned(),
             opt_s(webhook.circuit_opened_at.map(rfc3339).as_deref()),
@@ -157,7 +188,10 @@ pub fn api_key_item(hash: &TokenHash, key: &ApiKey) -> Item {
         (API_KEY_HASH.to_owned(), s(&hash.0)),
         ("apiKeyId".to_owned(), s(&key.id)),
         ("name".to_owned(), s(&key.name)),
-        ("scopes".to_owned(), list(key.scopes.iter().map(String::as_str))),
+        (
+            "scopes".to_owned(),
+            list(key.scopes.iter().map(String::as_str)),
+        ),
         (
             "companyIds".to_owned(),
             AttributeValue::L(key.company_ids.iter().map(|c| s(&c.to_string())).collect()),
@@ -178,7 +212,9 @@ pub fn api_key_item(hash: &TokenHash, key: &ApiKey) -> Item {
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_list(item: &Item, name: &str) -> Option<Vec<String>> {

@@ -1,0 +1,64 @@
+# InstaView webhooks API. `make run` serves it locally; `make test` runs every test and check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements-dev.txt | cut -c1-12)
+EVENT ?= events/http-api/create-seed-example.201.json
+
+.PHONY: help venv run test fmt-check clippy unit-test lint openapi fuzz-api build invoke bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt
+	@command -v python3 >/dev/null || { echo "error: python3 is needed (for moto, cargo-lambda, sam)"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP) ## Install the pinned local tools (moto, cargo-lambda, SAM CLI, schemathesis) into .venv
+
+run: venv ## Start moto, create tables and dev keys, serve http://127.0.0.1:9000/webhooks
+	scripts/local-stack.sh
+
+test: venv fmt-check clippy unit-test lint openapi fuzz-api ## Every test and check (what CI runs)
+	@echo "make test: all checks passed"
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+
+unit-test: venv ## Unit, handler and integration tests (integration tests start their own moto)
+	cargo test --all-targets
+
+lint: venv ## Lint the SAM template and check its IAM policies for wildcards
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=eu-central-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template-file template.yaml
+	$(PY) scripts/check_template_iam.py template.yaml
+
+openapi: venv ## Validate openapi.yaml and its examples
+	$(PY) scripts/validate_openapi.py openapi.yaml
+
+FUZZ_EXAMPLES ?= 50
+fuzz-api: venv ## Schemathesis against a locally served function (FUZZ_EXAMPLES=N per operation)
+	MOTO_PORT=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
+	API_PORT=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
+	scripts/local-stack.sh scripts/fuzz-api.sh $(FUZZ_EXAMPLES)
+
+build: venv ## Release build of the arm64 Lambda bootstrap (no Docker needed)
+	$(VENV)/bin/cargo-lambda lambda build --release --arm64 --bin create-webhook
+	@ls -l target/lambda/create-webhook/bootstrap
+
+invoke: venv ## Send EVENT=events/....json to the function `make run` serves
+	$(VENV)/bin/cargo-lambda lambda invoke create-webhook -A 127.0.0.1 -P 9000 --data-file $(EVENT)
+
+bench: ## Benchmarks of the request path (criterion)
+	cargo bench
+
+clean:
+	cargo clean; rm -rf $(VENV) .run

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Starts the local AWS emulator (moto) and the function (cargo lambda watch), creates the tables,
+# the pepper and the development API keys, then runs the given command, or waits for Ctrl-C.
+# Everything it started is stopped when it exits. Settings come from local.env.
+#
+#   scripts/local-stack.sh                 serve until Ctrl-C (make run)
+#   scripts/local-stack.sh CMD [ARGS...]   serve while CMD runs, exit with its status
+#
+# MOTO_PORT and API_PORT may be overridden from the environment (the fuzz run uses free ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+override_moto_port=${MOTO_PORT:-}
+set -a
+# shellcheck source=../local.env
+. ./local.env
+set +a
+MOTO_PORT=${override_moto_port:-$MOTO_PORT}
+API_PORT=${API_PORT:-9000}
+export AWS_ENDPOINT_URL="http://127.0.0.1:${MOTO_PORT}"
+VENV=.venv/bin
+RUN_DIR=.run
+mkdir -p "$RUN_DIR"
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > deadline)); then echo "error: $what did not come up; see $RUN_DIR/*.log" >&2; return 1; fi
+    sleep 0.3
+  done
+}
+
+for port in "$MOTO_PORT" "$API_PORT"; do
+  if port_in_use "$port"; then
+    echo "error: port $port is already in use (is another 'make run' still running?)" >&2
+    exit 1
+  fi
+done
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "==> starting moto on 127.0.0.1:$MOTO_PORT"
+"$VENV/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN_DIR/moto-$MOTO_PORT.log" 2>&1 &
+pids+=($!)
+wait_for 60 "moto" port_in_use "$MOTO_PORT"
+
+echo "==> building"
+cargo build --quiet --bin create-webhook --bin webhooks-admin
+admin=target/debug/webhooks-admin
+
+echo "==> creating tables, pepper and development API keys"
+"$admin" setup
+"$admin" keys create --name "local development (write)" --scope write:webhooks --scope read:webhooks \
+  --company "$DEV_COMPANY_ID" --token "$DEV_API_TOKEN" >/dev/null
+"$admin" keys create --name "local development (read-only)" --scope read:webhooks \
+  --company "$DEV_COMPANY_ID" --token "$DEV_READONLY_API_TOKEN" >/dev/null
+
+echo "==> serving the function on http://127.0.0.1:$API_PORT/webhooks"
+"$VENV/cargo-lambda" lambda watch --bin create-webhook -A 127.0.0.1 -P "$API_PORT" \
+  --env-file local.env --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
+  >"$RUN_DIR/function-$API_PORT.log" 2>&1 &
+pids+=($!)
+# A GET answered with 405 proves the function itself (not only the emulator) is up.
+function_answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/webhooks")" = 405 ]; }
+wait_for 300 "the function" function_answers
+
+if (($# > 0)); then
+  "$@"
+  exit $?
+fi
+
+cat <<MSG
+
+Ready. Create the documentation's example webhook:
+
+curl -i -X POST http://127.0.0.1:$API_PORT/webhooks \\
+  -H "Authorization: Bearer $DEV_API_TOKEN" \\
+  -H "Content-Type: application/json" \\
+  -d '{
+    "url": "https://api.example.com/webhooks/instaview",
+    "name": "Production Webhook",
+    "description": "Receives interview completion notifications",
+    "events": ["interview.completed", "analysis.completed"],
+    "headers": [{ "name": "Authorization", "value": "Bearer your-internal-token" }]
+  }'
+
+Read-only key (for a 403): $DEV_READONLY_API_TOKEN    Company: $DEV_COMPANY_ID
+Logs: $RUN_DIR/function-$API_PORT.log and $RUN_DIR/moto-$MOTO_PORT.log. Ctrl-C stops everything.
+MSG
+tail -n 0 -f "$RUN_DIR/function-$API_PORT.log" &
+pids+=($!)
+wait "${pids[0]}"

@@ -1,0 +1,243 @@
+//! Shared test fixtures: API keys, requests, response parsing.
+#![allow(dead_code)]
+
+use instaview_webhooks::config::Settings;
+use instaview_webhooks::domain::{ApiKey, ApiKeyStatus, ApiToken, WRITE_WEBHOOKS};
+use instaview_webhooks::service::App;
+use instaview_webhooks::store::memory::{MemoryApiKeys, MemorySecrets, MemoryWebhooks};
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+use time::macros::datetime;
+use uuid::Uuid;
+
+pub mod moto;
+
+pub const TOKEN: &str = "sk_TestWriteKey0123456789abcdefghijkl";
+pub const READ_ONLY_TOKEN: &str = "sk_TestReadOnlyKey0123456789abcdefgh";
+pub const SUSPENDED_TOKEN: &str = "sk_TestSuspendedKey0123456789abcdefg";
+pub const REVOKED_TOKEN: &str = "sk_TestRevokedKey0123456789abcdefghi";
+pub const EXPIRED_TOKEN: &str = "sk_TestExpiredKey0123456789abcdefghi";
+pub const UNKNOWN_TOKEN: &str = "sk_TestUnknownKey0123456789abcdefghi";
+pub const KEY_ID: &str = "0b7d5a52-6f0e-4c1b-9a43-3c3f1f0b2a11";
+pub const COMPANY: &str = "3f1c2a9e-8b4d-4e6f-9a7b-1c2d3e4f5a6b";
+pub const OTHER_COMPANY: &str = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
+
+/// The documentation's example request.
+pub const SEED_BODY: &str = r#"{
+"url": "https://api.example.com/webhooks/instaview",
+"name": "Production Webhook",
+"description": "Receives interview completion notifications",
+"events": ["interview.completed", "analysis.completed"],
+"headers": [
+{ "name": "Authorization", "value": "Bearer your-internal-token" }
+]
+}"#;
+
+/// The seed's `data` fields, in its order.
+pub const SEED_FIELDS: [&str; 16] = [
+    "id",
+    "apiKeyId",
+    "companyId",
+    "url",
+    "name",
+    "description",
+    "headers",
+    "events",
+    "isActive",
+    "maxRetries",
+    "timeoutMs",
+    "consecutiveFailures",
+    "circuitOpenedAt",
+    "signingSecret",
+    "createdAt",
+    "updatedAt",
+];
+
+pub fn key(id: &str, scopes: &[&str]) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        name: "test key".into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        company_ids: vec![Uuid::parse_str(COMPANY).unwrap()],
+        status: ApiKeyStatus::Active,
+        suspended_at: None,
+        suspend_reason: None,
+        expires_at: None,
+        created_at: datetime!(2024-01-01 0:00 UTC),
+    }
+}
+
+pub type MemoryApp = App<MemoryApiKeys, MemoryWebhooks, MemorySecrets>;
+
+/// An app on in-memory stores with one key of each kind.
+pub fn memory_app() -> MemoryApp {
+    memory_app_with(Settings::default())
+}
+
+pub fn memory_app_with(settings: Settings) -> MemoryApp {
+    let keys = MemoryApiKeys::default();
+    let token = |t: &str| ApiToken::parse(t).unwrap();
+    keys.insert(
+        &token(TOKEN),
+        key(KEY_ID, &[WRITE_WEBHOOKS, "read:webhooks"]),
+    );
+    keys.insert(
+        &token(READ_ONLY_TOKEN),
+        key("read-only", &["read:webhooks"]),
+    );
+    keys.insert(
+        &token(SUSPENDED_TOKEN),
+        ApiKey {
+            status: ApiKeyStatus::Suspended,
+            suspended_at: Some(datetime!(2024-06-01 12:00 UTC)),
+            suspend_reason: Some("Unpaid invoice".into()),
+            ..key("suspended", &[WRITE_WEBHOOKS])
+        },
+    );
+    keys.insert(
+        &token(REVOKED_TOKEN),
+        ApiKey {
+            status: ApiKeyStatus::Revoked,
+            ..key("revoked", &[WRITE_WEBHOOKS])
+        },
+    );
+    keys.insert(
+        &token(EXPIRED_TOKEN),
+        ApiKey {
+            expires_at: Some(datetime!(2024-02-01 0:00 UTC)),
+            ..key("expired", &[WRITE_WEBHOOKS])
+        },
+    );
+    App::new(
+        keys,
+        MemoryWebhooks::default(),
+        MemorySecrets::default(),
+        settings,
+    )
+}
+
+/// A request as lambda_http presents it, with the stage-less path set.
+pub struct RequestBuilder {
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Body,
+}
+
+pub fn post(body: &str) -> RequestBuilder {
+    RequestBuilder {
+        method: Method::POST,
+        path: "/webhooks".into(),
+        headers: vec![
+            ("authorization".into(), format!("Bearer {TOKEN}")),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: Body::Text(body.into()),
+    }
+}
+
+impl RequestBuilder {
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Sets a header, replacing any of the same name.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.retain(|(n, _)| n != name);
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header, keeping others of the same name.
+    pub fn add_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.retain(|(n, _)| n != name);
+        self
+    }
+
+    pub fn token(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+
+    pub fn build(self) -> Request {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(self.method)
+            .uri(format!("https://api.instaview.sk{}", self.path));
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(self.body)
+            .unwrap()
+            .with_raw_http_path(self.path)
+    }
+}
+
+/// A response, parsed.
+pub struct Answer {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub json: Value,
+    pub raw: String,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn field_errors(&self) -> Vec<(String, String)> {
+        self.json["error"]["details"]["fields"]
+            .as_array()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|f| {
+                        (
+                            f["field"].as_str().unwrap().to_owned(),
+                            f["message"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn parse(response: Response<Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let raw = match response.body() {
+        Body::Text(text) => text.clone(),
+        Body::Binary(bytes) => String::from_utf8(bytes.clone()).unwrap(),
+        Body::Empty => String::new(),
+        _ => String::new(),
+    };
+    let json = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        json,
+        raw,
+    }
+}
