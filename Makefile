@@ -51,7 +51,7 @@ fuzz-api: venv ## Schemathesis against a locally served function (FUZZ_EXAMPLES=
 	scripts/local-stack.sh scripts/fuzz-api.sh $(FUZZ_EXAMPLES)
 
 build: venv ## Release build of the arm64 Lambda bootstrap (no Docker needed)
-	$(VENV)/bin/cargo-lambda lambda build --release --arm64 --bin create-webhook
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 --bin create-webhook
 	@ls -l target/lambda/create-webhook/bootstrap
 
 invoke: venv ## Send EVENT=events/....json to the function `make run` serves

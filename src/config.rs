@@ -29,6 +29,8 @@ pub struct Settings {
     /// How long a key record is reused before it is read again (`API_KEY_CACHE_TTL_SECONDS`,
     /// default 60; 0 disables the cache).
     pub api_key_cache_ttl: Duration,
+    /// Most webhooks one API key may have (`MAX_WEBHOOKS_PER_API_KEY`, default 100).
+    pub max_webhooks_per_key: u32,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
         Self {
             url_policy: UrlPolicy::default(),
             api_key_cache_ttl: Duration::from_secs(60),
+            max_webhooks_per_key: 100,
         }
     }
 }
@@ -71,6 +74,12 @@ impl Config {
                 ConfigError("API_KEY_CACHE_TTL_SECONDS must be a whole number of seconds".into())
             })?,
         };
+        let max_webhooks_per_key = match get("MAX_WEBHOOKS_PER_API_KEY") {
+            None => 100,
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ConfigError("MAX_WEBHOOKS_PER_API_KEY must be a positive whole number".into())
+            })?,
+        };
         Ok(Self {
             webhooks_table: required("WEBHOOKS_TABLE_NAME")?,
             api_keys_table: required("API_KEYS_TABLE_NAME")?,
@@ -81,6 +90,7 @@ impl Config {
             settings: Settings {
                 url_policy: UrlPolicy { allow_localhost },
                 api_key_cache_ttl: Duration::from_secs(ttl),
+                max_webhooks_per_key,
             },
         })
     }

@@ -32,6 +32,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    #[error("idempotency key reused with another body")]
+    IdempotencyKeyReused,
+    #[error("request with this idempotency key in progress")]
+    RequestInProgress,
+    #[error("webhook limit reached")]
+    WebhookLimitReached { limit: u32 },
     /// AWS is throttling, timing out or down. The payload is for logs only (no SDK text).
     #[error("service unavailable: {0}")]
     ServiceUnavailable(StoreError),
@@ -111,6 +117,22 @@ impl ApiError {
                     |f| f.message.clone(),
                 ),
                 details: Some(json!({ "fields": fields })),
+            },
+            ApiError::IdempotencyKeyReused => plain(
+                409,
+                "IDEMPOTENCY_KEY_REUSED",
+                "This Idempotency-Key was already used with a different request body",
+            ),
+            ApiError::RequestInProgress => plain(
+                409,
+                "REQUEST_IN_PROGRESS",
+                "A request with this Idempotency-Key is still in progress; retry shortly",
+            ),
+            ApiError::WebhookLimitReached { limit } => Answer {
+                status: 409,
+                code: "WEBHOOK_LIMIT_REACHED",
+                message: format!("This API key already has the maximum of {limit} webhooks"),
+                details: Some(json!({ "limit": limit })),
             },
             ApiError::ServiceUnavailable(_) => plain(
                 503,

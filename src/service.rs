@@ -9,10 +9,14 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::domain::{ApiKey, ApiToken, NewWebhook, Pepper, SigningSecret, TokenHash, Webhook};
+use crate::domain::{
+    ApiKey, ApiToken, ClaimOutcome, IdempotencyClaim, NewWebhook, Pepper, SigningSecret, TokenHash,
+    Webhook,
+};
 use crate::error::ApiError;
 use crate::store::{
-    ApiKeyStore, SecretRef, SecretStore, StoreError, WebhookSecretMaterial, WebhookStore,
+    ApiKeyStore, InsertError, SecretRef, SecretStore, StoreError, WebhookSecretMaterial,
+    WebhookStore,
 };
 
 /// Most API keys one container remembers; past it the cache starts over. Keys are few per
@@ -24,6 +28,8 @@ const KEY_CACHE_CAPACITY: usize = 1024;
 pub struct Created {
     pub webhook: Webhook,
     pub signing_secret: SigningSecret,
+    /// True when this answers a retry with an idempotency key that already created it.
+    pub replayed: bool,
 }
 
 /// The application: stores plus per-container state (pepper, key cache). Built once in `main`.
@@ -107,16 +113,64 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         cache.insert(hash, (key.clone(), Instant::now()));
     }
 
-    /// Creates the webhook: the secret first, then the record. If the record cannot be written,
-    /// the secret is deleted before answering, so a failed request leaves nothing behind.
+    /// Creates the webhook, at most once per idempotency claim.
     pub async fn create_webhook(
         &self,
         key: &ApiKey,
         request: NewWebhook,
+        claim: Option<IdempotencyClaim>,
     ) -> Result<Created, ApiError> {
         if let Some(company) = request.company_id {
             key.authorise_company(company)?;
         }
+        let Some(claim) = claim else {
+            return self.create_new(key, request, None).await;
+        };
+        match self
+            .webhooks
+            .claim(&claim, OffsetDateTime::now_utc())
+            .await?
+        {
+            ClaimOutcome::Claimed => {}
+            ClaimOutcome::InProgress => return Err(ApiError::RequestInProgress),
+            ClaimOutcome::Reused => return Err(ApiError::IdempotencyKeyReused),
+            ClaimOutcome::Completed(id) => return self.replay(id, key).await,
+        }
+        let created = self.create_new(key, request, Some(&claim)).await;
+        if created.is_err() {
+            // Let a retry try again rather than wait out the claim.
+            if let Err(error) = self.webhooks.release(&claim).await {
+                tracing::warn!(error = %error, "could not release an idempotency claim; it lapses by itself");
+            }
+        }
+        created
+    }
+
+    /// The webhook an earlier request with the same idempotency key created, with its secret
+    /// read back from the secret store (the only place it is kept).
+    async fn replay(&self, id: Uuid, key: &ApiKey) -> Result<Created, ApiError> {
+        let (webhook, secret) = self
+            .webhooks
+            .get(id)
+            .await?
+            .filter(|(webhook, _)| webhook.api_key_id == key.id)
+            .ok_or(ApiError::IdempotencyKeyReused)?;
+        let signing_secret = self.secrets.read_signing_secret(&secret).await?;
+        Ok(Created {
+            webhook,
+            signing_secret,
+            replayed: true,
+        })
+    }
+
+    /// The secret first, then the record. If the record cannot be written, the secret is
+    /// deleted before answering, so a failed request leaves nothing behind.
+    async fn create_new(
+        &self,
+        key: &ApiKey,
+        request: NewWebhook,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Created, ApiError> {
         let signing_secret = SigningSecret::try_generate()
             .map_err(|_| ApiError::Internal("the OS random number generator failed".into()))?;
         let webhook = Webhook::new(Uuid::new_v4(), &key.id, &request, OffsetDateTime::now_utc());
@@ -129,13 +183,19 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 headers: &request.headers,
             })
             .await?;
-        if let Err(error) = self.webhooks.insert(&webhook, &secret).await {
+        let limit = self.settings.max_webhooks_per_key;
+        if let Err(error) = self.webhooks.insert(&webhook, &secret, limit, claim).await {
             self.undo_insert(&webhook, &secret, &error).await;
-            return Err(error.into());
+            return Err(match error {
+                InsertError::LimitReached => ApiError::WebhookLimitReached { limit },
+                InsertError::ClaimLost => ApiError::RequestInProgress,
+                InsertError::Store(error) => error.into(),
+            });
         }
         Ok(Created {
             webhook,
             signing_secret,
+            replayed: false,
         })
     }
 
@@ -143,9 +203,13 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
     /// rule). When the failure was ambiguous (a timeout can hide a write that landed), the record
     /// is removed first, conditionally on holding our secret's ARN. Should that removal fail too,
     /// the webhook id is logged so that reconciliation can check for a record without a secret.
-    async fn undo_insert(&self, webhook: &Webhook, secret: &SecretRef, error: &StoreError) {
-        if matches!(error, StoreError::Unavailable { .. }) {
-            if let Err(remove_error) = self.webhooks.remove(webhook.id, secret).await {
+    async fn undo_insert(&self, webhook: &Webhook, secret: &SecretRef, error: &InsertError) {
+        if matches!(error, InsertError::Store(StoreError::Unavailable { .. })) {
+            let removed = self
+                .webhooks
+                .remove(webhook.id, &webhook.api_key_id, secret)
+                .await;
+            if let Err(remove_error) = removed {
                 tracing::error!(
                     webhook_id = %webhook.id,
                     error = %remove_error,

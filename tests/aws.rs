@@ -41,7 +41,12 @@ async fn stores_the_webhook_record_without_any_secret_material() {
     assert_eq!(answer.status, 201, "{}", answer.raw);
     let data = &answer.json["data"];
 
-    let items = env.webhook_items().await;
+    let items: Vec<_> = env
+        .webhook_items()
+        .await
+        .into_iter()
+        .filter(|i| !attr_s(i, "id").contains('#'))
+        .collect();
     assert_eq!(items.len(), 1);
     let item = &items[0];
     assert_eq!(attr_s(item, "id"), data["id"].as_str().unwrap());
@@ -116,8 +121,13 @@ async fn stores_signing_secret_and_header_values_in_one_tagged_secret() {
         .collect();
     assert!(tags.contains(&("webhookId", id)), "{tags:?}");
     assert!(tags.contains(&("apiKeyId", key.id.as_str())), "{tags:?}");
-    let item = &env.webhook_items().await[0];
-    assert_eq!(attr_s(item, "secretArn"), described.arn().unwrap());
+    let item = env
+        .webhook_items()
+        .await
+        .into_iter()
+        .find(|i| attr_s(i, "id") == id)
+        .unwrap();
+    assert_eq!(attr_s(&item, "secretArn"), described.arn().unwrap());
 }
 
 #[tokio::test]
@@ -272,7 +282,7 @@ async fn secrets_manager_unreachable_answers_503_and_stores_nothing() {
     let env = AwsEnv::new().await;
     let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     let app = env.app(Settings::default());
-    // Warm the pepper and the key cache, then lose Secrets Manager.
+    // One webhook while all is well; then a container that cannot reach Secrets Manager.
     assert_eq!(
         create_via(&app, token.expose(), SEED_BODY).await.status,
         201
@@ -291,10 +301,138 @@ async fn secrets_manager_unreachable_answers_503_and_stores_nothing() {
     );
     let answer = create_via(&app_broken, token.expose(), SEED_BODY).await;
     assert_eq!(answer.status, 503, "{}", answer.raw);
-    assert_eq!(
-        env.webhook_items().await.len(),
-        1,
-        "only the first webhook exists"
-    );
+    let webhooks = env
+        .webhook_items()
+        .await
+        .into_iter()
+        .filter(|i| !attr_s(i, "id").contains('#'))
+        .count();
+    assert_eq!(webhooks, 1, "only the first webhook exists");
     assert_eq!(env.secret_names().await.len(), 1);
+}
+
+#[tokio::test]
+async fn idempotent_retry_answers_the_same_webhook_and_secret_read_back_from_secrets_manager() {
+    let env = AwsEnv::new().await;
+    let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
+    let request = |body: &str| {
+        post(body)
+            .token(token.expose())
+            .header("idempotency-key", "order-42")
+            .build()
+    };
+    let first = parse(handle(&env.app(Settings::default()), request(SEED_BODY)).await);
+    // A new container: nothing cached, the answer must come from DynamoDB and Secrets Manager.
+    let again = parse(handle(&env.app(Settings::default()), request(SEED_BODY)).await);
+    assert_eq!(first.status, 201, "{}", first.raw);
+    assert_eq!(again.status, 201, "{}", again.raw);
+    assert_eq!(again.json["data"], first.json["data"]);
+    assert_eq!(env.secret_names().await.len(), 1);
+    let webhooks: Vec<_> = env
+        .webhook_items()
+        .await
+        .into_iter()
+        .filter(|i| !attr_s(i, "id").contains('#'))
+        .collect();
+    assert_eq!(webhooks.len(), 1);
+
+    let claim = env
+        .webhook_items()
+        .await
+        .into_iter()
+        .find(|i| attr_s(i, "id").starts_with("idempotency#"))
+        .unwrap();
+    let everything = format!("{claim:?}");
+    assert!(!everything.contains(first.json["data"]["signingSecret"].as_str().unwrap()));
+    assert!(!everything.contains("your-internal-token"));
+    assert!(
+        claim["expiresAt"].as_n().is_ok(),
+        "claims expire through DynamoDB TTL"
+    );
+
+    let other = SEED_BODY.replace("Production Webhook", "Other");
+    let reused = parse(handle(&env.app(Settings::default()), request(&other)).await);
+    assert_eq!(reused.code(), "IDEMPOTENCY_KEY_REUSED");
+}
+
+#[tokio::test]
+async fn a_running_request_holds_its_idempotency_key() {
+    use instaview_webhooks::domain::{ClaimOutcome, IdempotencyClaim, IdempotencyKey};
+    use instaview_webhooks::store::WebhookStore;
+    let env = AwsEnv::new().await;
+    let (key, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
+    // The first request has claimed the key and is still creating.
+    let claim = IdempotencyClaim::new(
+        &key.id,
+        &IdempotencyKey::parse("busy").unwrap(),
+        SEED_BODY.as_bytes(),
+    );
+    let store = DynamoWebhooks::new(env.dynamodb.clone(), &env.resources.webhooks_table);
+    assert_eq!(
+        store
+            .claim(&claim, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed
+    );
+    let request = post(SEED_BODY)
+        .token(token.expose())
+        .header("idempotency-key", "busy")
+        .build();
+    let answer = parse(handle(&env.app(Settings::default()), request).await);
+    assert_eq!(answer.status, 409);
+    assert_eq!(answer.code(), "REQUEST_IN_PROGRESS");
+    assert!(env.secret_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_fifty() {
+    let env = AwsEnv::new().await;
+    let (key, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
+    let app = std::sync::Arc::new(env.app(Settings {
+        max_webhooks_per_key: 50,
+        ..Settings::default()
+    }));
+    let token = token.expose().to_owned();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move {
+                parse(handle(&*app, post(SEED_BODY).token(&token).build()).await)
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        *statuses
+            .entry((answer.status, answer.code().to_owned()))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses.get(&(201, String::new())),
+        Some(&50),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.get(&(409, "WEBHOOK_LIMIT_REACHED".into())),
+        Some(&150),
+        "{statuses:?}"
+    );
+    let items = env.webhook_items().await;
+    let webhooks = items
+        .iter()
+        .filter(|i| !attr_s(i, "id").contains('#'))
+        .count();
+    assert_eq!(webhooks, 50);
+    let quota = items
+        .iter()
+        .find(|i| attr_s(i, "id") == format!("quota#{}", key.id))
+        .unwrap();
+    assert_eq!(quota["webhookCount"].as_n().unwrap(), "50");
+    assert_eq!(
+        env.secret_names().await.len(),
+        50,
+        "refused creates leave no secret"
+    );
 }

@@ -159,7 +159,7 @@ async fn stores_record_without_secret_material_and_secret_with_it() {
     let app = memory_app();
     let answer = send(&app, post(SEED_BODY)).await;
     let id = Uuid::parse_str(answer.json["data"]["id"].as_str().unwrap()).unwrap();
-    let (webhook, secret_ref) = app.webhooks().get(id).unwrap();
+    let (webhook, secret_ref) = app.webhooks().get_record(id).unwrap();
     assert_eq!(webhook.header_names, vec!["Authorization"]);
     let record = format!("{webhook:?}");
     assert!(!record.contains("your-internal-token"));
@@ -563,4 +563,125 @@ async fn errors_show_no_internals() {
             answer.raw
         );
     }
+}
+
+// --- Idempotent retries and the per-key limit ----------------------------------------------
+
+#[tokio::test]
+async fn retry_with_the_same_idempotency_key_and_body_answers_the_original_201() {
+    let app = memory_app();
+    let first = send(&app, post(SEED_BODY).header("idempotency-key", "retry-1")).await;
+    let again = send(&app, post(SEED_BODY).header("idempotency-key", "retry-1")).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(again.status, 201, "{}", again.raw);
+    assert_eq!(again.json["data"], first.json["data"]);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(app.webhooks().len(), 1);
+    assert_eq!(app.secrets().len(), 1);
+}
+
+#[tokio::test]
+async fn same_idempotency_key_with_another_body_is_409_idempotency_key_reused() {
+    let app = memory_app();
+    send(&app, post(SEED_BODY).header("idempotency-key", "retry-1")).await;
+    let other = body_with("name", json!("Another"));
+    let answer = send(&app, post(&other).header("idempotency-key", "retry-1")).await;
+    assert_error(&answer, 409, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.webhooks().len(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_scoped_to_the_api_key() {
+    let app = memory_app();
+    let keys = app.keys();
+    let second = instaview_webhooks::domain::ApiToken::parse(UNKNOWN_TOKEN).unwrap();
+    keys.insert(&second, key("second-key", &["write:webhooks"]));
+    let a = send(&app, post(SEED_BODY).header("idempotency-key", "k")).await;
+    let b = send(
+        &app,
+        post(SEED_BODY)
+            .header("idempotency-key", "k")
+            .token(UNKNOWN_TOKEN),
+    )
+    .await;
+    assert_eq!((a.status, b.status), (201, 201));
+    assert_ne!(a.json["data"]["id"], b.json["data"]["id"]);
+}
+
+#[tokio::test]
+async fn invalid_idempotency_key_is_400() {
+    for value in ["a b", &"k".repeat(256)] {
+        let answer = send(
+            &memory_app(),
+            post(SEED_BODY).header("idempotency-key", value),
+        )
+        .await;
+        assert_error(&answer, 400, "VALIDATION_ERROR");
+        assert_eq!(answer.field_errors()[0].0, "Idempotency-Key");
+    }
+    let twice = post(SEED_BODY)
+        .header("idempotency-key", "a")
+        .add_header("idempotency-key", "b");
+    assert_error(&send(&memory_app(), twice).await, 400, "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn a_failed_create_releases_its_idempotency_key() {
+    let app = memory_app();
+    app.secrets().fail_create_with(unavailable());
+    let failed = send(&app, post(SEED_BODY).header("idempotency-key", "k")).await;
+    assert_eq!(failed.status, 503);
+    app.secrets().recover();
+    let retry = send(&app, post(SEED_BODY).header("idempotency-key", "k")).await;
+    assert_eq!(retry.status, 201, "{}", retry.raw);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+}
+
+#[tokio::test]
+async fn creation_past_the_per_key_limit_is_409_and_leaves_nothing() {
+    let app = memory_app_with(Settings {
+        max_webhooks_per_key: 2,
+        ..Settings::default()
+    });
+    assert_eq!(send(&app, post(SEED_BODY)).await.status, 201);
+    assert_eq!(send(&app, post(SEED_BODY)).await.status, 201);
+    let answer = send(&app, post(SEED_BODY)).await;
+    assert_error(&answer, 409, "WEBHOOK_LIMIT_REACHED");
+    assert_eq!(answer.json["error"]["details"]["limit"], 2);
+    assert_eq!(app.webhooks().len(), 2);
+    assert_eq!(
+        app.secrets().len(),
+        2,
+        "the refused webhook's secret is deleted"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_creates_through_one_container_give_distinct_ids_and_secrets() {
+    let app = std::sync::Arc::new(memory_app_with(Settings {
+        max_webhooks_per_key: 1000,
+        ..Settings::default()
+    }));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { parse(handle(&*app, post(SEED_BODY).build()).await) })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut secrets = std::collections::HashSet::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, 201);
+        ids.insert(answer.json["data"]["id"].as_str().unwrap().to_owned());
+        secrets.insert(
+            answer.json["data"]["signingSecret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!((ids.len(), secrets.len()), (200, 200));
+    assert_eq!((app.webhooks().len(), app.secrets().len()), (200, 200));
 }

@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod custom_header;
 pub mod event_type;
 pub mod field_error;
+pub mod idempotency;
 pub mod new_webhook;
 pub mod signing_secret;
 pub mod strict_json;
@@ -18,6 +19,7 @@ pub use api_key::{ApiKey, ApiKeyStatus, ApiToken, Denied, Pepper, TokenHash, WRI
 pub use custom_header::CustomHeader;
 pub use event_type::EventType;
 pub use field_error::FieldError;
+pub use idempotency::{ClaimOutcome, IdempotencyClaim, IdempotencyKey};
 pub use new_webhook::NewWebhook;
 pub use signing_secret::SigningSecret;
 pub use webhook::Webhook;

@@ -5,7 +5,7 @@ use std::time::Instant;
 use lambda_http::http::{header, Method};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::domain::{ApiKey, ApiToken, NewWebhook};
+use crate::domain::{ApiKey, ApiToken, FieldError, IdempotencyClaim, IdempotencyKey, NewWebhook};
 use crate::error::ApiError;
 use crate::service::{App, Created};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
@@ -141,9 +141,10 @@ where
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge);
     }
+    let claim = idempotency_key(request)?.map(|k| IdempotencyClaim::new(&key.id, &k, body));
     let new_webhook =
         NewWebhook::parse(body, app.settings().url_policy).map_err(ApiError::Validation)?;
-    let created = app.create_webhook(&key, new_webhook).await?;
+    let created = app.create_webhook(&key, new_webhook, claim).await?;
     outcome.webhook_id = Some(created.webhook.id.to_string());
     Ok(created)
 }
@@ -165,6 +166,26 @@ where
         .and_then(ApiToken::from_authorization)
         .ok_or(ApiError::InvalidApiKey)?;
     app.authenticate(&token).await
+}
+
+/// The optional `Idempotency-Key` header (at most one).
+fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+    const HEADER: &str = "idempotency-key";
+    let invalid =
+        |message: &str| ApiError::Validation(vec![FieldError::new("Idempotency-Key", message)]);
+    let mut values = request.headers().get_all(HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err(invalid("Idempotency-Key must be sent once")),
+        (Some(value), None) => {
+            let text = value.to_str().map_err(|_| {
+                invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+            })?;
+            IdempotencyKey::parse(text)
+                .map(Some)
+                .map_err(|m| invalid(&m))
+        }
+    }
 }
 
 /// `application/json`, optionally with parameters; a charset, if given, must be UTF-8.

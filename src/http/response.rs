@@ -90,6 +90,9 @@ pub(super) fn created(created: &Created, request_id: &str) -> Response<Body> {
     );
     // The body holds the signing secret: no cache anywhere may keep it.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if created.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     response
 }
 

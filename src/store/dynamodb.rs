@@ -5,14 +5,21 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::aws_error::classify;
-use super::{ApiKeyStore, SecretRef, StoreError, WebhookStore};
+use super::{ApiKeyStore, InsertError, SecretRef, StoreError, WebhookStore};
+use crate::domain::idempotency::{CLAIM_STALE_AFTER_SECONDS, IDEMPOTENCY_TTL_SECONDS};
 use crate::domain::time_format::{parse_rfc3339, rfc3339};
-use crate::domain::{ApiKey, ApiKeyStatus, TokenHash, Webhook};
+use crate::domain::{
+    ApiKey, ApiKeyStatus, ClaimOutcome, EventType, IdempotencyClaim, TokenHash, Webhook,
+};
 
 /// An item as the SDK represents it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -76,52 +83,259 @@ impl DynamoWebhooks {
     }
 }
 
+/// The item that counts an API key's webhooks (in the webhooks table, beside them).
+fn quota_id(api_key_id: &str) -> String {
+    format!("quota#{api_key_id}")
+}
+
+fn build<T, E: std::fmt::Display>(built: Result<T, E>) -> Result<T, StoreError> {
+    built.map_err(|e| StoreError::Failed {
+        operation: "dynamodb request",
+        kind: format!("invalid request: {e}"),
+    })
+}
+
+/// The code of each item's cancellation reason in a cancelled transaction.
+fn cancellation_codes(
+    error: &SdkError<TransactWriteItemsError, HttpResponse>,
+) -> Option<Vec<String>> {
+    match error.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
+            cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|reason| reason.code().unwrap_or("None").to_owned())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
 impl WebhookStore for DynamoWebhooks {
-    async fn insert(&self, webhook: &Webhook, secret: &SecretRef) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        webhook: &Webhook,
+        secret: &SecretRef,
+        limit: u32,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<(), InsertError> {
+        let put = build(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(webhook_item(webhook, secret)))
+                .condition_expression("attribute_not_exists(#id)")
+                .expression_attribute_names("#id", WEBHOOK_ID)
+                .build(),
+        )?;
+        let count = build(
+            Update::builder()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&quota_id(&webhook.api_key_id)))
+                .update_expression("ADD webhookCount :one")
+                .condition_expression("attribute_not_exists(webhookCount) OR webhookCount < :limit")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":limit", n(limit))
+                .build(),
+        )?;
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build());
+        if let Some(claim) = claim {
+            let complete = build(
+                Update::builder()
+                    .table_name(&self.table)
+                    .key(WEBHOOK_ID, s(&claim.record_id))
+                    .update_expression("SET #st = :done, webhookId = :webhook")
+                    .condition_expression("#st = :in_progress AND requestHash = :hash")
+                    .expression_attribute_names("#st", "status")
+                    .expression_attribute_values(":done", s("completed"))
+                    .expression_attribute_values(":in_progress", s("in_progress"))
+                    .expression_attribute_values(":hash", s(&claim.request_hash))
+                    .expression_attribute_values(":webhook", s(&webhook.id.to_string()))
+                    .build(),
+            )?;
+            request = request.transact_items(TransactWriteItem::builder().update(complete).build());
+        }
+        // The SDK gives the transaction an idempotency token (ClientRequestToken) that its
+        // retries reuse, so a retried transaction whose first attempt landed succeeds again.
+        let error = match request.send().await {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let Some(codes) = cancellation_codes(&error) else {
+            return Err(classify("dynamodb.TransactWriteItems(webhook)", &error).into());
+        };
+        let failed = |i: usize| codes.get(i).is_some_and(|code| code == CONDITION_FAILED);
+        if failed(0) {
+            // Only our own earlier attempt can hold this fresh UUID; make sure it is ours.
+            return match self.get(webhook.id).await? {
+                Some((_, stored)) if stored == *secret => Ok(()),
+                _ => Err(StoreError::Failed {
+                    operation: "dynamodb.TransactWriteItems(webhook)",
+                    kind: "webhook id exists".into(),
+                }
+                .into()),
+            };
+        }
+        if failed(1) {
+            return Err(InsertError::LimitReached);
+        }
+        if failed(2) {
+            return Err(InsertError::ClaimLost);
+        }
+        Err(StoreError::Unavailable {
+            operation: "dynamodb.TransactWriteItems(webhook)",
+            kind: format!("transaction cancelled: {}", codes.join(",")),
+        }
+        .into())
+    }
+
+    async fn remove(
+        &self,
+        id: Uuid,
+        api_key_id: &str,
+        secret: &SecretRef,
+    ) -> Result<(), StoreError> {
+        let delete = build(
+            Delete::builder()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&id.to_string()))
+                .condition_expression("secretArn = :arn")
+                .expression_attribute_values(":arn", s(&secret.arn))
+                .build(),
+        )?;
+        let give_back = build(
+            Update::builder()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&quota_id(api_key_id)))
+                .update_expression("ADD webhookCount :minus_one")
+                .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+                .build(),
+        )?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(TransactWriteItem::builder().update(give_back).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // No record holds our secret: nothing landed, nothing to undo.
+            Err(e)
+                if cancellation_codes(&e)
+                    .is_some_and(|c| c.first().is_some_and(|c| c == CONDITION_FAILED)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("dynamodb.TransactWriteItems(undo webhook)", &e)),
+        }
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<(Webhook, SecretRef)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(WEBHOOK_ID, s(&id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb.GetItem(webhook)", &e))?;
+        match output.item {
+            None => Ok(None),
+            Some(item) => webhook_from_item(&item)
+                .map(Some)
+                .ok_or(StoreError::Failed {
+                    operation: "dynamodb.GetItem(webhook)",
+                    kind: "malformed webhook record".into(),
+                }),
+        }
+    }
+
+    async fn claim(
+        &self,
+        claim: &IdempotencyClaim,
+        now: OffsetDateTime,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let now = now.unix_timestamp();
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(webhook_item(webhook, secret)))
-            .condition_expression("attribute_not_exists(#id)")
+            .item(WEBHOOK_ID, s(&claim.record_id))
+            .item("status", s("in_progress"))
+            .item("requestHash", s(&claim.request_hash))
+            .item("lockedAt", AttributeValue::N(now.to_string()))
+            // DynamoDB's TTL deletes the claim a day later (within a few days; reads check).
+            .item(
+                "expiresAt",
+                AttributeValue::N((now + IDEMPOTENCY_TTL_SECONDS).to_string()),
+            )
+            .condition_expression(
+                "attribute_not_exists(#id) OR expiresAt < :now \
+                 OR (#st = :in_progress AND lockedAt < :stale)",
+            )
             .expression_attribute_names("#id", WEBHOOK_ID)
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(
+                ":stale",
+                AttributeValue::N((now - CLAIM_STALE_AFTER_SECONDS).to_string()),
+            )
+            .expression_attribute_values(":in_progress", s("in_progress"))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // The SDK retried a put whose first attempt had landed: the record is ours.
-            Err(e) if holds_secret(&e, secret) => Ok(()),
-            Err(e) => Err(classify("dynamodb.PutItem(webhook)", &e)),
-        }
+        let error = match result {
+            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Err(error) => error,
+        };
+        let held = match error.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
+            _ => return Err(classify("dynamodb.PutItem(idempotency claim)", &error)),
+        };
+        // Without the old item (an emulator may not return it), read it.
+        let held = match held {
+            Some(item) => item,
+            None => self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&claim.record_id))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| classify("dynamodb.GetItem(idempotency claim)", &e))?
+                .item
+                .unwrap_or_default(),
+        };
+        Ok(
+            if get_s(&held, "requestHash") != Some(claim.request_hash.as_str()) {
+                ClaimOutcome::Reused
+            } else if let Some(id) =
+                get_s(&held, "webhookId").and_then(|id| Uuid::try_parse(id).ok())
+            {
+                ClaimOutcome::Completed(id)
+            } else {
+                ClaimOutcome::InProgress
+            },
+        )
     }
 
-    async fn remove(&self, id: Uuid, secret: &SecretRef) -> Result<(), StoreError> {
-        let result = self
-            .client
+    async fn release(&self, claim: &IdempotencyClaim) -> Result<(), StoreError> {
+        self.client
             .delete_item()
             .table_name(&self.table)
-            .key(WEBHOOK_ID, AttributeValue::S(id.to_string()))
-            .condition_expression("attribute_not_exists(#id) OR secretArn = :arn")
-            .expression_attribute_names("#id", WEBHOOK_ID)
-            .expression_attribute_values(":arn", AttributeValue::S(secret.arn.clone()))
+            .key(WEBHOOK_ID, s(&claim.record_id))
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => Err(classify("dynamodb.DeleteItem(webhook)", &e)),
-        }
-    }
-}
-
-/// True when a failed conditional put found a record that carries `secret`, i.e. our own.
-fn holds_secret(error: &SdkError<PutItemError, HttpResponse>, secret: &SecretRef) -> bool {
-    match error.as_service_error() {
-        Some(PutItemError::ConditionalCheckFailedException(failed)) => failed
-            .item()
-            .and_then(|item| get_s(item, "secretArn"))
-            .is_some_and(|arn| arn == secret.arn),
-        _ => false,
+            .await
+            .map_err(|e| classify("dynamodb.DeleteItem(idempotency claim)", &e))?;
+        Ok(())
     }
 }
 
@@ -180,6 +394,42 @@ pub fn webhook_item(webhook: &Webhook, secret: &SecretRef) -> Item {
         ("createdAt".to_owned(), s(&rfc3339(webhook.created_at))),
         ("updatedAt".to_owned(), s(&rfc3339(webhook.updated_at))),
     ])
+}
+
+/// Reads a webhook record; `None` if it is malformed.
+pub fn webhook_from_item(item: &Item) -> Option<(Webhook, SecretRef)> {
+    let number = |name: &str| item.get(name)?.as_n().ok()?.parse::<u32>().ok();
+    let optional = |name: &str| get_s(item, name).map(str::to_owned);
+    let id = Uuid::try_parse(get_s(item, WEBHOOK_ID)?).ok()?;
+    let webhook = Webhook {
+        id,
+        api_key_id: get_s(item, "apiKeyId")?.to_owned(),
+        company_id: match get_s(item, "companyId") {
+            None => None,
+            Some(company) => Some(Uuid::try_parse(company).ok()?),
+        },
+        url: get_s(item, "url")?.to_owned(),
+        name: optional("name"),
+        description: optional("description"),
+        header_names: get_list(item, "headerNames")?,
+        events: get_list(item, "events")?
+            .iter()
+            .map(|e| EventType::parse(e))
+            .collect::<Option<Vec<_>>>()?,
+        is_active: *item.get("isActive")?.as_bool().ok()?,
+        max_retries: number("maxRetries")?,
+        timeout_ms: number("timeoutMs")?,
+        consecutive_failures: number("consecutiveFailures")?,
+        circuit_opened_at: match get_s(item, "circuitOpenedAt") {
+            None => None,
+            Some(at) => Some(parse_rfc3339(at)?),
+        },
+        created_at: parse_rfc3339(get_s(item, "createdAt")?)?,
+        updated_at: parse_rfc3339(get_s(item, "updatedAt")?)?,
+    };
+    let arn = get_s(item, "secretArn")?.to_owned();
+    let name = arn.clone();
+    Some((webhook, SecretRef { arn, name }))
 }
 
 /// The stored form of an API key, under the hash of its token.

@@ -2,9 +2,12 @@
 
 use std::future::Future;
 
+use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, CustomHeader, Pepper, SigningSecret, TokenHash, Webhook};
+use crate::domain::{
+    ApiKey, ClaimOutcome, CustomHeader, IdempotencyClaim, Pepper, SigningSecret, TokenHash, Webhook,
+};
 
 pub mod aws_error;
 pub mod dynamodb;
@@ -36,21 +39,57 @@ pub trait ApiKeyStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
 }
 
-/// Where the webhook records live.
+/// Why a webhook record could not be inserted.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum InsertError {
+    /// The API key has as many webhooks as it may have.
+    #[error("webhook limit reached")]
+    LimitReached,
+    /// The idempotency claim this insert was to complete is no longer ours.
+    #[error("idempotency claim lost")]
+    ClaimLost,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the webhook records live (with the per-key counters and idempotency claims).
 pub trait WebhookStore: Send + Sync {
-    /// Stores a new record; fails (rather than overwrites) if the id exists.
+    /// Atomically: stores the new record (never overwriting one), counts it against its API
+    /// key's `limit`, and completes `claim` if there is one. All of it, or none of it.
     fn insert(
         &self,
         webhook: &Webhook,
         secret: &SecretRef,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        limit: u32,
+        claim: Option<&IdempotencyClaim>,
+    ) -> impl Future<Output = Result<(), InsertError>> + Send;
 
-    /// Removes the record `id` if it exists and still points at `secret` (so that only our own
-    /// possibly-landed write is undone). Absent is success.
+    /// Undoes an insert that may have landed: if record `id` exists and holds `secret`, removes
+    /// it and gives its place in the limit back. Absent is success.
     fn remove(
         &self,
         id: Uuid,
+        api_key_id: &str,
         secret: &SecretRef,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads a record (strongly consistent), for answering a retried request again.
+    fn get(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<(Webhook, SecretRef)>, StoreError>> + Send;
+
+    /// Claims an idempotency key for this request, or tells what already holds it.
+    fn claim(
+        &self,
+        claim: &IdempotencyClaim,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+
+    /// Gives a claim up after a failed create, so that a retry can try again.
+    fn release(
+        &self,
+        claim: &IdempotencyClaim,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -83,7 +122,21 @@ pub trait SecretStore: Send + Sync {
         secret: &SecretRef,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Reads a webhook's signing secret back, to answer a retried request with it again.
+    fn read_signing_secret(
+        &self,
+        secret: &SecretRef,
+    ) -> impl Future<Output = Result<SigningSecret, StoreError>> + Send;
+
     fn read_pepper(&self) -> impl Future<Output = Result<Pepper, StoreError>> + Send;
+}
+
+/// Reads the signing secret out of a webhook secret's JSON document.
+pub fn signing_secret_from_document(document: &str) -> Option<SigningSecret> {
+    let value: serde_json::Value = serde_json::from_str(document).ok()?;
+    Some(SigningSecret::from_stored(
+        value.get("signingSecret")?.as_str()?.to_owned(),
+    ))
 }
 
 /// The JSON document stored in a webhook's secret.

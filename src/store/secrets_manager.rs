@@ -4,8 +4,11 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_secretsmanager::Client;
 
 use super::aws_error::classify;
-use super::{secret_document, SecretRef, SecretStore, StoreError, WebhookSecretMaterial};
-use crate::domain::Pepper;
+use super::{
+    secret_document, signing_secret_from_document, SecretRef, SecretStore, StoreError,
+    WebhookSecretMaterial,
+};
+use crate::domain::{Pepper, SigningSecret};
 
 /// Webhook secrets under a name prefix, optionally encrypted with a customer KMS key.
 #[derive(Clone, Debug)]
@@ -75,6 +78,23 @@ impl SecretStore for SecretsManagerStore {
             .await
             .map_err(|e| classify("secretsmanager.DeleteSecret", &e))?;
         Ok(())
+    }
+
+    async fn read_signing_secret(&self, secret: &SecretRef) -> Result<SigningSecret, StoreError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(&secret.arn)
+            .send()
+            .await
+            .map_err(|e| classify("secretsmanager.GetSecretValue(webhook)", &e))?;
+        output
+            .secret_string()
+            .and_then(signing_secret_from_document)
+            .ok_or(StoreError::Failed {
+                operation: "secretsmanager.GetSecretValue(webhook)",
+                kind: "malformed webhook secret".into(),
+            })
     }
 
     async fn read_pepper(&self) -> Result<Pepper, StoreError> {
