@@ -51,7 +51,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "==> starting moto on 127.0.0.1:$MOTO_PORT"
-"$VENV/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN_DIR/moto-$MOTO_PORT.log" 2>&1 &
+"$VENV/python" scripts/moto_server.py -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN_DIR/moto-$MOTO_PORT.log" 2>&1 &
 pids+=($!)
 wait_for 60 "moto" port_in_use "$MOTO_PORT"
 

@@ -36,18 +36,22 @@ pub fn endpoint() -> &'static str {
     ENDPOINT.get_or_init(start)
 }
 
-fn moto_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MOTO_SERVER") {
-        return path.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
-    if venv.exists() {
-        return venv;
-    }
-    panic!(
-        "moto_server not found: run `make venv` (or `make test`, which does it), \
-         or point MOTO_SERVER at a moto_server binary"
+/// The command that starts moto: `scripts/moto_server.py` (moto serving one request at a
+/// time, see there why) with the project's virtualenv Python.
+fn moto_command() -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("MOTO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found: run `make venv` (or `make test`, which does it) to install moto, \
+         or point MOTO_PYTHON at a Python that has moto[server]",
+        python.display()
     );
+    let mut command = Command::new(python);
+    command.arg(root.join("scripts/moto_server.py"));
+    command
 }
 
 fn start() -> String {
@@ -55,12 +59,11 @@ fn start() -> String {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let binary = moto_binary();
     let (sender, receiver) = std::sync::mpsc::channel();
     // The server is the child of a thread that lives as long as the process: PR_SET_PDEATHSIG
     // fires when the spawning *thread* ends, and this one only ends with the process.
     std::thread::spawn(move || {
-        let mut command = Command::new(&binary);
+        let mut command = moto_command();
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -78,9 +81,7 @@ fn start() -> String {
                 child.wait().ok();
             }
             Err(error) => {
-                sender
-                    .send(Err(format!("cannot start {}: {error}", binary.display())))
-                    .ok();
+                sender.send(Err(format!("cannot start moto: {error}"))).ok();
             }
         }
     });
@@ -99,8 +100,25 @@ fn start() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// SDK configuration for `endpoint` with local.env's region and dummy credentials.
+/// SDK configuration for `endpoint` with local.env's region and dummy credentials, and the
+/// function's own timeouts.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    sdk_config_with(endpoint, instaview_webhooks::aws::timeouts()).await
+}
+
+/// The same with generous timeouts: for the tests' own reads, which must not fail just because
+/// a loaded emulator is slow.
+pub async fn patient_sdk_config_for(endpoint: &str) -> SdkConfig {
+    let patient = aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(Duration::from_secs(60))
+        .build();
+    sdk_config_with(endpoint, patient).await
+}
+
+async fn sdk_config_with(
+    endpoint: &str,
+    timeouts: aws_config::timeout::TimeoutConfig,
+) -> SdkConfig {
     let env = local_env();
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -112,7 +130,7 @@ pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
             None,
             "local.env",
         ))
-        .timeout_config(instaview_webhooks::aws::timeouts())
+        .timeout_config(timeouts)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
         .load()
         .await
@@ -126,6 +144,8 @@ pub async fn sdk_config() -> SdkConfig {
 pub type AwsApp = App<DynamoApiKeys, DynamoWebhooks, SecretsManagerStore>;
 
 /// One test's private slice of the emulator: its own tables, pepper and secret prefix.
+/// `dynamodb` and `secretsmanager` are the test's own (patient) clients; `app()` builds the
+/// function's clients with the function's timeouts.
 pub struct AwsEnv {
     pub sdk: SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -140,9 +160,10 @@ impl AwsEnv {
         let env = local_env();
         let suffix = &Uuid::new_v4().simple().to_string()[..12];
         let sdk = sdk_config().await;
+        let patient = patient_sdk_config_for(endpoint()).await;
         let this = Self {
-            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-            secretsmanager: aws_sdk_secretsmanager::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&patient),
+            secretsmanager: aws_sdk_secretsmanager::Client::new(&patient),
             sdk,
             resources: Resources {
                 webhooks_table: format!("{}-{suffix}", env["WEBHOOKS_TABLE_NAME"]),
@@ -190,12 +211,33 @@ impl AwsEnv {
 
     /// The app wired to this test's resources, as `main` wires it.
     pub fn app(&self, settings: Settings) -> AwsApp {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.sdk);
         App::new(
-            DynamoApiKeys::new(self.dynamodb.clone(), &self.resources.api_keys_table),
-            DynamoWebhooks::new(self.dynamodb.clone(), &self.resources.webhooks_table),
-            self.secrets_store(),
+            DynamoApiKeys::new(dynamodb.clone(), &self.resources.api_keys_table),
+            DynamoWebhooks::new(dynamodb, &self.resources.webhooks_table),
+            SecretsManagerStore::new(
+                aws_sdk_secretsmanager::Client::new(&self.sdk),
+                &self.secret_prefix,
+                None,
+                &self.resources.pepper_secret_id,
+            ),
             settings,
         )
+    }
+
+    /// Webhook records only (not the per-key counters or idempotency claims beside them).
+    pub async fn webhook_records(
+        &self,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.webhook_items()
+            .await
+            .into_iter()
+            .filter(|item| {
+                item.get("id")
+                    .and_then(|id| id.as_s().ok())
+                    .is_some_and(|id| !id.contains('#'))
+            })
+            .collect()
     }
 
     /// Names of every secret under this test's prefix.
@@ -218,13 +260,15 @@ impl AwsEnv {
     pub async fn webhook_items(
         &self,
     ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        self.dynamodb
+        let pages: Result<Vec<_>, _> = self
+            .dynamodb
             .scan()
             .table_name(&self.resources.webhooks_table)
+            .into_paginator()
+            .items()
             .send()
-            .await
-            .expect("scan webhooks")
-            .items
-            .unwrap_or_default()
+            .collect()
+            .await;
+        pages.expect("scan webhooks")
     }
 }

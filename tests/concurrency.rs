@@ -1,0 +1,90 @@
+//! Concurrency against the local AWS emulator (its own moto, so the load cannot starve the
+//! other integration tests).
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use instaview_webhooks::config::Settings;
+use instaview_webhooks::domain::WRITE_WEBHOOKS;
+use instaview_webhooks::http::handle;
+use support::moto::AwsEnv;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_fifty() {
+    let env = AwsEnv::new().await;
+    let (key, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
+    let app = Arc::new(env.app(Settings {
+        max_webhooks_per_key: 50,
+        ..Settings::default()
+    }));
+    let token = token.expose().to_owned();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move {
+                parse(handle(&*app, post(SEED_BODY).token(&token).build()).await)
+            })
+        })
+        .collect();
+    let mut outcomes = BTreeMap::new();
+    let mut ids = HashSet::new();
+    let mut secrets = HashSet::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        if answer.status == 201 {
+            ids.insert(answer.json["data"]["id"].as_str().unwrap().to_owned());
+            secrets.insert(
+                answer.json["data"]["signingSecret"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        *outcomes
+            .entry((answer.status, answer.code().to_owned()))
+            .or_insert(0) += 1;
+    }
+    // The emulator serves one request at a time, so under this load some calls outlast the
+    // SDK's timeouts and answer a clean 503; what must hold is the limit and the invariant.
+    assert_eq!(
+        outcomes.get(&(201, String::new())),
+        Some(&50),
+        "{outcomes:?}"
+    );
+    for (status, code) in outcomes.keys() {
+        assert!(
+            matches!(
+                (*status, code.as_str()),
+                (201, "") | (409, "WEBHOOK_LIMIT_REACHED") | (503, "SERVICE_UNAVAILABLE")
+            ),
+            "{outcomes:?}"
+        );
+    }
+    assert_eq!((ids.len(), secrets.len()), (50, 50));
+
+    let records = env.webhook_records().await;
+    let stored: HashSet<String> = records
+        .iter()
+        .map(|r| r["id"].as_s().unwrap().clone())
+        .collect();
+    assert_eq!(stored, ids, "exactly the admitted webhooks are stored");
+    let quota = env
+        .webhook_items()
+        .await
+        .into_iter()
+        .find(|i| i["id"].as_s().unwrap() == &format!("quota#{}", key.id))
+        .unwrap();
+    assert_eq!(quota["webhookCount"].as_n().unwrap(), "50");
+    let secret_names: HashSet<String> = env.secret_names().await.into_iter().collect();
+    let expected: HashSet<String> = ids
+        .iter()
+        .map(|id| format!("{}{id}", env.secret_prefix))
+        .collect();
+    assert_eq!(
+        secret_names, expected,
+        "refused creates leave no secret, admitted ones keep theirs"
+    );
+}
