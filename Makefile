@@ -44,7 +44,7 @@ lint: venv ## Lint the SAM template and check its IAM policies for wildcards
 openapi: venv ## Validate openapi.yaml and its examples
 	$(PY) scripts/validate_openapi.py openapi.yaml
 
-FUZZ_EXAMPLES ?= 50
+FUZZ_EXAMPLES ?= 200
 fuzz-api: venv ## Schemathesis against a locally served function (FUZZ_EXAMPLES=N per operation)
 	MOTO_PORT=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
 	API_PORT=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \

@@ -627,6 +627,17 @@ async fn invalid_idempotency_key_is_400() {
 }
 
 #[tokio::test]
+async fn idempotency_key_with_non_utf8_bytes_is_400() {
+    let mut request = post(SEED_BODY).build();
+    request.headers_mut().insert(
+        "idempotency-key",
+        lambda_http::http::HeaderValue::from_bytes(b"\xd7\xf8\x9b").unwrap(),
+    );
+    let answer = parse(handle(&memory_app(), request).await);
+    assert_error(&answer, 400, "VALIDATION_ERROR");
+}
+
+#[tokio::test]
 async fn a_failed_create_releases_its_idempotency_key() {
     let app = memory_app();
     app.secrets().fail_create_with(unavailable());
