@@ -4,16 +4,19 @@
 //! logs whole raw events (Authorization header and body included) at TRACE, and SDKs log request
 //! bodies at TRACE: letting them through would put tokens and secrets in the logs.
 
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
 
-/// The filter: `info` for everything, `level` for this crate.
-pub fn filter(level: &str) -> EnvFilter {
-    let level = match level.to_ascii_lowercase().as_str() {
-        l @ ("error" | "warn" | "info" | "debug" | "trace") => l.to_owned(),
-        _ => "info".to_owned(),
-    };
-    EnvFilter::new(format!("info,instaview_webhooks={level}"))
+/// The filter: `info` for everything, `level` for this crate (an unknown level means `info`).
+/// A static `Targets` filter, not `EnvFilter`: nothing outside can widen it, and it needs no
+/// regex engine in the binary.
+pub fn filter(level: &str) -> Targets {
+    let level = level.parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
+    Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("instaview_webhooks", level)
 }
 
 /// Installs the JSON subscriber for the process, writing to stdout (CloudWatch).
@@ -24,7 +27,7 @@ pub fn init() {
 }
 
 /// The subscriber, writing to `writer` (tests capture it).
-pub fn subscriber<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+pub fn subscriber<W>(filter: Targets, writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -34,7 +37,29 @@ where
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .with_env_filter(filter)
         .with_writer(writer)
         .finish()
+        .with(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn dependencies_stay_at_info_whatever_the_level() {
+        let filter = filter("trace");
+        assert!(filter.would_enable("instaview_webhooks::service", &Level::TRACE));
+        assert!(!filter.would_enable("lambda_runtime::layers::api_response", &Level::TRACE));
+        assert!(!filter.would_enable("aws_smithy_runtime::client", &Level::DEBUG));
+        assert!(filter.would_enable("lambda_runtime", &Level::INFO));
+    }
+
+    #[test]
+    fn unknown_level_means_info() {
+        let filter = filter("loud");
+        assert!(filter.would_enable("instaview_webhooks", &Level::INFO));
+        assert!(!filter.would_enable("instaview_webhooks", &Level::DEBUG));
+    }
 }
