@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements-dev.txt | cut -c1-12)
 EVENT ?= events/http-api/create-seed-example.201.json
 
-.PHONY: help venv run test fmt-check clippy unit-test lint openapi fuzz-api build invoke bench clean
+.PHONY: help venv run test fmt-check clippy unit-test lint openapi fuzz-api fuzz-body build invoke bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,3 +62,12 @@ bench: ## Benchmarks of the request path (criterion)
 
 clean:
 	cargo clean; rm -rf $(VENV) .run
+
+FUZZ_SECONDS ?= 60
+fuzz-body: ## Coverage-guided fuzzing of the body parser (cargo fuzz, FUZZ_SECONDS=60)
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	# cargo fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+	# No sanitizer: the code under test is safe Rust, so ASan would find nothing but cost speed.
+	mkdir -p fuzz/corpus/body_parser
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none body_parser \
+	  corpus/body_parser seeds/body_parser -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536

@@ -46,7 +46,7 @@ fn body_with_header(value: &str) -> String {
 }
 
 #[test]
-fn logs_hold_no_token_signing_secret_or_header_value_in_any_outcome() {
+fn logs_and_error_answers_hold_no_token_signing_secret_or_header_value_in_any_outcome() {
     let captured = Captured::default();
     let subscriber = telemetry::subscriber(telemetry::filter("trace"), captured.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -55,68 +55,57 @@ fn logs_hold_no_token_signing_secret_or_header_value_in_any_outcome() {
         .build()
         .unwrap();
 
-    let (secrets, token) = runtime.block_on(async {
+    let (answers, token, suspended_token, read_only_token) = runtime.block_on(async {
         let env = AwsEnv::new().await;
         let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
-        let token = token.expose().to_owned();
-        let app = env.app(Settings::default());
-        let mut secrets = Vec::new();
-        let send = |request: support::RequestBuilder| {
-            let app = &app;
-            async move { parse(handle(app, request.build()).await) }
-        };
-
-        // 201, twice (the second served from the key cache).
-        for _ in 0..2 {
-            let answer = send(post(&body_with_header(HEADER_VALUE)).token(&token)).await;
-            assert_eq!(answer.status, 201, "{}", answer.raw);
-            secrets.push(
-                answer.json["data"]["signingSecret"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
-        }
-        // 400 with the header value inside an invalid header.
-        let invalid = format!("{HEADER_VALUE} ");
-        assert_eq!(
-            send(post(&body_with_header(&invalid)).token(&token))
-                .await
-                .status,
-            400
-        );
-        // 400 with the token in a malformed body.
-        assert_eq!(
-            send(post(&format!("{{\"url\": \"{token}")).token(&token))
-                .await
-                .status,
-            400
-        );
-        // 401 for an unknown key, 401 for a malformed one, 405, 404, 415.
-        assert_eq!(send(post("{}").token(UNKNOWN_TOKEN)).await.status, 401);
-        assert_eq!(
-            send(post("{}").header("authorization", &format!("Basic {token}")))
-                .await
-                .status,
-            401
-        );
-        assert_eq!(
-            send(post("{}").token(&token).method(Method::GET))
-                .await
-                .status,
-            405
-        );
-        assert_eq!(send(post("{}").token(&token).path("/x")).await.status, 404);
-        assert_eq!(
-            send(
-                post("{}")
-                    .token(&token)
-                    .header("content-type", "text/plain")
-            )
+        let (_, read_only) = env.create_key(&["read:webhooks"]).await;
+        let (suspended_key, suspended) = env.create_key(&[WRITE_WEBHOOKS]).await;
+        env.admin()
+            .suspend_key(&suspended_key.id, "Unpaid invoice")
             .await
-            .status,
-            415
-        );
+            .unwrap();
+        let token = token.expose().to_owned();
+        let app = env.app(Settings {
+            max_webhooks_per_key: 3,
+            ..Settings::default()
+        });
+        let body = body_with_header(HEADER_VALUE);
+        let mut answers = Vec::new();
+        let requests = vec![
+            // 201, then 201 replayed (the secret read back), then 409 reused, 409 limit.
+            post(&body)
+                .token(&token)
+                .header("idempotency-key", "leak-1"),
+            post(&body)
+                .token(&token)
+                .header("idempotency-key", "leak-1"),
+            post(&body.replace("ping", "interview.started"))
+                .token(&token)
+                .header("idempotency-key", "leak-1"),
+            post(&body).token(&token),
+            post(&body).token(&token),
+            post(&body).token(&token),
+            // 400 with the header value inside an invalid header, and the token in a body.
+            post(&body_with_header(&format!("{HEADER_VALUE} "))).token(&token),
+            post(&format!("{{\"url\": \"{token}")).token(&token),
+            // 401 unknown, malformed, suspended; 403 scope, 403 company.
+            post(&body).token(UNKNOWN_TOKEN),
+            post(&body).header("authorization", &format!("Basic {token}")),
+            post(&body).token(suspended.expose()),
+            post(&body).token(read_only.expose()),
+            post(&body.replacen('{', &format!("{{\"companyId\":\"{OTHER_COMPANY}\","), 1))
+                .token(&token),
+            // 404, 405, 413, 415.
+            post(&body).token(&token).path("/x"),
+            post(&body).token(&token).method(Method::GET),
+            post(&format!("{body}{}", " ".repeat(600 * 1024))).token(&token),
+            post(&body)
+                .token(&token)
+                .header("content-type", "text/plain"),
+        ];
+        for request in requests {
+            answers.push(parse(handle(&app, request.build()).await));
+        }
 
         // 503: the record cannot be written, the secret is undone.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -131,25 +120,69 @@ fn logs_hold_no_token_signing_secret_or_header_value_in_any_outcome() {
             env.secrets_store(),
             Settings::default(),
         );
-        let answer = parse(
-            handle(
-                &failing,
-                post(&body_with_header(HEADER_VALUE)).token(&token).build(),
-            )
-            .await,
-        );
-        assert_eq!(answer.status, 503);
-        (secrets, token)
+        answers.push(parse(
+            handle(&failing, post(&body).token(&token).build()).await,
+        ));
+        (
+            answers,
+            token,
+            suspended.expose().to_owned(),
+            read_only.expose().to_owned(),
+        )
     });
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = logs.lines().collect();
-    let request_lines: Vec<Value> = lines
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            201, 201, 409, 201, 201, 409, 400, 400, 401, 401, 401, 403, 403, 404, 405, 413, 415,
+            503
+        ]
+    );
+    let secrets: Vec<&str> = answers
         .iter()
+        .filter_map(|a| a.json["data"]["signingSecret"].as_str())
+        .collect();
+    assert_eq!(secrets.len(), 4);
+
+    let hex_value = HEADER_VALUE.split(' ').nth(1).unwrap();
+    let credentials = [
+        token.as_str(),
+        suspended_token.as_str(),
+        read_only_token.as_str(),
+        UNKNOWN_TOKEN,
+        hex_value,
+    ];
+    for answer in &answers {
+        for needle in credentials {
+            assert!(
+                !answer.raw.contains(needle),
+                "{needle} in an answer: {}",
+                answer.raw
+            );
+        }
+        if answer.status != 201 {
+            for secret in &secrets {
+                assert!(
+                    !answer.raw.contains(secret),
+                    "a signing secret in an error: {}",
+                    answer.raw
+                );
+            }
+        }
+    }
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let request_lines: Vec<Value> = logs
+        .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v.get("status").is_some())
         .collect();
-    assert_eq!(request_lines.len(), 10, "one line per request:\n{logs}");
+    assert_eq!(
+        request_lines.len(),
+        answers.len(),
+        "one line per request:\n{logs}"
+    );
     for line in &request_lines {
         for field in ["request_id", "route", "status", "latency_ms"] {
             assert!(line.get(field).is_some(), "{field} missing in {line}");
@@ -158,11 +191,7 @@ fn logs_hold_no_token_signing_secret_or_header_value_in_any_outcome() {
     assert!(request_lines
         .iter()
         .any(|l| l.get("webhook_id").is_some() && l.get("api_key_id").is_some()));
-
-    let hex_value = HEADER_VALUE.split(' ').nth(1).unwrap();
-    let mut forbidden = vec![token.as_str(), hex_value, UNKNOWN_TOKEN];
-    forbidden.extend(secrets.iter().map(String::as_str));
-    for needle in forbidden {
+    for needle in credentials.iter().copied().chain(secrets.iter().copied()) {
         assert!(
             !logs.contains(needle),
             "a secret reached the logs: {needle}\n{logs}"
