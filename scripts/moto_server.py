@@ -21,6 +21,9 @@ def _run_simple_serially(*args, **kwargs):
 
 
 moto.server.run_simple = _run_simple_serially
+# One request at a time means many waiting connections under load: let the kernel queue them
+# (werkzeug's default backlog of 128 refuses the rest).
+werkzeug.serving.BaseWSGIServer.request_queue_size = 1024
 
 if __name__ == "__main__":
     moto.server.main(sys.argv[1:])

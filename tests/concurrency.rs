@@ -88,3 +88,54 @@ async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_f
         "refused creates leave no secret, admitted ones keep theirs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_creates_give_two_hundred_distinct_webhooks_and_secrets() {
+    use instaview_webhooks::service::App;
+    use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
+    use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
+
+    let env = AwsEnv::new().await;
+    let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
+    // The test's patient clients: the emulator serves one request at a time, and this test is
+    // about the handler's shared state (pepper, key cache, ids, secrets), not about timeouts.
+    let app = Arc::new(App::new(
+        DynamoApiKeys::new(env.dynamodb.clone(), &env.resources.api_keys_table),
+        DynamoWebhooks::new(env.dynamodb.clone(), &env.resources.webhooks_table),
+        SecretsManagerStore::new(
+            env.secretsmanager.clone(),
+            &env.secret_prefix,
+            None,
+            &env.resources.pepper_secret_id,
+        ),
+        Settings {
+            max_webhooks_per_key: 1000,
+            ..Settings::default()
+        },
+    ));
+    let token = token.expose().to_owned();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move {
+                parse(handle(&*app, post(SEED_BODY).token(&token).build()).await)
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    let mut secrets = HashSet::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, 201, "{}", answer.raw);
+        ids.insert(answer.json["data"]["id"].as_str().unwrap().to_owned());
+        secrets.insert(
+            answer.json["data"]["signingSecret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!((ids.len(), secrets.len()), (200, 200));
+    assert_eq!(env.webhook_records().await.len(), 200);
+    assert_eq!(env.secret_names().await.len(), 200);
+}

@@ -35,37 +35,39 @@ where
     let request_id = request_id(&request);
     let route = route_of(path_of(&request));
     let mut outcome = Outcome::default();
-    let result = create(app, &request, &mut outcome).await;
+    let result = create(app, &request, route, &mut outcome).await;
     let response = match &result {
         Ok(created) => response::created(created, &request_id),
         Err(error) => error_response(error, &request_id),
     };
-    let status = response.status().as_u16();
-    let error_code = result.as_ref().err().map(|e| e.answer().code);
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match result.as_ref().err() {
-        Some(err @ (ApiError::ServiceUnavailable(_) | ApiError::Internal(_))) => tracing::warn!(
-            request_id = %request_id,
-            route,
-            method = %request.method(),
-            status,
-            latency_ms,
-            api_key_id = outcome.api_key_id.as_deref(),
-            error_code,
-            cause = %err,
-            "request failed"
-        ),
-        _ => tracing::info!(
-            request_id = %request_id,
-            route,
-            method = %request.method(),
-            status,
-            latency_ms,
-            api_key_id = outcome.api_key_id.as_deref(),
-            webhook_id = outcome.webhook_id.as_deref(),
-            error_code,
-            "request handled"
-        ),
+    // AWS trouble and bugs are warnings, with their cause (an error code, never SDK text).
+    let cause = match &result {
+        Err(error @ (ApiError::ServiceUnavailable(_) | ApiError::Internal(_))) => {
+            Some(error.to_string())
+        }
+        _ => None,
+    };
+    macro_rules! log_request {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                $level,
+                request_id = %request_id,
+                route,
+                method = %request.method(),
+                status = response.status().as_u16(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                api_key_id = outcome.api_key_id.as_deref(),
+                webhook_id = outcome.webhook_id.as_deref(),
+                error_code = result.as_ref().err().map(|e| e.answer().code),
+                cause = cause.as_deref(),
+                $message
+            )
+        };
+    }
+    if cause.is_some() {
+        log_request!(tracing::Level::WARN, "request failed");
+    } else {
+        log_request!(tracing::Level::INFO, "request handled");
     }
     response
 }
@@ -94,10 +96,13 @@ fn path_of(request: &Request) -> &str {
     }
 }
 
+/// The one route this function serves.
+const WEBHOOKS: &str = "/webhooks";
+
 /// The route a path matches, ignoring one trailing slash.
 fn route_of(path: &str) -> &'static str {
     match path.strip_suffix('/').unwrap_or(path) {
-        "/webhooks" => "/webhooks",
+        WEBHOOKS => WEBHOOKS,
         _ => "unmatched",
     }
 }
@@ -121,6 +126,7 @@ fn request_id(request: &Request) -> String {
 async fn create<K, W, S>(
     app: &App<K, W, S>,
     request: &Request,
+    route: &str,
     outcome: &mut Outcome,
 ) -> Result<Created, ApiError>
 where
@@ -128,7 +134,7 @@ where
     W: WebhookStore,
     S: SecretStore,
 {
-    if route_of(path_of(request)) != "/webhooks" {
+    if route != WEBHOOKS {
         return Err(ApiError::NotFound);
     }
     if request.method() != Method::POST {

@@ -110,6 +110,7 @@ pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
 /// a loaded emulator is slow.
 pub async fn patient_sdk_config_for(endpoint: &str) -> SdkConfig {
     let patient = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(30))
         .operation_timeout(Duration::from_secs(60))
         .build();
     sdk_config_with(endpoint, patient).await
