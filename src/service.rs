@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
@@ -15,9 +15,16 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::store::{
-    ApiKeyStore, InsertError, SecretRef, SecretStore, StoreError, WebhookSecretMaterial,
-    WebhookStore,
+    ApiKeyStore, InsertError, SecretStore, StoreError, WebhookSecretMaterial, WebhookStore,
 };
+
+/// Time allowed for the writes of one create (claim, secret, record), or for answering a retry
+/// again. Past it the request gives up and undoes what it may have written.
+pub const WRITE_BUDGET: Duration = Duration::from_secs(10);
+/// Time allowed for that undo. With authentication (at most two calls of 3 s) a request
+/// answers within about 24 s whatever AWS does: inside the function's 28 s timeout and API
+/// Gateway's 29 s.
+pub const UNDO_BUDGET: Duration = Duration::from_secs(8);
 
 /// Most API keys one container remembers; past it the cache starts over. Keys are few per
 /// customer, and only found keys are cached, so random tokens cannot grow it.
@@ -114,6 +121,10 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
     }
 
     /// Creates the webhook, at most once per idempotency claim.
+    ///
+    /// The writes (claim, secret, record) run within [`WRITE_BUDGET`]. When they fail, or the
+    /// budget runs out, whatever they may have left is undone within [`UNDO_BUDGET`] before the
+    /// answer, so that a failed request leaves nothing behind and still answers in time.
     pub async fn create_webhook(
         &self,
         key: &ApiKey,
@@ -123,27 +134,90 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         if let Some(company) = request.company_id {
             key.authorise_company(company)?;
         }
-        let Some(claim) = claim else {
-            return self.create_new(key, request, None).await;
+        let signing_secret = SigningSecret::try_generate()
+            .map_err(|_| ApiError::Internal("the OS random number generator failed".into()))?;
+        let webhook = Webhook::new(Uuid::new_v4(), &key.id, &request, OffsetDateTime::now_utc());
+        let write = self.write(key, &webhook, &signing_secret, &request, claim.as_ref());
+        let failure = match tokio::time::timeout(WRITE_BUDGET, write).await {
+            Ok(Ok(Written::New)) => {
+                return Ok(Created {
+                    webhook,
+                    signing_secret,
+                    replayed: false,
+                })
+            }
+            Ok(Ok(Written::Replayed(created))) => return Ok(*created),
+            Ok(Err(failure)) => failure,
+            Err(_) => Failure::Unknown(ApiError::ServiceUnavailable(StoreError::Unavailable {
+                operation: "create webhook",
+                kind: "write budget exhausted".into(),
+            })),
         };
-        match self
-            .webhooks
-            .claim(&claim, OffsetDateTime::now_utc())
-            .await?
-        {
-            ClaimOutcome::Claimed => {}
-            ClaimOutcome::InProgress => return Err(ApiError::RequestInProgress),
-            ClaimOutcome::Reused => return Err(ApiError::IdempotencyKeyReused),
-            ClaimOutcome::Completed(id) => return self.replay(id, key).await,
+        let (error, record_may_exist) = match failure {
+            Failure::NothingWritten(error) => return Err(error),
+            Failure::BeforeRecord(error) => (error, false),
+            Failure::Unknown(error) => (error, true),
+        };
+        let undo = self.undo(&webhook, record_may_exist, claim.as_ref());
+        if tokio::time::timeout(UNDO_BUDGET, undo).await.is_err() {
+            tracing::error!(
+                webhook_id = %webhook.id,
+                "undoing a failed create ran out of time; reconcile this id"
+            );
         }
-        let created = self.create_new(key, request, Some(&claim)).await;
-        if created.is_err() {
-            // Let a retry try again rather than wait out the claim.
-            if let Err(error) = self.webhooks.release(&claim).await {
-                tracing::warn!(error = %error, "could not release an idempotency claim; it lapses by itself");
+        Err(error)
+    }
+
+    /// Claims the idempotency key (if any), then writes the secret, then the record.
+    async fn write(
+        &self,
+        key: &ApiKey,
+        webhook: &Webhook,
+        signing_secret: &SigningSecret,
+        request: &NewWebhook,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Written, Failure> {
+        if let Some(claim) = claim {
+            let outcome = self.webhooks.claim(claim, OffsetDateTime::now_utc()).await;
+            match outcome.map_err(|e| Failure::BeforeRecord(e.into()))? {
+                ClaimOutcome::Claimed => {}
+                ClaimOutcome::InProgress => {
+                    return Err(Failure::NothingWritten(ApiError::RequestInProgress))
+                }
+                ClaimOutcome::Reused => {
+                    return Err(Failure::NothingWritten(ApiError::IdempotencyKeyReused))
+                }
+                ClaimOutcome::Completed(id) => {
+                    let replayed = self.replay(id, key).await;
+                    return replayed
+                        .map(|created| Written::Replayed(Box::new(created)))
+                        .map_err(Failure::NothingWritten);
+                }
             }
         }
-        created
+        let secret = self
+            .secrets
+            .create_webhook_secret(&WebhookSecretMaterial {
+                webhook_id: webhook.id,
+                api_key_id: &key.id,
+                signing_secret,
+                headers: &request.headers,
+            })
+            .await
+            .map_err(|e| Failure::BeforeRecord(e.into()))?;
+        let limit = self.settings.max_webhooks_per_key;
+        match self.webhooks.insert(webhook, &secret, limit, claim).await {
+            Ok(()) => Ok(Written::New),
+            // A cancelled transaction wrote nothing.
+            Err(InsertError::LimitReached) => {
+                Err(Failure::BeforeRecord(ApiError::WebhookLimitReached {
+                    limit,
+                }))
+            }
+            Err(InsertError::ClaimLost) => Err(Failure::BeforeRecord(ApiError::RequestInProgress)),
+            // Anything else may hide a write that landed.
+            Err(InsertError::Store(error)) => Err(Failure::Unknown(error.into())),
+        }
     }
 
     /// The webhook an earlier request with the same idempotency key created, with its secret
@@ -163,70 +237,52 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         })
     }
 
-    /// The secret first, then the record. If the record cannot be written, the secret is
-    /// deleted before answering, so a failed request leaves nothing behind.
-    async fn create_new(
+    /// Removes what a failed create may have left, record first: a record without its secret
+    /// would be the worse leftover. The secret is deleted by name, since a timed-out create
+    /// may have made one whose ARN we never heard; the claim is released so a retry can go on.
+    /// What cannot be undone is logged with the webhook id for reconciliation.
+    async fn undo(
         &self,
-        key: &ApiKey,
-        request: NewWebhook,
+        webhook: &Webhook,
+        record_may_exist: bool,
         claim: Option<&IdempotencyClaim>,
-    ) -> Result<Created, ApiError> {
-        let signing_secret = SigningSecret::try_generate()
-            .map_err(|_| ApiError::Internal("the OS random number generator failed".into()))?;
-        let webhook = Webhook::new(Uuid::new_v4(), &key.id, &request, OffsetDateTime::now_utc());
-        let secret = self
-            .secrets
-            .create_webhook_secret(&WebhookSecretMaterial {
-                webhook_id: webhook.id,
-                api_key_id: &key.id,
-                signing_secret: &signing_secret,
-                headers: &request.headers,
-            })
-            .await?;
-        let limit = self.settings.max_webhooks_per_key;
-        if let Err(error) = self.webhooks.insert(&webhook, &secret, limit, claim).await {
-            self.undo_insert(&webhook, &secret, &error).await;
-            return Err(match error {
-                InsertError::LimitReached => ApiError::WebhookLimitReached { limit },
-                InsertError::ClaimLost => ApiError::RequestInProgress,
-                InsertError::Store(error) => error.into(),
-            });
-        }
-        Ok(Created {
-            webhook,
-            signing_secret,
-            replayed: false,
-        })
-    }
-
-    /// Leaves nothing behind after a failed insert: the secret is always deleted (the contract's
-    /// rule). When the failure was ambiguous (a timeout can hide a write that landed), the record
-    /// is removed first, conditionally on holding our secret's ARN. Should that removal fail too,
-    /// the webhook id is logged so that reconciliation can check for a record without a secret.
-    async fn undo_insert(&self, webhook: &Webhook, secret: &SecretRef, error: &InsertError) {
-        if matches!(error, InsertError::Store(StoreError::Unavailable { .. })) {
-            let removed = self
-                .webhooks
-                .remove(webhook.id, &webhook.api_key_id, secret)
-                .await;
-            if let Err(remove_error) = removed {
+    ) {
+        if record_may_exist {
+            if let Err(error) = self.webhooks.remove(webhook.id, &webhook.api_key_id).await {
                 tracing::error!(
                     webhook_id = %webhook.id,
-                    error = %remove_error,
+                    error = %error,
                     "could not confirm that no webhook record was written; reconcile this id"
                 );
             }
         }
-        for attempt in 1..=3 {
-            match self.secrets.delete_webhook_secret(secret).await {
-                Ok(()) => return,
-                Err(delete_error) if attempt == 3 => tracing::error!(
-                    webhook_id = %webhook.id,
-                    error = %delete_error,
-                    "could not delete the secret of a webhook that was never stored; reconcile this id"
-                ),
-                Err(_) => {}
+        if let Err(error) = self.secrets.delete_webhook_secret(webhook.id).await {
+            tracing::error!(
+                webhook_id = %webhook.id,
+                error = %error,
+                "could not delete the secret of a webhook that was never stored; reconcile this id"
+            );
+        }
+        if let Some(claim) = claim {
+            if let Err(error) = self.webhooks.release(claim).await {
+                tracing::warn!(error = %error, "could not release an idempotency claim; it lapses by itself");
             }
         }
     }
+}
+
+/// What the writes of a create achieved.
+enum Written {
+    New,
+    Replayed(Box<Created>),
+}
+
+/// How far a failed create got, which tells the undo what to look for.
+enum Failure {
+    /// Nothing of this request's can exist (refused, or answered from an earlier request).
+    NothingWritten(ApiError),
+    /// A claim and a secret may exist, but not the record.
+    BeforeRecord(ApiError),
+    /// Anything may exist: the record write was ambiguous.
+    Unknown(ApiError),
 }

@@ -3,9 +3,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use instaview_webhooks::config::Settings;
 use instaview_webhooks::domain::WRITE_WEBHOOKS;
 use instaview_webhooks::http::handle;
@@ -17,26 +14,6 @@ use serde_json::Value;
 use support::moto::{sdk_config_for, AwsEnv};
 use support::*;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 const HEADER_VALUE: &str = "Bearer hv-9f3b2c1d8e7a6b5c4d3e2f1a0b9c8d7e";
 
 fn body_with_header(value: &str) -> String {
@@ -47,7 +24,7 @@ fn body_with_header(value: &str) -> String {
 
 #[test]
 fn logs_and_error_answers_hold_no_token_signing_secret_or_header_value_in_any_outcome() {
-    let captured = Captured::default();
+    let captured = CapturedLogs::default();
     let subscriber = telemetry::subscriber(telemetry::filter("trace"), captured.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -172,7 +149,7 @@ fn logs_and_error_answers_hold_no_token_signing_secret_or_header_value_in_any_ou
         }
     }
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let request_lines: Vec<Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -33,6 +33,9 @@ pub struct IdempotencyClaim {
     pub record_id: String,
     /// SHA-256 of the request body: the same key with another body is a client bug.
     pub request_hash: String,
+    /// Random per request: tells this request's own claim (say, a retried write whose first
+    /// answer was lost) from another request's.
+    pub owner: String,
 }
 
 impl IdempotencyClaim {
@@ -43,6 +46,7 @@ impl IdempotencyClaim {
                 hex::encode(Sha256::digest(key.0.as_bytes()))
             ),
             request_hash: hex::encode(Sha256::digest(body)),
+            owner: Uuid::new_v4().to_string(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub type Item = HashMap<String, AttributeValue>;
 pub const API_KEY_HASH: &str = "keyHash";
 /// Partition key of the webhooks table.
 pub const WEBHOOK_ID: &str = "id";
+/// Marks an item that holds a failed create's id, so that a late copy cannot write it.
+pub const FENCE: &str = "fence";
 
 /// Reads API key records by token hash.
 #[derive(Clone, Debug)]
@@ -173,7 +175,7 @@ impl WebhookStore for DynamoWebhooks {
         if failed(0) {
             // Only our own earlier attempt can hold this fresh UUID; make sure it is ours.
             return match self.get(webhook.id).await? {
-                Some((_, stored)) if stored == *secret => Ok(()),
+                Some((_, stored)) if stored.arn == secret.arn => Ok(()),
                 _ => Err(StoreError::Failed {
                     operation: "dynamodb.TransactWriteItems(webhook)",
                     kind: "webhook id exists".into(),
@@ -194,46 +196,69 @@ impl WebhookStore for DynamoWebhooks {
         .into())
     }
 
-    async fn remove(
-        &self,
-        id: Uuid,
-        api_key_id: &str,
-        secret: &SecretRef,
-    ) -> Result<(), StoreError> {
-        let delete = build(
-            Delete::builder()
-                .table_name(&self.table)
-                .key(WEBHOOK_ID, s(&id.to_string()))
-                .condition_expression("secretArn = :arn")
-                .expression_attribute_values(":arn", s(&secret.arn))
-                .build(),
-        )?;
-        let give_back = build(
-            Update::builder()
-                .table_name(&self.table)
-                .key(WEBHOOK_ID, s(&quota_id(api_key_id)))
-                .update_expression("ADD webhookCount :minus_one")
-                .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
-                .build(),
-        )?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(TransactWriteItem::builder().update(give_back).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // No record holds our secret: nothing landed, nothing to undo.
-            Err(e)
-                if cancellation_codes(&e)
-                    .is_some_and(|c| c.first().is_some_and(|c| c == CONDITION_FAILED)) =>
-            {
-                Ok(())
+    async fn remove(&self, id: Uuid, api_key_id: &str) -> Result<(), StoreError> {
+        // A copy of the insert may still be on its way: when there is no record, the id is
+        // fenced, so that the copy's `attribute_not_exists(id)` fails if it lands later.
+        for _ in 0..3 {
+            let delete = build(
+                Delete::builder()
+                    .table_name(&self.table)
+                    .key(WEBHOOK_ID, s(&id.to_string()))
+                    .condition_expression("attribute_exists(#id) AND attribute_not_exists(#fence)")
+                    .expression_attribute_names("#id", WEBHOOK_ID)
+                    .expression_attribute_names("#fence", FENCE)
+                    .build(),
+            )?;
+            let give_back = build(
+                Update::builder()
+                    .table_name(&self.table)
+                    .key(WEBHOOK_ID, s(&quota_id(api_key_id)))
+                    .update_expression("ADD webhookCount :minus_one")
+                    .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+                    .build(),
+            )?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(delete).build())
+                .transact_items(TransactWriteItem::builder().update(give_back).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if cancellation_codes(&e)
+                        .is_some_and(|c| c.first().is_some_and(|c| c == CONDITION_FAILED)) => {}
+                Err(e) => return Err(classify("dynamodb.TransactWriteItems(undo webhook)", &e)),
             }
-            Err(e) => Err(classify("dynamodb.TransactWriteItems(undo webhook)", &e)),
+            let expires = OffsetDateTime::now_utc().unix_timestamp() + IDEMPOTENCY_TTL_SECONDS;
+            let fenced = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item(WEBHOOK_ID, s(&id.to_string()))
+                .item(FENCE, AttributeValue::Bool(true))
+                .item("expiresAt", AttributeValue::N(expires.to_string()))
+                .condition_expression("attribute_not_exists(#id) OR attribute_exists(#fence)")
+                .expression_attribute_names("#id", WEBHOOK_ID)
+                .expression_attribute_names("#fence", FENCE)
+                .send()
+                .await;
+            match fenced {
+                Ok(_) => return Ok(()),
+                // The record landed in between: remove it.
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(PutItemError::ConditionalCheckFailedException(_))
+                    ) => {}
+                Err(e) => return Err(classify("dynamodb.PutItem(fence webhook id)", &e)),
+            }
         }
+        Err(StoreError::Failed {
+            operation: "dynamodb.TransactWriteItems(undo webhook)",
+            kind: "record keeps coming back".into(),
+        })
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<(Webhook, SecretRef)>, StoreError> {
@@ -246,7 +271,7 @@ impl WebhookStore for DynamoWebhooks {
             .send()
             .await
             .map_err(|e| classify("dynamodb.GetItem(webhook)", &e))?;
-        match output.item {
+        match output.item.filter(|item| !item.contains_key(FENCE)) {
             None => Ok(None),
             Some(item) => webhook_from_item(&item)
                 .map(Some)
@@ -270,6 +295,7 @@ impl WebhookStore for DynamoWebhooks {
             .item(WEBHOOK_ID, s(&claim.record_id))
             .item("status", s("in_progress"))
             .item("requestHash", s(&claim.request_hash))
+            .item("owner", s(&claim.owner))
             .item("lockedAt", AttributeValue::N(now.to_string()))
             // DynamoDB's TTL deletes the claim a day later (within a few days; reads check).
             .item(
@@ -315,7 +341,12 @@ impl WebhookStore for DynamoWebhooks {
                 .unwrap_or_default(),
         };
         Ok(
-            if get_s(&held, "requestHash") != Some(claim.request_hash.as_str()) {
+            if get_s(&held, "owner") == Some(claim.owner.as_str())
+                && get_s(&held, "webhookId").is_none()
+            {
+                // Our own claim: an earlier attempt of this very call landed.
+                ClaimOutcome::Claimed
+            } else if get_s(&held, "requestHash") != Some(claim.request_hash.as_str()) {
                 ClaimOutcome::Reused
             } else if let Some(id) =
                 get_s(&held, "webhookId").and_then(|id| Uuid::try_parse(id).ok())
@@ -328,14 +359,30 @@ impl WebhookStore for DynamoWebhooks {
     }
 
     async fn release(&self, claim: &IdempotencyClaim) -> Result<(), StoreError> {
-        self.client
+        // Only our own claim: a late retry must not free a later request's.
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key(WEBHOOK_ID, s(&claim.record_id))
+            .condition_expression("attribute_not_exists(#id) OR #owner = :owner")
+            .expression_attribute_names("#id", WEBHOOK_ID)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(&claim.owner))
             .send()
-            .await
-            .map_err(|e| classify("dynamodb.DeleteItem(idempotency claim)", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("dynamodb.DeleteItem(idempotency claim)", &e)),
+        }
     }
 }
 

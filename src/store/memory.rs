@@ -148,19 +148,9 @@ impl WebhookStore for MemoryWebhooks {
         Ok(())
     }
 
-    async fn remove(
-        &self,
-        id: Uuid,
-        api_key_id: &str,
-        secret: &SecretRef,
-    ) -> Result<(), StoreError> {
+    async fn remove(&self, id: Uuid, api_key_id: &str) -> Result<(), StoreError> {
         let mut tables = self.tables.lock().unwrap();
-        if tables
-            .records
-            .get(&id)
-            .is_some_and(|(_, stored)| stored == secret)
-        {
-            tables.records.remove(&id);
+        if tables.records.remove(&id).is_some() {
             if let Some(count) = tables.counts.get_mut(api_key_id) {
                 *count = count.saturating_sub(1);
             }
@@ -219,6 +209,10 @@ pub struct MemorySecrets {
 }
 
 impl MemorySecrets {
+    fn secret_name(webhook_id: Uuid) -> String {
+        format!("memory/webhooks/{webhook_id}")
+    }
+
     pub fn document(&self, name: &str) -> Option<String> {
         self.secrets.lock().unwrap().get(name).cloned()
     }
@@ -248,7 +242,7 @@ impl SecretStore for MemorySecrets {
         material: &WebhookSecretMaterial<'_>,
     ) -> Result<SecretRef, StoreError> {
         injected(&self.fail_create_with)?;
-        let name = format!("memory/webhooks/{}", material.webhook_id);
+        let name = Self::secret_name(material.webhook_id);
         self.secrets
             .lock()
             .unwrap()
@@ -259,8 +253,11 @@ impl SecretStore for MemorySecrets {
         })
     }
 
-    async fn delete_webhook_secret(&self, secret: &SecretRef) -> Result<(), StoreError> {
-        self.secrets.lock().unwrap().remove(&secret.name);
+    async fn delete_webhook_secret(&self, webhook_id: Uuid) -> Result<(), StoreError> {
+        self.secrets
+            .lock()
+            .unwrap()
+            .remove(&Self::secret_name(webhook_id));
         Ok(())
     }
 

@@ -64,13 +64,13 @@ pub trait WebhookStore: Send + Sync {
         claim: Option<&IdempotencyClaim>,
     ) -> impl Future<Output = Result<(), InsertError>> + Send;
 
-    /// Undoes an insert that may have landed: if record `id` exists and holds `secret`, removes
-    /// it and gives its place in the limit back. Absent is success.
+    /// Undoes an insert that may have landed: removes record `id` (a fresh UUID: only the
+    /// failed request can have written it) and gives its place in `api_key_id`'s limit back.
+    /// Absent is success, and a late copy of the insert must not bring the record back.
     fn remove(
         &self,
         id: Uuid,
         api_key_id: &str,
-        secret: &SecretRef,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads a record (strongly consistent), for answering a retried request again.
@@ -116,10 +116,12 @@ pub trait SecretStore: Send + Sync {
         material: &WebhookSecretMaterial<'_>,
     ) -> impl Future<Output = Result<SecretRef, StoreError>> + Send;
 
-    /// Deletes a secret at once, without a recovery window (it was never handed out).
+    /// Deletes the secret of `webhook_id` at once, without a recovery window (it was never
+    /// handed out). Found by name, since a create whose answer was lost leaves no ARN; one that
+    /// does not exist is deleted already.
     fn delete_webhook_secret(
         &self,
-        secret: &SecretRef,
+        webhook_id: Uuid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads a webhook's signing secret back, to answer a retried request with it again.

@@ -40,6 +40,29 @@ impl SecretsManagerStore {
     }
 }
 
+impl SecretsManagerStore {
+    /// Deletes a secret at once; one that does not exist (any more) is deleted already.
+    async fn delete(&self, secret_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(secret_id)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify("secretsmanager.DeleteSecret", &e)),
+        }
+    }
+}
+
 fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
@@ -69,15 +92,8 @@ impl SecretStore for SecretsManagerStore {
         Ok(SecretRef { arn, name })
     }
 
-    async fn delete_webhook_secret(&self, secret: &SecretRef) -> Result<(), StoreError> {
-        self.client
-            .delete_secret()
-            .secret_id(&secret.arn)
-            .force_delete_without_recovery(true)
-            .send()
-            .await
-            .map_err(|e| classify("secretsmanager.DeleteSecret", &e))?;
-        Ok(())
+    async fn delete_webhook_secret(&self, webhook_id: uuid::Uuid) -> Result<(), StoreError> {
+        self.delete(&self.secret_name(webhook_id)).await
     }
 
     async fn read_signing_secret(&self, secret: &SecretRef) -> Result<SigningSecret, StoreError> {

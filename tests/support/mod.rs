@@ -11,7 +11,35 @@ use serde_json::Value;
 use time::macros::datetime;
 use uuid::Uuid;
 
+pub mod fault_proxy;
 pub mod moto;
+
+/// Log lines written while a test runs: a `MakeWriter` for `telemetry::subscriber`.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
 
 pub const TOKEN: &str = "sk_TestWriteKey0123456789abcdefghijkl";
 pub const READ_ONLY_TOKEN: &str = "sk_TestReadOnlyKey0123456789abcdefgh";
