@@ -1,5 +1,7 @@
 //! Concurrency against the local AWS emulator (its own moto, so the load cannot starve the
-//! other integration tests).
+//! other integration tests). The apps use the tests' patient clients: the emulator serves one
+//! request at a time, and these tests are about the handler's shared state and the limit's
+//! atomicity, not about timeouts (the fault tests cover those).
 
 mod support;
 
@@ -8,9 +10,18 @@ use std::sync::Arc;
 
 use instaview_webhooks::config::Settings;
 use instaview_webhooks::domain::WRITE_WEBHOOKS;
-use instaview_webhooks::http::handle;
 use support::moto::AwsEnv;
 use support::*;
+
+/// The ids and signing secrets of the created webhooks among `answers`.
+fn created(answers: &[Answer]) -> (HashSet<String>, HashSet<String>) {
+    let created = answers.iter().filter(|a| a.status == 201);
+    let field = |a: &Answer, name: &str| a.json["data"][name].as_str().unwrap().to_owned();
+    (
+        created.clone().map(|a| field(a, "id")).collect(),
+        created.map(|a| field(a, "signingSecret")).collect(),
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_fifty() {
@@ -20,29 +31,9 @@ async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_f
         max_webhooks_per_key: 50,
         ..Settings::default()
     }));
-    let token = token.expose().to_owned();
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let (app, token) = (app.clone(), token.clone());
-            tokio::spawn(async move {
-                parse(handle(&*app, post(SEED_BODY).token(&token).build()).await)
-            })
-        })
-        .collect();
+    let answers = create_concurrently(app, token.expose(), 200).await;
     let mut outcomes = BTreeMap::new();
-    let mut ids = HashSet::new();
-    let mut secrets = HashSet::new();
-    for task in tasks {
-        let answer = task.await.unwrap();
-        if answer.status == 201 {
-            ids.insert(answer.json["data"]["id"].as_str().unwrap().to_owned());
-            secrets.insert(
-                answer.json["data"]["signingSecret"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
-        }
+    for answer in &answers {
         *outcomes
             .entry((answer.status, answer.code().to_owned()))
             .or_insert(0) += 1;
@@ -50,10 +41,12 @@ async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_f
     let admitted = outcomes.get(&(201, String::new()));
     let refused = outcomes.get(&(409, "WEBHOOK_LIMIT_REACHED".to_owned()));
     assert_eq!((admitted, refused), (Some(&50), Some(&150)), "{outcomes:?}");
+    let (ids, secrets) = created(&answers);
     assert_eq!((ids.len(), secrets.len()), (50, 50));
 
-    let records = env.webhook_records().await;
-    let stored: HashSet<String> = records
+    let stored: HashSet<String> = env
+        .webhook_records()
+        .await
         .iter()
         .map(|r| r["id"].as_s().unwrap().clone())
         .collect();
@@ -80,34 +73,13 @@ async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_f
 async fn two_hundred_concurrent_creates_give_two_hundred_distinct_webhooks_and_secrets() {
     let env = AwsEnv::new().await;
     let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
-    // Patient clients: the emulator serves one request at a time, and this test is about the
-    // handler's shared state (pepper, key cache, ids, secrets), not about timeouts.
     let app = Arc::new(env.patient_app(Settings {
         max_webhooks_per_key: 1000,
         ..Settings::default()
     }));
-    let token = token.expose().to_owned();
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let (app, token) = (app.clone(), token.clone());
-            tokio::spawn(async move {
-                parse(handle(&*app, post(SEED_BODY).token(&token).build()).await)
-            })
-        })
-        .collect();
-    let mut ids = HashSet::new();
-    let mut secrets = HashSet::new();
-    for task in tasks {
-        let answer = task.await.unwrap();
-        assert_eq!(answer.status, 201, "{}", answer.raw);
-        ids.insert(answer.json["data"]["id"].as_str().unwrap().to_owned());
-        secrets.insert(
-            answer.json["data"]["signingSecret"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
+    let answers = create_concurrently(app, token.expose(), 200).await;
+    assert!(answers.iter().all(|a| a.status == 201));
+    let (ids, secrets) = created(&answers);
     assert_eq!((ids.len(), secrets.len()), (200, 200));
     assert_eq!(env.webhook_records().await.len(), 200);
     assert_eq!(env.secret_names().await.len(), 200);

@@ -4,40 +4,21 @@
 //! runtime parses it (`lambda_http::request::from_str`) and answered by the real handler, backed
 //! by in-memory stores that hold the two development keys from `local.env`.
 
-use std::collections::HashMap;
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use instaview_webhooks::config::Settings;
-use instaview_webhooks::domain::{ApiKey, ApiKeyStatus, ApiToken, WRITE_WEBHOOKS};
+use instaview_webhooks::domain::{ApiKey, ApiToken, WRITE_WEBHOOKS};
 use instaview_webhooks::http::handle;
 use instaview_webhooks::service::App;
 use instaview_webhooks::store::memory::{MemoryApiKeys, MemorySecrets, MemoryWebhooks};
 use serde_json::Value;
-use time::OffsetDateTime;
+use support::SEED_FIELDS;
 use uuid::Uuid;
 
 /// Fewer files than this means the directory was emptied or moved, not that all is well.
 const MIN_EVENT_FILES: usize = 20;
-
-/// The keys of `data` in a 201, in the order of the documentation's example.
-const CREATED_FIELDS: [&str; 16] = [
-    "id",
-    "apiKeyId",
-    "companyId",
-    "url",
-    "name",
-    "description",
-    "headers",
-    "events",
-    "isActive",
-    "maxRetries",
-    "timeoutMs",
-    "consecutiveFailures",
-    "circuitOpenedAt",
-    "signingSecret",
-    "createdAt",
-    "updatedAt",
-];
 
 const DEV_WRITE_KEY_ID: &str = "dev-write-key";
 const DEV_READONLY_KEY_ID: &str = "dev-readonly-key";
@@ -46,36 +27,17 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `KEY=VALUE` lines of `local.env`; comments and blank lines ignored.
-fn local_env() -> HashMap<String, String> {
-    let path = manifest_dir().join("local.env");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
-        .collect()
-}
-
 fn dev_key(id: &str, scopes: &[&str], company: Uuid) -> ApiKey {
     ApiKey {
         id: id.to_owned(),
-        name: id.to_owned(),
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         company_ids: vec![company],
-        status: ApiKeyStatus::Active,
-        suspended_at: None,
-        suspend_reason: None,
-        expires_at: None,
-        created_at: OffsetDateTime::now_utc(),
+        ..support::key(id, scopes)
     }
 }
 
 /// The handler over in-memory stores holding the write and the read-only development keys.
 fn dev_app() -> App<MemoryApiKeys, MemoryWebhooks, MemorySecrets> {
-    let env = local_env();
+    let env = support::moto::local_env();
     let get = |name: &str| {
         env.get(name)
             .unwrap_or_else(|| panic!("local.env has no {name}"))
@@ -205,9 +167,9 @@ async fn check_event(
         201 => match body.get("data").and_then(Value::as_object) {
             Some(data) => {
                 let keys: Vec<&str> = data.keys().map(String::as_str).collect();
-                if keys != CREATED_FIELDS {
+                if keys != SEED_FIELDS {
                     problems.push(format!(
-                        "data keys {keys:?}, the seed's are {CREATED_FIELDS:?}"
+                        "data keys {keys:?}, the seed's are {SEED_FIELDS:?}"
                     ));
                 }
                 let location = data

@@ -674,25 +674,15 @@ async fn concurrent_creates_through_one_container_give_distinct_ids_and_secrets(
         max_webhooks_per_key: 1000,
         ..Settings::default()
     }));
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { parse(handle(&*app, post(SEED_BODY).build()).await) })
-        })
-        .collect();
-    let mut ids = std::collections::HashSet::new();
-    let mut secrets = std::collections::HashSet::new();
-    for task in tasks {
-        let answer = task.await.unwrap();
-        assert_eq!(answer.status, 201);
-        ids.insert(answer.json["data"]["id"].as_str().unwrap().to_owned());
-        secrets.insert(
-            answer.json["data"]["signingSecret"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    assert_eq!((ids.len(), secrets.len()), (200, 200));
+    let answers = create_concurrently(app.clone(), TOKEN, 200).await;
+    assert!(answers.iter().all(|a| a.status == 201));
+    let distinct = |name: &str| {
+        answers
+            .iter()
+            .map(|a| a.json["data"][name].as_str().unwrap().to_owned())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    assert_eq!((distinct("id"), distinct("signingSecret")), (200, 200));
     assert_eq!((app.webhooks().len(), app.secrets().len()), (200, 200));
 }

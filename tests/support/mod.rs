@@ -217,6 +217,33 @@ impl RequestBuilder {
     }
 }
 
+/// Sends `count` creates of the seed's body through one app at the same time, as the tasks of
+/// one container would, and returns the answers.
+pub async fn create_concurrently<K, W, S>(
+    app: std::sync::Arc<App<K, W, S>>,
+    token: &str,
+    count: usize,
+) -> Vec<Answer>
+where
+    K: instaview_webhooks::store::ApiKeyStore + 'static,
+    W: instaview_webhooks::store::WebhookStore + 'static,
+    S: instaview_webhooks::store::SecretStore + 'static,
+{
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let (app, request) = (app.clone(), post(SEED_BODY).token(token).build());
+            tokio::spawn(
+                async move { parse(instaview_webhooks::http::handle(&*app, request).await) },
+            )
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(count);
+    for task in tasks {
+        answers.push(task.await.expect("request task"));
+    }
+    answers
+}
+
 /// A response, parsed.
 pub struct Answer {
     pub status: u16,
