@@ -57,8 +57,12 @@ build: venv ## Release build of the arm64 Lambda bootstrap (no Docker needed)
 invoke: venv ## Send EVENT=events/....json to the function `make run` serves
 	$(VENV)/bin/cargo-lambda lambda invoke create-webhook -A 127.0.0.1 -P 9000 --data-file $(EVENT)
 
-bench: ## Benchmarks of the request path (criterion)
-	cargo bench
+bench: venv ## Benchmarks: request path (criterion), cold start, peak memory (docs/PERFORMANCE.md)
+	cargo bench --bench request_path
+	# cargo bench leaves a panic=unwind build of the function behind; the scripts rebuild it.
+	$(PY) scripts/cold-start.py
+	$(PY) scripts/cold-start.py --tls
+	$(PY) scripts/peak-rss.py
 
 clean:
 	cargo clean; rm -rf $(VENV) .run

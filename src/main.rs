@@ -7,7 +7,9 @@ use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use instaview_webhooks::{aws, http, telemetry};
 use lambda_http::{run, service_fn, Error, Request};
 
-#[tokio::main]
+// One event at a time per execution environment: a single thread does the work with fewer
+// context switches and less CPU per request (docs/PERFORMANCE.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
