@@ -53,6 +53,17 @@ pub struct Answer {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// A header the status calls for (`WWW-Authenticate`, `Allow`, `Retry-After`).
+    pub header: Option<(&'static str, String)>,
+}
+
+impl Answer {
+    fn with_header(self, name: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            header: Some((name, value.into())),
+            ..self
+        }
+    }
 }
 
 impl ApiError {
@@ -63,6 +74,7 @@ impl ApiError {
             code,
             message: message.to_owned(),
             details: None,
+            header: None,
         };
         match self {
             ApiError::NotFound => plain(
@@ -74,12 +86,14 @@ impl ApiError {
                 405,
                 "METHOD_NOT_ALLOWED",
                 "Only POST is allowed on /webhooks",
-            ),
+            )
+            .with_header("allow", "POST"),
             ApiError::InvalidApiKey => plain(
                 401,
                 "INVALID_API_KEY",
                 "A valid API key is required as an Authorization: Bearer token",
-            ),
+            )
+            .with_header("www-authenticate", "Bearer"),
             ApiError::ApiKeySuspended {
                 suspended_at,
                 reason,
@@ -88,7 +102,9 @@ impl ApiError {
                 code: "API_KEY_SUSPENDED",
                 message: "This API key is suspended".into(),
                 details: Some(json!({"suspendedAt": suspended_at, "reason": reason})),
-            },
+                header: None,
+            }
+            .with_header("www-authenticate", "Bearer"),
             ApiError::InsufficientPermissions => plain(
                 403,
                 "INSUFFICIENT_PERMISSIONS",
@@ -117,6 +133,7 @@ impl ApiError {
                     |f| f.message.clone(),
                 ),
                 details: Some(json!({ "fields": fields })),
+                header: None,
             },
             ApiError::IdempotencyKeyReused => plain(
                 409,
@@ -133,12 +150,14 @@ impl ApiError {
                 code: "WEBHOOK_LIMIT_REACHED",
                 message: format!("This API key already has the maximum of {limit} webhooks"),
                 details: Some(json!({ "limit": limit })),
+                header: None,
             },
             ApiError::ServiceUnavailable(_) => plain(
                 503,
                 "SERVICE_UNAVAILABLE",
                 "The service is temporarily unavailable; retry later",
-            ),
+            )
+            .with_header("retry-after", RETRY_AFTER_SECONDS.to_string()),
             ApiError::Internal(_) => plain(
                 500,
                 "INTERNAL_ERROR",

@@ -164,7 +164,7 @@ async fn stores_record_without_secret_material_and_secret_with_it() {
     let record = format!("{webhook:?}");
     assert!(!record.contains("your-internal-token"));
     let document: Value =
-        serde_json::from_str(&app.secrets().document(&secret_ref.name).unwrap()).unwrap();
+        serde_json::from_str(&app.secrets().document(&secret_ref.arn).unwrap()).unwrap();
     assert_eq!(
         document["signingSecret"],
         answer.json["data"]["signingSecret"]

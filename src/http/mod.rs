@@ -36,9 +36,13 @@ where
     let route = route_of(path_of(&request));
     let mut outcome = Outcome::default();
     let result = create(app, &request, route, &mut outcome).await;
-    let response = match &result {
-        Ok(created) => response::created(created, &request_id),
-        Err(error) => error_response(error, &request_id),
+    let (response, error_code) = match &result {
+        Ok(created) => (response::created(created, &request_id), None),
+        Err(error) => {
+            let answer = error.answer();
+            let code = answer.code;
+            (error_response(answer, &request_id), Some(code))
+        }
     };
     // AWS trouble and bugs are warnings, with their cause (an error code, never SDK text).
     let cause = match &result {
@@ -58,7 +62,7 @@ where
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,
                 api_key_id = outcome.api_key_id.as_deref(),
                 webhook_id = outcome.webhook_id.as_deref(),
-                error_code = result.as_ref().err().map(|e| e.answer().code),
+                error_code,
                 cause = cause.as_deref(),
                 $message
             )

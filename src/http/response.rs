@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::domain::time_format::rfc3339;
 use crate::domain::EventType;
-use crate::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::error::Answer;
 use crate::service::Created;
 
 /// `data` of a 201: exactly the documentation's fields, in its example's order.
@@ -96,9 +96,8 @@ pub(super) fn created(created: &Created, request_id: &str) -> Response<Body> {
     response
 }
 
-/// The answer for `error`, with the headers its status calls for.
-pub fn error_response(error: &ApiError, request_id: &str) -> Response<Body> {
-    let answer = error.answer();
+/// The response for an error's answer, with the header its status calls for.
+pub fn error_response(answer: Answer, request_id: &str) -> Response<Body> {
     let mut error_body = json!({"code": answer.code, "message": answer.message});
     if let Some(details) = answer.details {
         error_body["details"] = details;
@@ -111,18 +110,8 @@ pub fn error_response(error: &ApiError, request_id: &str) -> Response<Body> {
     });
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = base(status, request_id, body.to_string());
-    let headers = response.headers_mut();
-    match error {
-        ApiError::InvalidApiKey | ApiError::ApiKeySuspended { .. } => {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        ApiError::MethodNotAllowed => {
-            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
-        }
-        ApiError::ServiceUnavailable(_) => {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        }
-        _ => {}
+    if let Some((name, value)) = answer.header {
+        response.headers_mut().insert(name, header_value(&value));
     }
     response
 }

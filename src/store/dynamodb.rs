@@ -475,8 +475,7 @@ pub fn webhook_from_item(item: &Item) -> Option<(Webhook, SecretRef)> {
         updated_at: parse_rfc3339(get_s(item, "updatedAt")?)?,
     };
     let arn = get_s(item, "secretArn")?.to_owned();
-    let name = arn.clone();
-    Some((webhook, SecretRef { arn, name }))
+    Some((webhook, SecretRef { arn }))
 }
 
 /// The stored form of an API key, under the hash of its token.

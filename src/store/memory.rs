@@ -201,7 +201,7 @@ impl WebhookStore for MemoryWebhooks {
     }
 }
 
-/// Secrets held in a map: name → JSON document.
+/// Secrets held in a map: ARN → JSON document.
 #[derive(Default)]
 pub struct MemorySecrets {
     secrets: Mutex<HashMap<String, String>>,
@@ -209,12 +209,13 @@ pub struct MemorySecrets {
 }
 
 impl MemorySecrets {
-    fn secret_name(webhook_id: Uuid) -> String {
-        format!("memory/webhooks/{webhook_id}")
+    fn secret_arn(webhook_id: Uuid) -> String {
+        format!("arn:memory:webhooks/{webhook_id}")
     }
 
-    pub fn document(&self, name: &str) -> Option<String> {
-        self.secrets.lock().unwrap().get(name).cloned()
+    /// The JSON document of the secret with this ARN.
+    pub fn document(&self, arn: &str) -> Option<String> {
+        self.secrets.lock().unwrap().get(arn).cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -242,27 +243,24 @@ impl SecretStore for MemorySecrets {
         material: &WebhookSecretMaterial<'_>,
     ) -> Result<SecretRef, StoreError> {
         injected(&self.fail_create_with)?;
-        let name = Self::secret_name(material.webhook_id);
+        let arn = Self::secret_arn(material.webhook_id);
         self.secrets
             .lock()
             .unwrap()
-            .insert(name.clone(), secret_document(material));
-        Ok(SecretRef {
-            arn: format!("arn:memory:{name}"),
-            name,
-        })
+            .insert(arn.clone(), secret_document(material));
+        Ok(SecretRef { arn })
     }
 
     async fn delete_webhook_secret(&self, webhook_id: Uuid) -> Result<(), StoreError> {
         self.secrets
             .lock()
             .unwrap()
-            .remove(&Self::secret_name(webhook_id));
+            .remove(&Self::secret_arn(webhook_id));
         Ok(())
     }
 
     async fn read_signing_secret(&self, secret: &SecretRef) -> Result<SigningSecret, StoreError> {
-        self.document(&secret.name)
+        self.document(&secret.arn)
             .as_deref()
             .and_then(signing_secret_from_document)
             .ok_or(StoreError::Failed {

@@ -102,11 +102,11 @@ pub struct WebhookSecretMaterial<'a> {
     pub headers: &'a [CustomHeader],
 }
 
-/// A handle on a stored secret: its ARN (kept in the webhook record) and name.
+/// A handle on a stored secret: its ARN, which the webhook record keeps. (Its name is
+/// derived from the webhook id, so it need not travel.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretRef {
     pub arn: String,
-    pub name: String,
 }
 
 /// The secret store: one secret per webhook, and the pepper of the API key hashes.

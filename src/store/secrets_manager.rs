@@ -89,7 +89,7 @@ impl SecretStore for SecretsManagerStore {
             operation: "secretsmanager.CreateSecret",
             kind: "no ARN in the answer".into(),
         })?;
-        Ok(SecretRef { arn, name })
+        Ok(SecretRef { arn })
     }
 
     async fn delete_webhook_secret(&self, webhook_id: uuid::Uuid) -> Result<(), StoreError> {
