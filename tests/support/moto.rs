@@ -258,10 +258,17 @@ impl AwsEnv {
             .collect()
     }
 
-    /// Names of every secret under this test's prefix.
+    /// Names of every secret under this test's prefix, including those only scheduled for
+    /// deletion: a secret that was never handed out must be deleted without a recovery window
+    /// (the contract), so "no secret left" checks that too.
     pub async fn secret_names(&self) -> Vec<String> {
         let mut names = Vec::new();
-        let mut pages = self.secretsmanager.list_secrets().into_paginator().send();
+        let mut pages = self
+            .secretsmanager
+            .list_secrets()
+            .include_planned_deletion(true)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             for secret in page.expect("list secrets").secret_list() {
                 if let Some(name) = secret.name() {
