@@ -21,12 +21,13 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use instaview_webhooks::config::Settings;
 use instaview_webhooks::domain::{
-    ApiKey, ApiKeyStatus, ApiToken, NewWebhook, SigningSecret, UrlPolicy, WRITE_WEBHOOKS,
+    ApiKey, ApiKeyStatus, ApiToken, NewWebhook, RateLimits, SigningSecret, UrlPolicy,
+    WRITE_WEBHOOKS,
 };
 use instaview_webhooks::http::{created_body, handle};
 use instaview_webhooks::service::{App, Created};
 use instaview_webhooks::store::memory::{MemoryApiKeys, MemorySecrets, MemoryWebhooks};
-use instaview_webhooks::store::{secret_document, WebhookSecretMaterial};
+use instaview_webhooks::store::SecretDocument;
 use instaview_webhooks::telemetry;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use lambda_http::http::{Method, StatusCode};
@@ -106,6 +107,7 @@ fn warm_app(rt: &tokio::runtime::Runtime) -> MemoryApp {
             suspend_reason: None,
             expires_at: None,
             created_at: datetime!(2024-01-01 0:00 UTC),
+            rate_limits: RateLimits::default(),
         },
     );
     let app = App::new(
@@ -237,14 +239,13 @@ fn piece_benches(c: &mut Criterion) {
 
     for (name, body) in [("seed_body", SEED_BODY), ("max_body", max.as_str())] {
         let created = create_one(&rt, body);
-        let material = WebhookSecretMaterial {
-            webhook_id: created.webhook.id,
-            api_key_id: &created.webhook.api_key_id,
-            signing_secret: &created.signing_secret,
-            headers: &NewWebhook::parse(body.as_bytes(), policy).unwrap().headers,
+        let document = SecretDocument {
+            signing_secret: created.signing_secret.clone(),
+            previous: None,
+            headers: NewWebhook::parse(body.as_bytes(), policy).unwrap().headers,
         };
         group.bench_function(BenchmarkId::new("secret_document", name), |b| {
-            b.iter(|| secret_document(black_box(&material)))
+            b.iter(|| black_box(&document).to_json())
         });
         group.bench_function(BenchmarkId::new("serialise_201", name), |b| {
             b.iter(|| created_body(black_box(&created)))

@@ -2,16 +2,17 @@
 //! Used by the `webhooks-admin` binary and by the integration tests.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{ApiKey, ApiKeyStatus, ApiToken, Pepper};
+use crate::domain::{ApiKey, ApiKeyStatus, ApiToken, Pepper, RateLimits};
 use crate::store::dynamodb::{
-    api_key_from_item, api_key_hash_of, api_key_item, Item, API_KEY_HASH, WEBHOOK_ID,
+    api_key_from_item, api_key_hash_of, api_key_item, Item, API_KEY_HASH, BY_API_KEY_INDEX,
+    RATE_PER_HOUR, RATE_PER_MINUTE, WEBHOOK_ID,
 };
 use crate::store::secrets_manager::SecretsManagerStore;
 use crate::store::SecretStore;
@@ -71,6 +72,7 @@ pub struct KeySpec {
     pub expires_at: Option<OffsetDateTime>,
     /// A fixed token (local development fixtures only); drawn at random when `None`.
     pub token: Option<ApiToken>,
+    pub rate_limits: RateLimits,
 }
 
 impl Admin {
@@ -82,7 +84,8 @@ impl Admin {
             (&self.resources.webhooks_table, WEBHOOK_ID),
         ];
         for (table, key) in tables {
-            if self.create_table(table, key).await? {
+            let by_owner = table == &self.resources.webhooks_table;
+            if self.create_table(table, key, by_owner).await? {
                 report.created.push(format!("table {table}"));
             } else {
                 report.existing.push(format!("table {table}"));
@@ -116,28 +119,55 @@ impl Admin {
         Ok(report)
     }
 
-    async fn create_table(&self, table: &str, key: &str) -> Result<bool, AdminError> {
-        let result = self
+    /// Creates a table keyed on `key`; with `by_owner`, also the index of webhooks by API key
+    /// (as template.yaml declares it).
+    async fn create_table(
+        &self,
+        table: &str,
+        key: &str,
+        by_owner: bool,
+    ) -> Result<bool, AdminError> {
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| AdminError::Invalid(e.to_string());
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(invalid)
+        };
+        let key_element = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(invalid)
+        };
+        let mut request = self
             .dynamodb
             .create_table()
             .table_name(table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(key)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(|e| AdminError::Invalid(e.to_string()))?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(key)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(|e| AdminError::Invalid(e.to_string()))?,
-            )
-            .send()
-            .await;
+            .attribute_definitions(attribute(key)?)
+            .key_schema(key_element(key, KeyType::Hash)?);
+        if by_owner {
+            request = request
+                .attribute_definitions(attribute("apiKeyId")?)
+                .attribute_definitions(attribute("createdAt")?)
+                .global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name(BY_API_KEY_INDEX)
+                        .key_schema(key_element("apiKeyId", KeyType::Hash)?)
+                        .key_schema(key_element("createdAt", KeyType::Range)?)
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
+                        .build()
+                        .map_err(invalid)?,
+                );
+        }
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ResourceInUseException") => Ok(false),
@@ -196,6 +226,7 @@ impl Admin {
             created_at: OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .unwrap_or(OffsetDateTime::now_utc()),
+            rate_limits: spec.rate_limits,
         };
         let hash = self.pepper().await?.hash(&token);
         self.dynamodb
@@ -255,6 +286,38 @@ impl Admin {
         .await
     }
 
+    /// Sets a key's own rate limits (`None` keeps a limit as it is).
+    pub async fn set_rate_limits(
+        &self,
+        api_key_id: &str,
+        per_minute: Option<u32>,
+        per_hour: Option<u32>,
+    ) -> Result<ApiKey, AdminError> {
+        let mut sets = Vec::new();
+        let mut values = Vec::new();
+        for (attribute, placeholder, limit) in [
+            (RATE_PER_MINUTE, ":m", per_minute),
+            (RATE_PER_HOUR, ":h", per_hour),
+        ] {
+            if let Some(limit) = limit {
+                if limit == 0 {
+                    return Err(AdminError::Invalid(
+                        "a rate limit must be at least 1".into(),
+                    ));
+                }
+                sets.push(format!("{attribute} = {placeholder}"));
+                values.push((placeholder, AttributeValue::N(limit.to_string())));
+            }
+        }
+        if sets.is_empty() {
+            return Err(AdminError::Invalid(
+                "give --rate-limit-minute or --rate-limit-hour".into(),
+            ));
+        }
+        self.set_status(api_key_id, &format!("SET {}", sets.join(", ")), values)
+            .await
+    }
+
     /// Revokes a key for good.
     pub async fn revoke_key(&self, api_key_id: &str) -> Result<ApiKey, AdminError> {
         self.set_status(
@@ -290,7 +353,11 @@ impl Admin {
             .table_name(&self.resources.api_keys_table)
             .key(API_KEY_HASH, AttributeValue::S(hash.0))
             .update_expression(update)
-            .expression_attribute_names("#s", "status")
+            .set_expression_attribute_names(
+                update
+                    .contains("#s")
+                    .then(|| std::collections::HashMap::from([("#s".into(), "status".into())])),
+            )
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);

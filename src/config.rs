@@ -24,7 +24,8 @@ pub struct Config {
 /// The settings the request path needs (no AWS names).
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// URL rules (`ALLOW_LOCALHOST_URLS`, default true as the documentation promises).
+    /// URL rules (`ALLOW_LOCALHOST_URLS`: loopback targets only when set to true; unset means
+    /// false, so that a deployment is safe by default. `local.env` sets it for development).
     pub url_policy: UrlPolicy,
     /// How long a key record is reused before it is read again (`API_KEY_CACHE_TTL_SECONDS`,
     /// default 60; 0 disables the cache).
@@ -60,8 +61,8 @@ impl Config {
         let required =
             |name: &str| get(name).ok_or_else(|| ConfigError(format!("{name} must be set")));
         let allow_localhost = match get("ALLOW_LOCALHOST_URLS").as_deref() {
-            None | Some("true") | Some("1") => true,
-            Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            None | Some("false") | Some("0") => false,
             Some(_) => {
                 return Err(ConfigError(
                     "ALLOW_LOCALHOST_URLS must be true or false".into(),
@@ -120,19 +121,19 @@ mod tests {
     ];
 
     #[test]
-    fn defaults_allow_localhost_and_cache_keys_for_a_minute() {
+    fn defaults_refuse_localhost_and_cache_keys_for_a_minute() {
         let config = Config::from_lookup(env(&REQUIRED)).unwrap();
-        assert!(config.settings.url_policy.allow_localhost);
+        assert!(!config.settings.url_policy.allow_localhost);
         assert_eq!(config.settings.api_key_cache_ttl, Duration::from_secs(60));
         assert_eq!(config.kms_key_id, None);
     }
 
     #[test]
-    fn localhost_urls_can_be_switched_off() {
+    fn localhost_urls_can_be_switched_on_for_development() {
         let mut pairs = REQUIRED.to_vec();
-        pairs.push(("ALLOW_LOCALHOST_URLS", "false"));
+        pairs.push(("ALLOW_LOCALHOST_URLS", "true"));
         let config = Config::from_lookup(env(&pairs)).unwrap();
-        assert!(!config.settings.url_policy.allow_localhost);
+        assert!(config.settings.url_policy.allow_localhost);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Every way a request can fail, and the single place that turns each into an answer.
+//!
+//! [`ApiError`] is the HTTP edge's own failures (no route, wrong method, media type, size)
+//! plus everything the use cases can fail with ([`ServiceError`]).
 
 use serde_json::{json, Value};
 
-use crate::domain::{time_format::rfc3339, Denied, FieldError};
-use crate::store::StoreError;
+use crate::domain::field_error::bounded_details;
+use crate::service::ServiceError;
 
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECONDS: u32 = 2;
@@ -11,39 +14,19 @@ pub const RETRY_AFTER_SECONDS: u32 = 2;
 /// A failed request, as the client will see it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
-    #[error("not found")]
-    NotFound,
+    /// No route has this path.
+    #[error("no route")]
+    NoRoute,
+    /// The path is known, the method is not; `allow` lists the path's methods.
     #[error("method not allowed")]
-    MethodNotAllowed,
-    #[error("invalid API key")]
-    InvalidApiKey,
-    #[error("API key suspended")]
-    ApiKeySuspended {
-        suspended_at: Option<String>,
-        reason: Option<String>,
-    },
-    #[error("insufficient permissions")]
-    InsufficientPermissions,
-    #[error("resource access denied")]
-    ResourceAccessDenied,
+    MethodNotAllowed { allow: &'static str },
+    /// `accepted` names the media types the route takes.
     #[error("unsupported media type")]
-    UnsupportedMediaType,
+    UnsupportedMediaType { accepted: &'static str },
     #[error("payload too large")]
     PayloadTooLarge,
-    #[error("validation failed")]
-    Validation(Vec<FieldError>),
-    #[error("idempotency key reused with another body")]
-    IdempotencyKeyReused,
-    #[error("request with this idempotency key in progress")]
-    RequestInProgress,
-    #[error("webhook limit reached")]
-    WebhookLimitReached { limit: u32 },
-    /// AWS is throttling, timing out or down. The payload is for logs only (no SDK text).
-    #[error("service unavailable: {0}")]
-    ServiceUnavailable(StoreError),
-    /// A bug or misconfiguration. The payload is for logs only.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
 }
 
 /// What the client gets for an error.
@@ -64,128 +47,156 @@ impl Answer {
             ..self
         }
     }
+
+    fn with_details(self, details: Value) -> Self {
+        Self {
+            details: Some(details),
+            ..self
+        }
+    }
+}
+
+/// The longest resource id echoed back in a 404 (a real id has 36 characters).
+const MAX_ECHOED_ID_CHARS: usize = 64;
+
+fn plain(status: u16, code: &'static str, message: impl Into<String>) -> Answer {
+    Answer {
+        status,
+        code,
+        message: message.into(),
+        details: None,
+        header: None,
+    }
 }
 
 impl ApiError {
     /// The contract's error table, in one place.
     pub fn answer(&self) -> Answer {
-        let plain = |status, code, message: &str| Answer {
-            status,
-            code,
-            message: message.to_owned(),
-            details: None,
-            header: None,
-        };
         match self {
-            ApiError::NotFound => plain(
-                404,
-                "NOT_FOUND",
-                "No route matches this path; use POST /webhooks",
-            ),
-            ApiError::MethodNotAllowed => plain(
+            ApiError::NoRoute => plain(404, "NOT_FOUND", "No route matches this path"),
+            ApiError::MethodNotAllowed { allow } => plain(
                 405,
                 "METHOD_NOT_ALLOWED",
-                "Only POST is allowed on /webhooks",
+                format!("This path allows only {allow}"),
             )
-            .with_header("allow", "POST"),
-            ApiError::InvalidApiKey => plain(
-                401,
-                "INVALID_API_KEY",
-                "A valid API key is required as an Authorization: Bearer token",
-            )
-            .with_header("www-authenticate", "Bearer"),
-            ApiError::ApiKeySuspended {
-                suspended_at,
-                reason,
-            } => Answer {
-                status: 401,
-                code: "API_KEY_SUSPENDED",
-                message: "This API key is suspended".into(),
-                details: Some(json!({"suspendedAt": suspended_at, "reason": reason})),
-                header: None,
-            }
-            .with_header("www-authenticate", "Bearer"),
-            ApiError::InsufficientPermissions => plain(
-                403,
-                "INSUFFICIENT_PERMISSIONS",
-                "Required scope write:webhooks not found",
-            ),
-            ApiError::ResourceAccessDenied => plain(
-                403,
-                "RESOURCE_ACCESS_DENIED",
-                "This API key may not act for the given companyId",
-            ),
-            ApiError::UnsupportedMediaType => plain(
+            .with_header("allow", *allow),
+            ApiError::UnsupportedMediaType { accepted } => plain(
                 415,
                 "UNSUPPORTED_MEDIA_TYPE",
-                "Content-Type must be application/json",
+                format!("Content-Type must be {accepted}"),
             ),
             ApiError::PayloadTooLarge => plain(
                 413,
                 "PAYLOAD_TOO_LARGE",
                 "Request body must be at most 512 KiB",
             ),
-            ApiError::Validation(fields) => Answer {
-                status: 400,
-                code: "VALIDATION_ERROR",
-                message: fields.first().map_or_else(
-                    || "The request is invalid".to_owned(),
-                    |f| f.message.clone(),
+            ApiError::Service(error) => service_answer(error),
+        }
+    }
+
+    /// One field error.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Service(ServiceError::invalid(field, message))
+    }
+}
+
+fn service_answer(error: &ServiceError) -> Answer {
+    match error {
+        ServiceError::InvalidApiKey => plain(
+            401,
+            "INVALID_API_KEY",
+            "A valid API key is required as an Authorization: Bearer token",
+        )
+        .with_header("www-authenticate", "Bearer"),
+        ServiceError::ApiKeySuspended {
+            suspended_at,
+            reason,
+        } => plain(401, "API_KEY_SUSPENDED", "This API key is suspended")
+            .with_details(json!({"suspendedAt": suspended_at, "reason": reason}))
+            .with_header("www-authenticate", "Bearer"),
+        ServiceError::InsufficientPermissions(scope) => plain(
+            403,
+            "INSUFFICIENT_PERMISSIONS",
+            format!("Required scope {} not found", scope.as_str()),
+        ),
+        ServiceError::ResourceAccessDenied => plain(
+            403,
+            "RESOURCE_ACCESS_DENIED",
+            "This API key may not act for this company",
+        ),
+        ServiceError::Validation(fields) => plain(
+            400,
+            "VALIDATION_ERROR",
+            fields.first().map_or_else(
+                || "The request is invalid".to_owned(),
+                |f| f.message.clone(),
+            ),
+        )
+        .with_details(bounded_details(fields)),
+        ServiceError::IdempotencyKeyReused => plain(
+            409,
+            "IDEMPOTENCY_KEY_REUSED",
+            "This Idempotency-Key was already used with a different request",
+        ),
+        ServiceError::RequestInProgress => plain(
+            409,
+            "REQUEST_IN_PROGRESS",
+            "A request with this Idempotency-Key is still in progress; retry shortly",
+        ),
+        ServiceError::WebhookLimitReached { limit } => plain(
+            409,
+            "WEBHOOK_LIMIT_REACHED",
+            format!("This API key already has the maximum of {limit} webhooks"),
+        )
+        .with_details(json!({ "limit": limit })),
+        ServiceError::WebhookNotFound { resource_id } => {
+            let echoed: String = if resource_id.chars().count() > MAX_ECHOED_ID_CHARS {
+                let cut: String = resource_id.chars().take(MAX_ECHOED_ID_CHARS).collect();
+                format!("{cut}…")
+            } else {
+                resource_id.clone()
+            };
+            plain(404, "RESOURCE_NOT_FOUND", "Webhook configuration not found")
+                .with_details(json!({"resourceType": "WebhookConfig", "resourceId": echoed}))
+        }
+        ServiceError::PreconditionFailed => plain(
+            412,
+            "PRECONDITION_FAILED",
+            "The webhook has changed since that ETag; read it again and retry",
+        ),
+        ServiceError::RateLimited(status) => {
+            let (window, limit, reset) = status.exceeded_window().unwrap_or((
+                crate::domain::rate_limit::Window::Minute,
+                0,
+                0,
+            ));
+            plain(
+                429,
+                "RATE_LIMIT_EXCEEDED",
+                format!(
+                    "Rate limit of {limit} requests per {} exceeded; retry after {} seconds",
+                    window.as_str(),
+                    status.retry_after
                 ),
-                details: Some(json!({ "fields": fields })),
-                header: None,
-            },
-            ApiError::IdempotencyKeyReused => plain(
-                409,
-                "IDEMPOTENCY_KEY_REUSED",
-                "This Idempotency-Key was already used with a different request body",
-            ),
-            ApiError::RequestInProgress => plain(
-                409,
-                "REQUEST_IN_PROGRESS",
-                "A request with this Idempotency-Key is still in progress; retry shortly",
-            ),
-            ApiError::WebhookLimitReached { limit } => Answer {
-                status: 409,
-                code: "WEBHOOK_LIMIT_REACHED",
-                message: format!("This API key already has the maximum of {limit} webhooks"),
-                details: Some(json!({ "limit": limit })),
-                header: None,
-            },
-            ApiError::ServiceUnavailable(_) => plain(
-                503,
-                "SERVICE_UNAVAILABLE",
-                "The service is temporarily unavailable; retry later",
             )
-            .with_header("retry-after", RETRY_AFTER_SECONDS.to_string()),
-            ApiError::Internal(_) => plain(
-                500,
-                "INTERNAL_ERROR",
-                "An unexpected error occurred; nothing was created",
-            ),
+            .with_details(json!({
+                "limit": limit,
+                "remaining": 0,
+                "reset": reset,
+                "window": window.as_str(),
+            }))
+            .with_header("retry-after", status.retry_after.to_string())
         }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable { .. } => ApiError::ServiceUnavailable(error),
-            StoreError::Failed { .. } => ApiError::Internal(error.to_string()),
-        }
-    }
-}
-
-impl From<Denied> for ApiError {
-    fn from(denied: Denied) -> Self {
-        match denied {
-            Denied::InvalidKey => ApiError::InvalidApiKey,
-            Denied::Suspended { at, reason } => ApiError::ApiKeySuspended {
-                suspended_at: at.map(rfc3339),
-                reason,
-            },
-            Denied::MissingScope => ApiError::InsufficientPermissions,
-            Denied::CompanyNotAllowed => ApiError::ResourceAccessDenied,
-        }
+        ServiceError::Unavailable(_) => plain(
+            503,
+            "SERVICE_UNAVAILABLE",
+            "The service is temporarily unavailable; retry later",
+        )
+        .with_header("retry-after", RETRY_AFTER_SECONDS.to_string()),
+        ServiceError::Internal(_) => plain(
+            500,
+            "INTERNAL_ERROR",
+            "An unexpected error occurred; nothing was changed",
+        ),
     }
 }

@@ -343,12 +343,13 @@ async fn idempotent_retry_answers_the_same_webhook_and_secret_read_back_from_sec
 #[tokio::test]
 async fn a_running_request_holds_its_idempotency_key() {
     use instaview_webhooks::domain::{ClaimOutcome, IdempotencyClaim, IdempotencyKey};
-    use instaview_webhooks::store::WebhookStore;
+    use instaview_webhooks::store::IdempotencyClaims;
     let env = AwsEnv::new().await;
     let (key, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     // The first request has claimed the key and is still creating.
     let claim = IdempotencyClaim::new(
         &key.id,
+        "POST /webhooks",
         &IdempotencyKey::parse("busy").unwrap(),
         SEED_BODY.as_bytes(),
     );

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use instaview_webhooks::admin::{Admin, CreatedKey, KeySpec, Resources};
 use instaview_webhooks::domain::time_format::{parse_rfc3339, rfc3339};
-use instaview_webhooks::domain::{ApiKey, ApiToken};
+use instaview_webhooks::domain::{ApiKey, ApiToken, RateLimits};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -71,6 +71,24 @@ enum Keys {
         /// Use this token instead of a random one (local development fixtures only).
         #[arg(long, env = "WEBHOOKS_ADMIN_FIXED_TOKEN", hide = true)]
         token: Option<String>,
+        /// Requests a minute (default 60).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit_minute: Option<u32>,
+        /// Requests an hour (default 2000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit_hour: Option<u32>,
+    },
+    /// Change a key's rate limits.
+    Update {
+        #[command(flatten)]
+        names: Names,
+        api_key_id: String,
+        /// Requests a minute.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit_minute: Option<u32>,
+        /// Requests an hour.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit_hour: Option<u32>,
     },
     /// List keys (never their tokens).
     List(Names),
@@ -101,6 +119,8 @@ fn key_json(key: &ApiKey) -> serde_json::Value {
         "expiresAt": key.expires_at.map(rfc3339),
         "suspendedAt": key.suspended_at.map(rfc3339),
         "suspendReason": key.suspend_reason,
+        "rateLimitPerMinute": key.rate_limits.per_minute,
+        "rateLimitPerHour": key.rate_limits.per_hour,
     })
 }
 
@@ -163,6 +183,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             companies,
             expires_at,
             token,
+            rate_limit_minute,
+            rate_limit_hour,
         }) => {
             let expires_at = match expires_at {
                 None => None,
@@ -181,6 +203,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 company_ids: companies,
                 expires_at,
                 token,
+                rate_limits: {
+                    let defaults = RateLimits::default();
+                    RateLimits {
+                        per_minute: rate_limit_minute.unwrap_or(defaults.per_minute),
+                        per_hour: rate_limit_hour.unwrap_or(defaults.per_hour),
+                    }
+                },
             };
             let CreatedKey { key, token } = admin(names)
                 .await
@@ -217,6 +246,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             let key = admin(names)
                 .await
                 .suspend_key(&api_key_id, &reason)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_key(&key, as_json);
+        }
+        Command::Keys(Keys::Update {
+            names,
+            api_key_id,
+            rate_limit_minute,
+            rate_limit_hour,
+        }) => {
+            let key = admin(names)
+                .await
+                .set_rate_limits(&api_key_id, rate_limit_minute, rate_limit_hour)
                 .await
                 .map_err(|e| e.to_string())?;
             print_key(&key, as_json);

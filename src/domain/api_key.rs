@@ -6,8 +6,43 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The scope that allows creating webhooks.
+/// The scope that allows creating, changing and deleting webhooks.
 pub const WRITE_WEBHOOKS: &str = "write:webhooks";
+/// The scope that allows reading webhooks.
+pub const READ_WEBHOOKS: &str = "read:webhooks";
+
+/// What a route needs the key to hold. Scopes are independent: `write` does not imply `read`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    ReadWebhooks,
+    WriteWebhooks,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::ReadWebhooks => READ_WEBHOOKS,
+            Scope::WriteWebhooks => WRITE_WEBHOOKS,
+        }
+    }
+}
+
+/// How many requests a key may make per fixed UTC minute and hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_minute: u32,
+    pub per_hour: u32,
+}
+
+impl Default for RateLimits {
+    /// InstaView's documented defaults: 60 a minute, 2,000 an hour.
+    fn default() -> Self {
+        Self {
+            per_minute: 60,
+            per_hour: 2_000,
+        }
+    }
+}
 
 /// Token shape: `sk_` followed by base62 characters.
 const TOKEN_PREFIX: &str = "sk_";
@@ -124,9 +159,10 @@ pub struct ApiKey {
     pub suspend_reason: Option<String>,
     pub expires_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    pub rate_limits: RateLimits,
 }
 
-/// Why a key may not create this webhook. Mapped to 401/403 at the HTTP edge.
+/// Why a key may not do what it asked. Mapped to 401/403 at the HTTP edge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Denied {
     /// Missing, malformed, unknown, revoked or expired: indistinguishable to the client.
@@ -135,13 +171,13 @@ pub enum Denied {
         at: Option<OffsetDateTime>,
         reason: Option<String>,
     },
-    MissingScope,
+    MissingScope(Scope),
     CompanyNotAllowed,
 }
 
 impl ApiKey {
-    /// Checks that the key may be used at `now` and holds `write:webhooks`.
-    pub fn authorise_write(&self, now: OffsetDateTime) -> Result<(), Denied> {
+    /// Checks that the key may be used at all at `now`: active and not expired.
+    pub fn check_usable(&self, now: OffsetDateTime) -> Result<(), Denied> {
         match self.status {
             ApiKeyStatus::Revoked => return Err(Denied::InvalidKey),
             ApiKeyStatus::Suspended => {
@@ -155,10 +191,16 @@ impl ApiKey {
         if self.expires_at.is_some_and(|expiry| expiry <= now) {
             return Err(Denied::InvalidKey);
         }
-        if !self.scopes.iter().any(|scope| scope == WRITE_WEBHOOKS) {
-            return Err(Denied::MissingScope);
-        }
         Ok(())
+    }
+
+    /// Checks that the key holds `scope` (exactly; scopes do not imply each other).
+    pub fn require(&self, scope: Scope) -> Result<(), Denied> {
+        if self.scopes.iter().any(|held| held == scope.as_str()) {
+            Ok(())
+        } else {
+            Err(Denied::MissingScope(scope))
+        }
     }
 
     /// Checks that the key may act for `company`.
@@ -189,7 +231,13 @@ mod tests {
             suspend_reason: None,
             expires_at: None,
             created_at: datetime!(2024-01-01 0:00 UTC),
+            rate_limits: RateLimits::default(),
         }
+    }
+
+    fn authorise_write(key: &ApiKey, now: OffsetDateTime) -> Result<(), Denied> {
+        key.check_usable(now)?;
+        key.require(Scope::WriteWebhooks)
     }
 
     #[test]
@@ -264,7 +312,7 @@ mod tests {
     #[test]
     fn active_key_with_scope_may_write() {
         assert_eq!(
-            key().authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            authorise_write(&key(), datetime!(2025-01-01 0:00 UTC)),
             Ok(())
         );
     }
@@ -276,7 +324,7 @@ mod tests {
             ..key()
         };
         assert_eq!(
-            key.authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            authorise_write(&key, datetime!(2025-01-01 0:00 UTC)),
             Err(Denied::InvalidKey)
         );
     }
@@ -288,10 +336,13 @@ mod tests {
             ..key()
         };
         assert_eq!(
-            key.authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            authorise_write(&key, datetime!(2025-01-01 0:00 UTC)),
             Err(Denied::InvalidKey)
         );
-        assert_eq!(key.authorise_write(datetime!(2024-12-31 23:59 UTC)), Ok(()));
+        assert_eq!(
+            authorise_write(&key, datetime!(2024-12-31 23:59 UTC)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -303,7 +354,7 @@ mod tests {
             ..key()
         };
         assert_eq!(
-            key.authorise_write(datetime!(2025-01-01 0:00 UTC)),
+            authorise_write(&key, datetime!(2025-01-01 0:00 UTC)),
             Err(Denied::Suspended {
                 at: Some(datetime!(2024-06-01 12:00 UTC)),
                 reason: Some("billing".into())
@@ -318,8 +369,29 @@ mod tests {
             ..key()
         };
         assert_eq!(
-            key.authorise_write(datetime!(2025-01-01 0:00 UTC)),
-            Err(Denied::MissingScope)
+            authorise_write(&key, datetime!(2025-01-01 0:00 UTC)),
+            Err(Denied::MissingScope(Scope::WriteWebhooks))
+        );
+    }
+
+    #[test]
+    fn scopes_are_independent() {
+        let writer = ApiKey {
+            scopes: vec![WRITE_WEBHOOKS.into()],
+            ..key()
+        };
+        assert_eq!(
+            writer.require(Scope::ReadWebhooks),
+            Err(Denied::MissingScope(Scope::ReadWebhooks))
+        );
+        let reader = ApiKey {
+            scopes: vec![READ_WEBHOOKS.into()],
+            ..key()
+        };
+        assert_eq!(reader.require(Scope::ReadWebhooks), Ok(()));
+        assert_eq!(
+            reader.require(Scope::WriteWebhooks),
+            Err(Denied::MissingScope(Scope::WriteWebhooks))
         );
     }
 

@@ -1,4 +1,4 @@
-//! Safe retries: a client-chosen `Idempotency-Key` makes a create happen at most once.
+//! Safe retries: a client-chosen `Idempotency-Key` makes a `POST` happen at most once.
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -25,11 +25,13 @@ impl IdempotencyKey {
     }
 }
 
-/// A request's claim on an idempotency key, scoped to the API key that sent it.
+/// A request's claim on an idempotency key, scoped to the API key that sent it and to the
+/// method and route it was sent to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyClaim {
-    /// Where the claim is stored: derived from the API key id and a hash of the key, so that
-    /// two API keys never share a claim and odd key characters never reach a table key.
+    /// Where the claim is stored: derived from the API key id and a hash of the scope and the
+    /// key, so that two API keys or two routes never share a claim and odd key characters
+    /// never reach a table key.
     pub record_id: String,
     /// SHA-256 of the request body: the same key with another body is a client bug.
     pub request_hash: String,
@@ -39,11 +41,16 @@ pub struct IdempotencyClaim {
 }
 
 impl IdempotencyClaim {
-    pub fn new(api_key_id: &str, key: &IdempotencyKey, body: &[u8]) -> Self {
+    /// `scope` names the method and the route as called (`POST /webhooks/<id>/test`).
+    pub fn new(api_key_id: &str, scope: &str, key: &IdempotencyKey, body: &[u8]) -> Self {
+        let mut scoped = Sha256::new();
+        scoped.update(scope.as_bytes());
+        scoped.update([0]);
+        scoped.update(key.0.as_bytes());
         Self {
             record_id: format!(
                 "idempotency#{api_key_id}#{}",
-                hex::encode(Sha256::digest(key.0.as_bytes()))
+                hex::encode(scoped.finalize())
             ),
             request_hash: hex::encode(Sha256::digest(body)),
             owner: Uuid::new_v4().to_string(),
@@ -60,8 +67,9 @@ pub enum ClaimOutcome {
     InProgress,
     /// The key was used with a different body.
     Reused,
-    /// The key already created this webhook: answer the same again.
-    Completed(Uuid),
+    /// The key already did its work; the stored result (a webhook id for a create) tells
+    /// how to answer the same again.
+    Completed(String),
 }
 
 #[cfg(test)]
@@ -81,17 +89,27 @@ mod tests {
     #[test]
     fn claims_are_scoped_to_the_api_key() {
         let key = IdempotencyKey::parse("retry-1").unwrap();
-        let a = IdempotencyClaim::new("key-a", &key, b"{}");
-        let b = IdempotencyClaim::new("key-b", &key, b"{}");
+        let a = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"{}");
+        let b = IdempotencyClaim::new("key-b", "POST /webhooks", &key, b"{}");
         assert_ne!(a.record_id, b.record_id);
         assert_eq!(a.request_hash, b.request_hash);
     }
 
     #[test]
+    fn claims_are_scoped_to_the_method_and_route() {
+        let key = IdempotencyKey::parse("retry-1").unwrap();
+        let create = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"");
+        let test = IdempotencyClaim::new("key-a", "POST /webhooks/1/test", &key, b"");
+        let other = IdempotencyClaim::new("key-a", "POST /webhooks/2/test", &key, b"");
+        assert_ne!(create.record_id, test.record_id);
+        assert_ne!(test.record_id, other.record_id);
+    }
+
+    #[test]
     fn claims_tell_bodies_apart() {
         let key = IdempotencyKey::parse("retry-1").unwrap();
-        let a = IdempotencyClaim::new("key-a", &key, b"{\"a\":1}");
-        let b = IdempotencyClaim::new("key-a", &key, b"{\"a\":2}");
+        let a = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"{\"a\":1}");
+        let b = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"{\"a\":2}");
         assert_eq!(a.record_id, b.record_id);
         assert_ne!(a.request_hash, b.request_hash);
     }

@@ -40,19 +40,7 @@ impl NewWebhook {
     /// Parses a request body, collecting every field error in the order of the documentation's
     /// fields (unknown fields last), so that the first error is stable for a given body.
     pub fn parse(body: &[u8], policy: UrlPolicy) -> Result<Self, Vec<FieldError>> {
-        let body_error = |message: &str| vec![FieldError::new("body", message)];
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(body_error("request body must not be empty"));
-        }
-        let value = strict_json::from_slice(body).map_err(|err| {
-            body_error(&format!(
-                "request body must be valid JSON ({})",
-                json_error_summary(&err)
-            ))
-        })?;
-        let Value::Object(object) = value else {
-            return Err(body_error("request body must be a JSON object"));
-        };
+        let object = json_object(body)?;
 
         let mut errors = Errors::default();
         let url = errors.required(&object, "url", |v| {
@@ -92,6 +80,24 @@ impl NewWebhook {
     }
 }
 
+/// A request body that must be one JSON object (no duplicate keys).
+pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, Vec<FieldError>> {
+    let body_error = |message: &str| vec![FieldError::new("body", message)];
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(body_error("request body must not be empty"));
+    }
+    let value = strict_json::from_slice(body).map_err(|err| {
+        body_error(&format!(
+            "request body must be valid JSON ({})",
+            json_error_summary(&err)
+        ))
+    })?;
+    match value {
+        Value::Object(object) => Ok(object),
+        _ => Err(body_error("request body must be a JSON object")),
+    }
+}
+
 /// What serde_json says went wrong, without echoing the input back.
 fn json_error_summary(err: &serde_json::Error) -> String {
     use serde_json::error::Category;
@@ -106,15 +112,15 @@ fn json_error_summary(err: &serde_json::Error) -> String {
 }
 
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(super) struct Errors(pub(super) Vec<FieldError>);
 
 impl Errors {
-    fn push(&mut self, field: &str, message: String) {
+    pub(super) fn push(&mut self, field: &str, message: String) {
         self.0.push(FieldError::new(field, message));
     }
 
     /// A required field: absent or `null` is an error.
-    fn required<T>(
+    pub(super) fn required<T>(
         &mut self,
         object: &Map<String, Value>,
         field: &str,
@@ -130,7 +136,7 @@ impl Errors {
     }
 
     /// An optional field: absent or `null` is `None`.
-    fn optional<T>(
+    pub(super) fn optional<T>(
         &mut self,
         object: &Map<String, Value>,
         field: &str,
@@ -146,13 +152,13 @@ impl Errors {
     }
 }
 
-fn as_str<'a>(value: &'a Value, field: &str) -> Result<&'a str, String> {
+pub(super) fn as_str<'a>(value: &'a Value, field: &str) -> Result<&'a str, String> {
     value
         .as_str()
         .ok_or_else(|| format!("{field} must be a string"))
 }
 
-fn parse_events(value: &Value) -> Result<Vec<EventType>, String> {
+pub(super) fn parse_events(value: &Value) -> Result<Vec<EventType>, String> {
     let items = value
         .as_array()
         .ok_or("events must be an array of event type strings")?;
@@ -181,7 +187,7 @@ fn parse_events(value: &Value) -> Result<Vec<EventType>, String> {
     Ok(events)
 }
 
-fn parse_name(value: &Value) -> Result<String, String> {
+pub(super) fn parse_name(value: &Value) -> Result<String, String> {
     let name = as_str(value, "name")?;
     if !length_within(name, 1, MAX_NAME_CHARS) {
         return Err(format!("name must be 1 to {MAX_NAME_CHARS} characters"));
@@ -195,7 +201,7 @@ fn parse_name(value: &Value) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-fn parse_description(value: &Value) -> Result<String, String> {
+pub(super) fn parse_description(value: &Value) -> Result<String, String> {
     let description = as_str(value, "description")?;
     if !length_within(description, 0, MAX_DESCRIPTION_CHARS) {
         return Err(format!(
@@ -210,7 +216,7 @@ fn parse_description(value: &Value) -> Result<String, String> {
     Ok(description.to_owned())
 }
 
-fn parse_company_id(value: &Value) -> Result<Uuid, String> {
+pub(super) fn parse_company_id(value: &Value) -> Result<Uuid, String> {
     const MESSAGE: &str = "companyId must be a UUID such as 550e8400-e29b-41d4-a716-446655440000";
     let text = as_str(value, "companyId")?;
     // Only the hyphenated form: the braced, URN and simple forms are accepted by the uuid crate
@@ -221,7 +227,10 @@ fn parse_company_id(value: &Value) -> Result<Uuid, String> {
     Uuid::try_parse(text).map_err(|_| MESSAGE.to_string())
 }
 
-fn parse_headers(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<CustomHeader>> {
+pub(super) fn parse_headers(
+    value: &Value,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<CustomHeader>> {
     let Some(items) = value.as_array() else {
         errors.push(FieldError::new("headers", "headers must be an array"));
         return None;

@@ -28,6 +28,8 @@ pub struct Webhook {
     pub circuit_opened_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// Goes up by one with every change of the webhook; its `ETag`.
+    pub version: u64,
 }
 
 impl Webhook {
@@ -55,6 +57,48 @@ impl Webhook {
             circuit_opened_at: None,
             created_at: now,
             updated_at: now,
+            version: 1,
+        }
+    }
+
+    /// The strong entity tag of this state of the webhook.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+
+    /// Whether the circuit breaker is open (deliveries are dropped until a reset).
+    pub fn circuit_open(&self) -> bool {
+        self.circuit_opened_at.is_some()
+    }
+}
+
+/// Reads an `If-Match` value: one strong entity tag as [`Webhook::etag`] makes it.
+/// `None` when it is not one (the caller answers 412: it cannot match).
+pub fn parse_etag(value: &str) -> Option<u64> {
+    let inner = value.trim().strip_prefix('"')?.strip_suffix('"')?;
+    if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_digit()) || inner.len() > 19 {
+        return None;
+    }
+    inner.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_strong_and_read_back() {
+        assert_eq!(parse_etag("\"7\""), Some(7));
+        assert_eq!(parse_etag(" \"12\" "), Some(12));
+        for bad in [
+            "7",
+            "W/\"7\"",
+            "\"\"",
+            "\"x\"",
+            "*",
+            "\"99999999999999999999\"",
+        ] {
+            assert_eq!(parse_etag(bad), None, "{bad}");
         }
     }
 }

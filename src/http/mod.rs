@@ -1,27 +1,49 @@
 //! The HTTP edge: routes, reads and answers API Gateway requests (REST v1 and HTTP API v2).
+//!
+//! Checks run in the contract's order: route → authentication (and scope) → rate limit →
+//! content type → size → body → resource → store.
 
 use std::time::Instant;
 
-use lambda_http::http::{header, Method};
+use lambda_http::http::{header, HeaderMap, HeaderName};
 use lambda_http::{Body, Request, RequestExt, Response};
+use uuid::Uuid;
 
-use crate::domain::{ApiKey, ApiToken, FieldError, IdempotencyClaim, IdempotencyKey, NewWebhook};
+use crate::domain::rate_limit::RateStatus;
+use crate::domain::{
+    parse_etag, ApiKey, ApiToken, IdempotencyClaim, IdempotencyKey, NewWebhook, WebhookPatch,
+};
 use crate::error::ApiError;
-use crate::service::{App, Created};
+use crate::service::{parse_webhook_id, App, ServiceError};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
 
 mod response;
+pub mod routes;
 
 pub use response::{created_body, error_response};
+use routes::{Matched, Operation};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
-/// What a request led to, for the log line.
+/// What a request led to, for the log line and the rate headers.
 #[derive(Default)]
 struct Outcome {
     api_key_id: Option<String>,
     webhook_id: Option<String>,
+    rate: Option<RateStatus>,
+}
+
+/// What a successful request answers.
+enum Success {
+    Created(crate::service::Created),
+    List(Vec<crate::domain::Webhook>),
+    /// One webhook, with its `ETag`; `replayed` for an idempotent replay.
+    One {
+        webhook: crate::domain::Webhook,
+        replayed: bool,
+    },
+    Deleted,
 }
 
 /// Answers one request. Never fails: every error becomes an answer from the contract's table.
@@ -33,22 +55,26 @@ where
 {
     let started = Instant::now();
     let request_id = request_id(&request);
-    let route = route_of(path_of(&request));
+    let path = path_of(&request);
+    let template = routes::template_of(path);
     let mut outcome = Outcome::default();
-    let result = create(app, &request, route, &mut outcome).await;
-    let (response, error_code) = match &result {
-        Ok(created) => (response::created(created, &request_id), None),
+    let result = serve(app, &request, path, &mut outcome).await;
+    let (mut response, error_code) = match &result {
+        Ok(success) => (answer(success, &request_id), None),
         Err(error) => {
             let answer = error.answer();
             let code = answer.code;
             (error_response(answer, &request_id), Some(code))
         }
     };
+    if let Some(rate) = &outcome.rate {
+        response::rate_headers(response.headers_mut(), rate);
+    }
     // AWS trouble and bugs are warnings, with their cause (an error code, never SDK text).
     let cause = match &result {
-        Err(error @ (ApiError::ServiceUnavailable(_) | ApiError::Internal(_))) => {
-            Some(error.to_string())
-        }
+        Err(ApiError::Service(
+            error @ (ServiceError::Unavailable(_) | ServiceError::Internal(_)),
+        )) => Some(error.to_string()),
         _ => None,
     };
     macro_rules! log_request {
@@ -56,7 +82,7 @@ where
             tracing::event!(
                 $level,
                 request_id = %request_id,
-                route,
+                route = template,
                 method = %request.method(),
                 status = response.status().as_u16(),
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -74,6 +100,320 @@ where
         log_request!(tracing::Level::INFO, "request handled");
     }
     response
+}
+
+fn answer(success: &Success, request_id: &str) -> Response<Body> {
+    match success {
+        Success::Created(created) => response::created(created, request_id),
+        Success::List(webhooks) => response::list(webhooks, request_id),
+        Success::One { webhook, replayed } => response::one(webhook, *replayed, request_id),
+        Success::Deleted => response::no_content(request_id),
+    }
+}
+
+async fn serve<K, W, S>(
+    app: &App<K, W, S>,
+    request: &Request,
+    path: &str,
+    outcome: &mut Outcome,
+) -> Result<Success, ApiError>
+where
+    K: ApiKeyStore,
+    W: WebhookStore,
+    S: SecretStore,
+{
+    let matched = routes::route(path, request.method())?;
+    if let Some(id) = matched.id {
+        outcome.webhook_id = parse_webhook_id(id).ok().map(|id| id.to_string());
+    }
+    let key = authenticate(app, request).await?;
+    outcome.api_key_id = Some(key.id.clone());
+    let scope = key.require(matched.operation.scope());
+    // Reads run beside the rate count (one round trip); everything else waits for it.
+    let result = match (&matched.operation, &scope) {
+        (Operation::List | Operation::Get, Ok(())) => {
+            let (count, read) =
+                tokio::join!(app.count_request(&key), read(app, request, &key, matched));
+            outcome.rate = Some(count?);
+            admit(outcome)?;
+            read
+        }
+        _ => {
+            outcome.rate = Some(app.count_request(&key).await?);
+            scope.map_err(ServiceError::from)?;
+            admit(outcome)?;
+            write(app, request, &key, matched).await
+        }
+    };
+    if let Ok(Success::Created(created)) = &result {
+        outcome.webhook_id = Some(created.webhook.id.to_string());
+    }
+    result
+}
+
+/// Refuses a request over its key's rate limit.
+fn admit(outcome: &Outcome) -> Result<(), ApiError> {
+    match &outcome.rate {
+        Some(rate) if rate.exceeded.is_some() => Err(ServiceError::RateLimited(*rate).into()),
+        _ => Ok(()),
+    }
+}
+
+async fn read<K, W, S>(
+    app: &App<K, W, S>,
+    request: &Request,
+    key: &ApiKey,
+    matched: Matched<'_>,
+) -> Result<Success, ApiError>
+where
+    K: ApiKeyStore,
+    W: WebhookStore,
+    S: SecretStore,
+{
+    match (matched.operation, matched.id) {
+        (Operation::List, _) => {
+            let company = list_query(request)?;
+            Ok(Success::List(app.list_webhooks(key, company).await?))
+        }
+        (_, Some(id)) => Ok(Success::One {
+            webhook: app.get_webhook(key, id).await?,
+            replayed: false,
+        }),
+        _ => Err(ApiError::NoRoute),
+    }
+}
+
+async fn write<K, W, S>(
+    app: &App<K, W, S>,
+    request: &Request,
+    key: &ApiKey,
+    matched: Matched<'_>,
+) -> Result<Success, ApiError>
+where
+    K: ApiKeyStore,
+    W: WebhookStore,
+    S: SecretStore,
+{
+    let id = matched.id.unwrap_or_default();
+    match matched.operation {
+        Operation::Create => {
+            let body = json_body(request, JSON)?;
+            let claim = claim(request, key, matched, body)?;
+            let new_webhook = NewWebhook::parse(body, app.settings().url_policy)
+                .map_err(ServiceError::Validation)?;
+            Ok(Success::Created(
+                app.create_webhook(key, new_webhook, claim).await?,
+            ))
+        }
+        Operation::Update => {
+            let body = json_body(request, JSON_OR_MERGE_PATCH)?;
+            let if_match = if_match(request)?;
+            let patch = WebhookPatch::parse(body, app.settings().url_policy)
+                .map_err(ServiceError::Validation)?;
+            let webhook = app.update_webhook(key, id, patch, if_match?).await?;
+            Ok(Success::One {
+                webhook,
+                replayed: false,
+            })
+        }
+        Operation::Delete => {
+            app.delete_webhook(key, id, if_match(request)??).await?;
+            Ok(Success::Deleted)
+        }
+        Operation::ResetCircuit => {
+            let body = empty_body(request)?;
+            let claim = claim(request, key, matched, body)?;
+            let answered = app.reset_circuit(key, id, claim).await?;
+            Ok(Success::One {
+                webhook: answered.webhook,
+                replayed: answered.replayed,
+            })
+        }
+        Operation::List | Operation::Get => read(app, request, key, matched).await,
+    }
+}
+
+/// Exactly one `Authorization: Bearer <sk_…>` header, naming a usable key.
+async fn authenticate<K, W, S>(app: &App<K, W, S>, request: &Request) -> Result<ApiKey, ApiError>
+where
+    K: ApiKeyStore,
+    W: WebhookStore,
+    S: SecretStore,
+{
+    let value = single(request.headers(), &header::AUTHORIZATION)
+        .ok()
+        .flatten()
+        .ok_or(ServiceError::InvalidApiKey)?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(ApiToken::from_authorization)
+        .ok_or(ServiceError::InvalidApiKey)?;
+    Ok(app.authenticate(&token).await?)
+}
+
+/// The one value of a header that may be sent at most once: `Err` when it came twice.
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a lambda_http::http::HeaderValue>, ()> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        _ => Err(()),
+    }
+}
+
+/// The optional `Idempotency-Key` header (at most one), as a claim scoped to the key, the
+/// method and the route as called.
+fn claim(
+    request: &Request,
+    key: &ApiKey,
+    matched: Matched<'_>,
+    body: &[u8],
+) -> Result<Option<IdempotencyClaim>, ApiError> {
+    const FIELD: &str = "Idempotency-Key";
+    let name = HeaderName::from_static("idempotency-key");
+    let value = single(request.headers(), &name)
+        .map_err(|()| ApiError::invalid(FIELD, "Idempotency-Key must be sent once"))?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        ApiError::invalid(
+            FIELD,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    })?;
+    let idempotency_key = IdempotencyKey::parse(text).map_err(|m| ApiError::invalid(FIELD, m))?;
+    // The id as the webhook's own (lowercase), so that two spellings share one scope.
+    let id = matched
+        .id
+        .map(|id| parse_webhook_id(id).map_or_else(|_| id.to_owned(), |u| u.to_string()));
+    let route = match id {
+        Some(id) => matched.template.replace("{id}", &id),
+        None => matched.template.to_owned(),
+    };
+    let scope = format!("{} {route}", request.method());
+    Ok(Some(IdempotencyClaim::new(
+        &key.id,
+        &scope,
+        &idempotency_key,
+        body,
+    )))
+}
+
+/// `If-Match` (at most one): `Some(version)` to check, `None` for absent or `*`. A value that
+/// names no version we make cannot match: 412.
+fn if_match(request: &Request) -> Result<Result<Option<u64>, ServiceError>, ApiError> {
+    let value = single(request.headers(), &header::IF_MATCH)
+        .map_err(|()| ApiError::invalid("If-Match", "If-Match must be sent once"))?;
+    Ok(match value.map(|v| v.to_str().map(str::trim)) {
+        None | Some(Ok("*")) => Ok(None),
+        Some(Ok(text)) => parse_etag(text)
+            .map(Some)
+            .ok_or(ServiceError::PreconditionFailed),
+        Some(Err(_)) => Err(ServiceError::PreconditionFailed),
+    })
+}
+
+const JSON: &[&str] = &["application/json"];
+const JSON_OR_MERGE_PATCH: &[&str] = &["application/json", "application/merge-patch+json"];
+
+/// A body that must be JSON of one of `media_types`, within the size limit.
+fn json_body<'r>(request: &'r Request, media_types: &[&str]) -> Result<&'r [u8], ApiError> {
+    check_content_type(request, media_types)?;
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(body)
+}
+
+/// A route that takes no body: empty, or `{}` sent as JSON.
+fn empty_body(request: &Request) -> Result<&[u8], ApiError> {
+    let body: &[u8] = request.body().as_ref();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(body);
+    }
+    let body = json_body(request, JSON)?;
+    match crate::domain::strict_json::from_slice(body) {
+        Ok(serde_json::Value::Object(object)) if object.is_empty() => Ok(body),
+        _ => Err(ApiError::invalid(
+            "body",
+            "this route takes no request body (send none, or {})",
+        )),
+    }
+}
+
+/// Exactly one `Content-Type` of `media_types`, optionally with parameters; a charset, if
+/// given, must be UTF-8.
+fn check_content_type(request: &Request, media_types: &[&str]) -> Result<(), ApiError> {
+    let unsupported = ApiError::UnsupportedMediaType {
+        accepted: if media_types.len() > 1 {
+            "application/json or application/merge-patch+json"
+        } else {
+            "application/json"
+        },
+    };
+    let value = single(request.headers(), &header::CONTENT_TYPE)
+        .ok()
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unsupported.clone())?;
+    let mut parts = value.split(';');
+    let media_type = parts.next().unwrap_or_default().trim();
+    if !media_types
+        .iter()
+        .any(|m| media_type.eq_ignore_ascii_case(m))
+    {
+        return Err(unsupported);
+    }
+    for parameter in parts {
+        let (name, val) = parameter.split_once('=').unwrap_or((parameter, ""));
+        let val = val.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset") && !val.eq_ignore_ascii_case("utf-8") {
+            return Err(unsupported);
+        }
+    }
+    Ok(())
+}
+
+/// `GET /webhooks`' query: an optional `companyId`, nothing else.
+fn list_query(request: &Request) -> Result<Option<Uuid>, ApiError> {
+    const MESSAGE: &str = "companyId must be a UUID such as 550e8400-e29b-41d4-a716-446655440000";
+    let query = request.query_string_parameters_ref();
+    let mut company = None;
+    let mut errors = Vec::new();
+    if let Some(query) = query {
+        for (name, _) in query.iter() {
+            if name != "companyId" {
+                errors.push(crate::domain::FieldError::new(
+                    "query",
+                    "companyId is the only query parameter",
+                ));
+                break;
+            }
+        }
+        let values = query.all("companyId").unwrap_or_default();
+        match values.as_slice() {
+            [] => {}
+            [one] if one.len() == 36 => match Uuid::try_parse(one) {
+                Ok(id) => company = Some(id),
+                Err(_) => errors.push(crate::domain::FieldError::new("companyId", MESSAGE)),
+            },
+            [_] => errors.push(crate::domain::FieldError::new("companyId", MESSAGE)),
+            _ => errors.push(crate::domain::FieldError::new(
+                "companyId",
+                "companyId must be given at most once",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(company)
+    } else {
+        Err(ServiceError::Validation(errors).into())
+    }
 }
 
 /// The request path without the API Gateway stage. REST (v1) events carry a stage-less path
@@ -100,17 +440,6 @@ fn path_of(request: &Request) -> &str {
     }
 }
 
-/// The one route this function serves.
-const WEBHOOKS: &str = "/webhooks";
-
-/// The route a path matches, ignoring one trailing slash.
-fn route_of(path: &str) -> &'static str {
-    match path.strip_suffix('/').unwrap_or(path) {
-        WEBHOOKS => WEBHOOKS,
-        _ => "unmatched",
-    }
-}
-
 /// The Lambda request id; API Gateway's when run outside Lambda (tests), else a fresh UUID.
 fn request_id(request: &Request) -> String {
     if let Some(context) = request.lambda_context_ref() {
@@ -124,98 +453,5 @@ fn request_id(request: &Request) -> String {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
         _ => None,
     };
-    from_gateway.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-async fn create<K, W, S>(
-    app: &App<K, W, S>,
-    request: &Request,
-    route: &str,
-    outcome: &mut Outcome,
-) -> Result<Created, ApiError>
-where
-    K: ApiKeyStore,
-    W: WebhookStore,
-    S: SecretStore,
-{
-    if route != WEBHOOKS {
-        return Err(ApiError::NotFound);
-    }
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
-    let key = authenticate(app, request).await?;
-    outcome.api_key_id = Some(key.id.clone());
-    check_content_type(request)?;
-    let body: &[u8] = request.body().as_ref();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    let claim = idempotency_key(request)?.map(|k| IdempotencyClaim::new(&key.id, &k, body));
-    let new_webhook =
-        NewWebhook::parse(body, app.settings().url_policy).map_err(ApiError::Validation)?;
-    let created = app.create_webhook(&key, new_webhook, claim).await?;
-    outcome.webhook_id = Some(created.webhook.id.to_string());
-    Ok(created)
-}
-
-/// Exactly one `Authorization: Bearer <sk_…>` header, naming a usable key.
-async fn authenticate<K, W, S>(app: &App<K, W, S>, request: &Request) -> Result<ApiKey, ApiError>
-where
-    K: ApiKeyStore,
-    W: WebhookStore,
-    S: SecretStore,
-{
-    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(ApiError::InvalidApiKey);
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(ApiToken::from_authorization)
-        .ok_or(ApiError::InvalidApiKey)?;
-    app.authenticate(&token).await
-}
-
-/// The optional `Idempotency-Key` header (at most one).
-fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
-    const HEADER: &str = "idempotency-key";
-    let invalid =
-        |message: &str| ApiError::Validation(vec![FieldError::new("Idempotency-Key", message)]);
-    let mut values = request.headers().get_all(HEADER).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Ok(None),
-        (Some(_), Some(_)) => Err(invalid("Idempotency-Key must be sent once")),
-        (Some(value), None) => {
-            let text = value.to_str().map_err(|_| {
-                invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
-            })?;
-            IdempotencyKey::parse(text)
-                .map(Some)
-                .map_err(|m| invalid(&m))
-        }
-    }
-}
-
-/// `application/json`, optionally with parameters; a charset, if given, must be UTF-8.
-fn check_content_type(request: &Request) -> Result<(), ApiError> {
-    let value = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::UnsupportedMediaType)?;
-    let mut parts = value.split(';');
-    let media_type = parts.next().unwrap_or_default().trim();
-    if !media_type.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    for parameter in parts {
-        let (name, val) = parameter.split_once('=').unwrap_or((parameter, ""));
-        let val = val.trim().trim_matches('"');
-        if name.trim().eq_ignore_ascii_case("charset") && !val.eq_ignore_ascii_case("utf-8") {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-    }
-    Ok(())
+    from_gateway.unwrap_or_else(|| Uuid::new_v4().to_string())
 }

@@ -1,17 +1,19 @@
 //! The response envelope: `{success, data, error, timestamp}` and the contract's headers.
 
-use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::domain::rate_limit::RateStatus;
 use crate::domain::time_format::rfc3339;
-use crate::domain::EventType;
+use crate::domain::{EventType, Webhook};
 use crate::error::Answer;
 use crate::service::Created;
 
-/// `data` of a 201: exactly the documentation's fields, in its example's order.
+/// A webhook as answered: exactly the documentation's fields, in its example's order. The
+/// signing secret is there only in the answer that shows it once.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WebhookData<'a> {
@@ -28,7 +30,8 @@ struct WebhookData<'a> {
     timeout_ms: u32,
     consecutive_failures: u32,
     circuit_opened_at: Option<String>,
-    signing_secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_secret: Option<&'a str>,
     created_at: String,
     updated_at: String,
 }
@@ -40,10 +43,8 @@ struct MaskedHeader<'a> {
     is_masked: bool,
 }
 
-/// The JSON body of a 201 (also used by benchmarks).
-pub fn created_body(created: &Created) -> String {
-    let webhook = &created.webhook;
-    let data = WebhookData {
+fn view<'a>(webhook: &'a Webhook, signing_secret: Option<&'a str>) -> WebhookData<'a> {
+    WebhookData {
         id: webhook.id.to_string(),
         api_key_id: &webhook.api_key_id,
         company_id: webhook.company_id.map(|id| id.to_string()),
@@ -68,10 +69,14 @@ pub fn created_body(created: &Created) -> String {
         timeout_ms: webhook.timeout_ms,
         consecutive_failures: webhook.consecutive_failures,
         circuit_opened_at: webhook.circuit_opened_at.map(rfc3339),
-        signing_secret: created.signing_secret.expose(),
+        signing_secret,
         created_at: rfc3339(webhook.created_at),
         updated_at: rfc3339(webhook.updated_at),
-    };
+    }
+}
+
+/// The success envelope around `data`.
+fn success(data: impl Serialize) -> String {
     json!({
         "success": true,
         "data": data,
@@ -79,6 +84,14 @@ pub fn created_body(created: &Created) -> String {
         "timestamp": rfc3339(OffsetDateTime::now_utc()),
     })
     .to_string()
+}
+
+/// The JSON body of a 201 (also used by benchmarks).
+pub fn created_body(created: &Created) -> String {
+    success(view(
+        &created.webhook,
+        Some(created.signing_secret.expose()),
+    ))
 }
 
 pub(super) fn created(created: &Created, request_id: &str) -> Response<Body> {
@@ -94,6 +107,55 @@ pub(super) fn created(created: &Created, request_id: &str) -> Response<Body> {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
+}
+
+/// `200` with `{"data": [view, ...], "total": N}`.
+pub(super) fn list(webhooks: &[Webhook], request_id: &str) -> Response<Body> {
+    let views: Vec<_> = webhooks.iter().map(|w| view(w, None)).collect();
+    let body = success(json!({"data": views, "total": webhooks.len()}));
+    let mut response = base(StatusCode::OK, request_id, body);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `200` with one webhook's view and its `ETag`.
+pub(super) fn one(webhook: &Webhook, replayed: bool, request_id: &str) -> Response<Body> {
+    let mut response = base(StatusCode::OK, request_id, success(view(webhook, None)));
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, header_value(&webhook.etag()));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// `204` without a body.
+pub(super) fn no_content(request_id: &str) -> Response<Body> {
+    let mut response = base(StatusCode::NO_CONTENT, request_id, String::new());
+    *response.body_mut() = Body::Empty;
+    response
+}
+
+/// InstaView's rate headers, on every answer to an authenticated request.
+pub(super) fn rate_headers(headers: &mut HeaderMap, rate: &RateStatus) {
+    let limits = rate.limits;
+    let windows = rate.windows;
+    for (name, value) in [
+        ("x-ratelimit-limit-minute", i64::from(limits.per_minute)),
+        (
+            "x-ratelimit-remaining-minute",
+            i64::from(rate.remaining_minute),
+        ),
+        ("x-ratelimit-reset-minute", windows.minute_reset),
+        ("x-ratelimit-limit-hour", i64::from(limits.per_hour)),
+        ("x-ratelimit-remaining-hour", i64::from(rate.remaining_hour)),
+        ("x-ratelimit-reset-hour", windows.hour_reset),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
 }
 
 /// The response for an error's answer, with the header its status calls for.

@@ -1,4 +1,5 @@
-//! DynamoDB adapters: API key records (read) and webhook records (write).
+//! DynamoDB adapters: API key records (read) and the webhooks table (records, per-key counts,
+//! idempotency claims, rate counters, tombstones).
 
 use std::collections::HashMap;
 
@@ -6,19 +7,25 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::aws_error::classify;
-use super::{ApiKeyStore, InsertError, SecretRef, StoreError, WebhookStore};
+use super::{
+    judge_change, ApiKeyStore, Caller, ChangeError, Deleted, IdempotencyClaims, InsertError,
+    RateCounter, SecretRef, StoreError, StoredWebhook, WebhookChange, WebhookReads, WebhookWrites,
+};
 use crate::domain::idempotency::{CLAIM_STALE_AFTER_SECONDS, IDEMPOTENCY_TTL_SECONDS};
+use crate::domain::rate_limit::{Usage, Windows};
 use crate::domain::time_format::{parse_rfc3339, rfc3339};
 use crate::domain::{
-    ApiKey, ApiKeyStatus, ClaimOutcome, EventType, IdempotencyClaim, TokenHash, Webhook,
+    ApiKey, ApiKeyStatus, ClaimOutcome, EventType, IdempotencyClaim, RateLimits, TokenHash, Webhook,
 };
 
 /// An item as the SDK represents it.
@@ -28,8 +35,13 @@ pub type Item = HashMap<String, AttributeValue>;
 pub const API_KEY_HASH: &str = "keyHash";
 /// Partition key of the webhooks table.
 pub const WEBHOOK_ID: &str = "id";
-/// Marks an item that holds a failed create's id, so that a late copy cannot write it.
+/// Marks an item that holds a failed create's or a deleted webhook's id (a tombstone), so that
+/// a late copy of a write cannot bring the record back.
 pub const FENCE: &str = "fence";
+/// The index of webhook records by owner: partition `apiKeyId`, sort `createdAt`.
+pub const BY_API_KEY_INDEX: &str = "byApiKey";
+/// How long a deleted webhook's tombstone is kept (a retried DELETE finds it), in seconds.
+const TOMBSTONE_TTL_SECONDS: i64 = 7 * 24 * 60 * 60;
 
 /// Reads API key records by token hash.
 #[derive(Clone, Debug)]
@@ -69,7 +81,7 @@ impl ApiKeyStore for DynamoApiKeys {
     }
 }
 
-/// Writes webhook records.
+/// The webhooks table.
 #[derive(Clone, Debug)]
 pub struct DynamoWebhooks {
     client: Client,
@@ -101,32 +113,49 @@ fn build<T, E: std::fmt::Display>(built: Result<T, E>) -> Result<T, StoreError> 
 fn cancellation_codes(
     error: &SdkError<TransactWriteItemsError, HttpResponse>,
 ) -> Option<Vec<String>> {
+    cancellation_reasons(error).map(|reasons| reasons.into_iter().map(|(code, _)| code).collect())
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+/// The attribute of a completed claim that tells a replay what to answer.
+const CLAIM_RESULT: &str = "result";
+/// The key that deleted a webhook, on its tombstone.
+const DELETED_BY: &str = "deletedBy";
+
+/// The code and (where asked for) the old item of each item of a cancelled transaction.
+fn cancellation_reasons(
+    error: &SdkError<TransactWriteItemsError, HttpResponse>,
+) -> Option<Vec<(String, Option<Item>)>> {
     match error.as_service_error()? {
         TransactWriteItemsError::TransactionCanceledException(cancelled) => Some(
             cancelled
                 .cancellation_reasons()
                 .iter()
-                .map(|reason| reason.code().unwrap_or("None").to_owned())
+                .map(|reason| {
+                    (
+                        reason.code().unwrap_or("None").to_owned(),
+                        reason.item().cloned(),
+                    )
+                })
                 .collect(),
         ),
         _ => None,
     }
 }
 
-const CONDITION_FAILED: &str = "ConditionalCheckFailed";
-
-impl WebhookStore for DynamoWebhooks {
+impl WebhookWrites for DynamoWebhooks {
     async fn insert(
         &self,
-        webhook: &Webhook,
-        secret: &SecretRef,
+        stored: &StoredWebhook,
         limit: u32,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<(), InsertError> {
+        let webhook = &stored.webhook;
+        let secret = &stored.secret;
         let put = build(
             Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(webhook_item(webhook, secret)))
+                .set_item(Some(webhook_item(stored)))
                 .condition_expression("attribute_not_exists(#id)")
                 .expression_attribute_names("#id", WEBHOOK_ID)
                 .build(),
@@ -151,13 +180,14 @@ impl WebhookStore for DynamoWebhooks {
                 Update::builder()
                     .table_name(&self.table)
                     .key(WEBHOOK_ID, s(&claim.record_id))
-                    .update_expression("SET #st = :done, webhookId = :webhook")
+                    .update_expression("SET #st = :done, #result = :result")
                     .condition_expression("#st = :in_progress AND requestHash = :hash")
                     .expression_attribute_names("#st", "status")
+                    .expression_attribute_names("#result", CLAIM_RESULT)
                     .expression_attribute_values(":done", s("completed"))
                     .expression_attribute_values(":in_progress", s("in_progress"))
                     .expression_attribute_values(":hash", s(&claim.request_hash))
-                    .expression_attribute_values(":webhook", s(&webhook.id.to_string()))
+                    .expression_attribute_values(":result", s(&webhook.id.to_string()))
                     .build(),
             )?;
             request = request.transact_items(TransactWriteItem::builder().update(complete).build());
@@ -175,7 +205,7 @@ impl WebhookStore for DynamoWebhooks {
         if failed(0) {
             // Only our own earlier attempt can hold this fresh UUID; make sure it is ours.
             return match self.get(webhook.id).await? {
-                Some((_, stored)) if stored.arn == secret.arn => Ok(()),
+                Some(found) if found.secret.arn == secret.arn => Ok(()),
                 _ => Err(StoreError::Failed {
                     operation: "dynamodb.TransactWriteItems(webhook)",
                     kind: "webhook id exists".into(),
@@ -196,7 +226,7 @@ impl WebhookStore for DynamoWebhooks {
         .into())
     }
 
-    async fn remove(&self, id: Uuid, api_key_id: &str) -> Result<(), StoreError> {
+    async fn undo_insert(&self, id: Uuid, api_key_id: &str) -> Result<(), StoreError> {
         // A copy of the insert may still be on its way: when there is no record, the id is
         // fenced, so that the copy's `attribute_not_exists(id)` fails if it lands later.
         for _ in 0..3 {
@@ -261,7 +291,356 @@ impl WebhookStore for DynamoWebhooks {
         })
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<(Webhook, SecretRef)>, StoreError> {
+    async fn update(
+        &self,
+        id: Uuid,
+        caller: &Caller<'_>,
+        change: &WebhookChange,
+        claim: Option<(&IdempotencyClaim, &str)>,
+        now: OffsetDateTime,
+    ) -> Result<StoredWebhook, ChangeError> {
+        let mut expression = Expression::default();
+        let mut sets = Vec::new();
+        let mut set = |expression: &mut Expression, name: &str, value: AttributeValue| {
+            let path = expression.name(name);
+            let value = expression.value(value);
+            sets.push(format!("{path} = {value}"));
+        };
+        if let Some(url) = &change.url {
+            set(&mut expression, "url", s(url));
+        }
+        if let Some(events) = &change.events {
+            set(
+                &mut expression,
+                "events",
+                list(events.iter().map(|e| e.as_str())),
+            );
+        }
+        if let Some(name) = &change.name {
+            set(&mut expression, "name", opt_s(name.as_deref()));
+        }
+        if let Some(description) = &change.description {
+            set(
+                &mut expression,
+                "description",
+                opt_s(description.as_deref()),
+            );
+        }
+        if let Some(active) = change.is_active {
+            set(&mut expression, "isActive", AttributeValue::Bool(active));
+        }
+        if let Some(swap) = &change.secret {
+            set(
+                &mut expression,
+                "secretVersion",
+                opt_s(swap.to.version.as_deref()),
+            );
+            if let Some(names) = &swap.header_names {
+                set(
+                    &mut expression,
+                    "headerNames",
+                    list(names.iter().map(String::as_str)),
+                );
+            }
+        }
+        if change.reset_circuit {
+            set(&mut expression, "consecutiveFailures", n(0));
+            set(
+                &mut expression,
+                "circuitOpenedAt",
+                AttributeValue::Null(true),
+            );
+            set(&mut expression, "isActive", AttributeValue::Bool(true));
+        }
+        set(
+            &mut expression,
+            "updatedAt",
+            s(&rfc3339(super::whole_seconds(now))),
+        );
+        let version = expression.name("version");
+        let one = expression.value(n(1));
+        let update = format!("SET {} ADD {version} {one}", sets.join(", "));
+        let condition =
+            expression.caller_condition(caller, change.secret.as_ref().map(|swap| &swap.from));
+        let Some((claim, result)) = claim else {
+            let outcome = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&id.to_string()))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(expression.names))
+                .set_expression_attribute_values(Some(expression.values))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            return match outcome {
+                Ok(output) => output
+                    .attributes
+                    .as_ref()
+                    .and_then(webhook_from_item)
+                    .ok_or_else(|| malformed("dynamodb.UpdateItem(webhook)").into()),
+                Err(error) => match error.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Err(self
+                        .why_refused(id, failed.item.clone(), caller, change)
+                        .await),
+                    _ => Err(classify("dynamodb.UpdateItem(webhook)", &error).into()),
+                },
+            };
+        };
+        // With an idempotency claim, the change and the claim's completion are one transaction
+        // (which answers no attributes: the record is read back after it).
+        let record = build(
+            Update::builder()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&id.to_string()))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(expression.names))
+                .set_expression_attribute_values(Some(expression.values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build(),
+        )?;
+        let complete = self.complete_claim_item(claim, result)?;
+        let outcome = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(record).build())
+            .transact_items(TransactWriteItem::builder().update(complete).build())
+            .send()
+            .await;
+        if let Err(error) = outcome {
+            let Some(reasons) = cancellation_reasons(&error) else {
+                return Err(classify("dynamodb.TransactWriteItems(change webhook)", &error).into());
+            };
+            return Err(match reasons.first() {
+                Some((code, item)) if code == CONDITION_FAILED => {
+                    self.why_refused(id, item.clone(), caller, change).await
+                }
+                _ => StoreError::Failed {
+                    operation: "dynamodb.TransactWriteItems(change webhook)",
+                    kind: "idempotency claim lost".into(),
+                }
+                .into(),
+            });
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| malformed("dynamodb.GetItem(changed webhook)").into())
+    }
+
+    async fn delete(&self, id: Uuid, caller: &Caller<'_>) -> Result<Deleted, ChangeError> {
+        let mut expression = Expression::default();
+        let condition = expression.caller_condition(caller, None);
+        let expires = OffsetDateTime::now_utc().unix_timestamp() + TOMBSTONE_TTL_SECONDS;
+        let tombstone = build(
+            Put::builder()
+                .table_name(&self.table)
+                .item(WEBHOOK_ID, s(&id.to_string()))
+                .item(FENCE, AttributeValue::Bool(true))
+                .item(DELETED_BY, s(caller.api_key_id))
+                .item("expiresAt", AttributeValue::N(expires.to_string()))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(expression.names))
+                .set_expression_attribute_values(Some(expression.values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build(),
+        )?;
+        let give_back = build(
+            Update::builder()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&quota_id(caller.api_key_id)))
+                .update_expression("ADD webhookCount :minus_one")
+                .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+                .build(),
+        )?;
+        let outcome = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(tombstone).build())
+            .transact_items(TransactWriteItem::builder().update(give_back).build())
+            .send()
+            .await;
+        let error = match outcome {
+            Ok(_) => return Ok(Deleted::Now),
+            Err(error) => error,
+        };
+        let Some(reasons) = cancellation_reasons(&error) else {
+            return Err(classify("dynamodb.TransactWriteItems(delete webhook)", &error).into());
+        };
+        match reasons.first() {
+            Some((code, item)) if code == CONDITION_FAILED => {
+                let item = match item {
+                    Some(item) => Some(item.clone()),
+                    None => self.read_item(id).await?,
+                };
+                if item.as_ref().is_some_and(|item| {
+                    item.contains_key(FENCE) && get_s(item, DELETED_BY) == Some(caller.api_key_id)
+                }) {
+                    return Ok(Deleted::Earlier);
+                }
+                Err(self
+                    .why_refused(id, item, caller, &WebhookChange::default())
+                    .await)
+            }
+            _ => Err(StoreError::Unavailable {
+                operation: "dynamodb.TransactWriteItems(delete webhook)",
+                kind: "transaction cancelled".into(),
+            }
+            .into()),
+        }
+    }
+}
+
+impl DynamoWebhooks {
+    /// The item as stored (tombstones and fences included), strongly consistent.
+    async fn read_item(&self, id: Uuid) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(WEBHOOK_ID, s(&id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb.GetItem(webhook)", &e))?
+            .item)
+    }
+
+    /// Why a conditional change was refused, judged on the item it met (read again when the
+    /// answer did not carry it).
+    async fn why_refused(
+        &self,
+        id: Uuid,
+        item: Option<Item>,
+        caller: &Caller<'_>,
+        change: &WebhookChange,
+    ) -> ChangeError {
+        let item = match item {
+            Some(item) => Some(item),
+            None => match self.read_item(id).await {
+                Ok(item) => item,
+                Err(error) => return error.into(),
+            },
+        };
+        let existing = item
+            .filter(|item| !item.contains_key(FENCE))
+            .as_ref()
+            .and_then(webhook_from_item);
+        let expected = change.secret.as_ref().map(|swap| &swap.from);
+        match judge_change(existing.as_ref(), caller, expected) {
+            Err(refused) => refused,
+            // The record changed between the write and the read: the caller may try again.
+            Ok(()) => ChangeError::SecretMoved,
+        }
+    }
+
+    fn complete_claim_item(
+        &self,
+        claim: &IdempotencyClaim,
+        result: &str,
+    ) -> Result<Update, StoreError> {
+        build(
+            Update::builder()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&claim.record_id))
+                .update_expression("SET #st = :done, #result = :result")
+                .condition_expression(
+                    "#st = :in_progress AND requestHash = :hash AND #owner = :owner",
+                )
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#result", CLAIM_RESULT)
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":done", s("completed"))
+                .expression_attribute_values(":in_progress", s("in_progress"))
+                .expression_attribute_values(":hash", s(&claim.request_hash))
+                .expression_attribute_values(":owner", s(&claim.owner))
+                .expression_attribute_values(":result", s(result))
+                .build(),
+        )
+    }
+}
+
+/// Builds expression attribute names and values with generated placeholders.
+#[derive(Default)]
+struct Expression {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expression {
+    fn name(&mut self, attribute: &str) -> String {
+        let placeholder = format!("#{attribute}");
+        self.names.insert(placeholder.clone(), attribute.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, value: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    /// [`judge_change`]'s rules as a condition: the caller's own live record, a company the
+    /// caller may act for (or none), the `If-Match` version, the secret version a swap replaces.
+    fn caller_condition(&mut self, caller: &Caller<'_>, secret: Option<&SecretRef>) -> String {
+        let id = self.name(WEBHOOK_ID);
+        let fence = self.name(FENCE);
+        let owner = self.name("apiKeyId");
+        let key = self.value(s(caller.api_key_id));
+        let mut parts = vec![
+            format!("attribute_exists({id})"),
+            format!("attribute_not_exists({fence})"),
+            format!("{owner} = {key}"),
+        ];
+        let company = self.name("companyId");
+        let null = self.value(s("NULL"));
+        let mut allowed = vec![format!("attribute_type({company}, {null})")];
+        // IN takes at most 100 operands.
+        for chunk in caller.company_ids.chunks(100) {
+            let operands: Vec<_> = chunk
+                .iter()
+                .map(|c| self.value(s(&c.to_string())))
+                .collect();
+            allowed.push(format!("{company} IN ({})", operands.join(", ")));
+        }
+        parts.push(format!("({})", allowed.join(" OR ")));
+        if let Some(version) = caller.if_match {
+            let path = self.name("version");
+            let value = self.value(AttributeValue::N(version.to_string()));
+            parts.push(format!("{path} = {value}"));
+        }
+        if let Some(from) = secret {
+            let path = self.name("secretVersion");
+            match &from.version {
+                Some(version) => {
+                    let value = self.value(s(version));
+                    parts.push(format!("{path} = {value}"));
+                }
+                None => parts.push(format!("attribute_not_exists({path})")),
+            }
+        }
+        parts.join(" AND ")
+    }
+}
+
+fn malformed(operation: &'static str) -> StoreError {
+    StoreError::Failed {
+        operation,
+        kind: "malformed webhook record".into(),
+    }
+}
+
+impl WebhookReads for DynamoWebhooks {
+    async fn get(&self, id: Uuid) -> Result<Option<StoredWebhook>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -282,6 +661,33 @@ impl WebhookStore for DynamoWebhooks {
         }
     }
 
+    async fn list_by_owner(&self, api_key_id: &str) -> Result<Vec<StoredWebhook>, StoreError> {
+        let pages: Result<Vec<Item>, _> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_API_KEY_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "apiKeyId")
+            .expression_attribute_values(":owner", s(api_key_id))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect();
+        pages
+            .map_err(|e| classify("dynamodb.Query(webhooks by key)", &e))?
+            .iter()
+            .map(|item| {
+                webhook_from_item(item).ok_or_else(|| malformed("dynamodb.Query(webhooks by key)"))
+            })
+            .collect()
+    }
+}
+
+impl IdempotencyClaims for DynamoWebhooks {
     async fn claim(
         &self,
         claim: &IdempotencyClaim,
@@ -342,16 +748,14 @@ impl WebhookStore for DynamoWebhooks {
         };
         Ok(
             if get_s(&held, "owner") == Some(claim.owner.as_str())
-                && get_s(&held, "webhookId").is_none()
+                && get_s(&held, CLAIM_RESULT).is_none()
             {
                 // Our own claim: an earlier attempt of this very call landed.
                 ClaimOutcome::Claimed
             } else if get_s(&held, "requestHash") != Some(claim.request_hash.as_str()) {
                 ClaimOutcome::Reused
-            } else if let Some(id) =
-                get_s(&held, "webhookId").and_then(|id| Uuid::try_parse(id).ok())
-            {
-                ClaimOutcome::Completed(id)
+            } else if let Some(result) = get_s(&held, CLAIM_RESULT) {
+                ClaimOutcome::Completed(result.to_owned())
             } else {
                 ClaimOutcome::InProgress
             },
@@ -384,6 +788,66 @@ impl WebhookStore for DynamoWebhooks {
             Err(e) => Err(classify("dynamodb.DeleteItem(idempotency claim)", &e)),
         }
     }
+
+    async fn complete(&self, claim: &IdempotencyClaim, result: &str) -> Result<(), StoreError> {
+        let complete = self.complete_claim_item(claim, result)?;
+        self.client
+            .update_item()
+            .table_name(complete.table_name())
+            .set_key(Some(complete.key().clone()))
+            .update_expression(complete.update_expression())
+            .set_condition_expression(complete.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(complete.expression_attribute_names().cloned())
+            .set_expression_attribute_values(complete.expression_attribute_values().cloned())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("dynamodb.UpdateItem(complete claim)", &e))
+    }
+}
+
+impl RateCounter for DynamoWebhooks {
+    async fn count_request(
+        &self,
+        api_key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Usage, StoreError> {
+        let windows = Windows::at(now);
+        let minute = format!("m{:02}", windows.minute_of_hour);
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                WEBHOOK_ID,
+                s(&format!("rate#{api_key_id}#{}", windows.hour_start)),
+            )
+            .update_expression("ADD hourCount :one, #minute :one SET expiresAt = :expires")
+            .expression_attribute_names("#minute", &minute)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N((windows.hour_reset + 3600).to_string()),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb.UpdateItem(rate count)", &e))?;
+        let attributes = output.attributes.unwrap_or_default();
+        let count = |name: &str| {
+            attributes
+                .get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        match (count(&minute), count("hourCount")) {
+            (Some(minute), Some(hour)) => Ok(Usage { minute, hour }),
+            _ => Err(StoreError::Failed {
+                operation: "dynamodb.UpdateItem(rate count)",
+                kind: "no counts in the answer".into(),
+            }),
+        }
+    }
 }
 
 fn s(text: &str) -> AttributeValue {
@@ -402,10 +866,13 @@ fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> AttributeValue {
     AttributeValue::L(items.into_iter().map(s).collect())
 }
 
-/// The stored form of a webhook: its fields and the ARN of its secret, no secret material.
-pub fn webhook_item(webhook: &Webhook, secret: &SecretRef) -> Item {
+/// The stored form of a webhook: its fields and the ARN and version of its secret, no secret
+/// material.
+pub fn webhook_item(stored: &StoredWebhook) -> Item {
+    let webhook = &stored.webhook;
+    let secret = &stored.secret;
     let company = webhook.company_id.map(|id| id.to_string());
-    HashMap::from([
+    let mut item = HashMap::from([
         (WEBHOOK_ID.to_owned(), s(&webhook.id.to_string())),
         ("apiKeyId".to_owned(), s(&webhook.api_key_id)),
         ("companyId".to_owned(), opt_s(company.as_deref())),
@@ -440,11 +907,19 @@ pub fn webhook_item(webhook: &Webhook, secret: &SecretRef) -> Item {
         ("secretArn".to_owned(), s(&secret.arn)),
         ("createdAt".to_owned(), s(&rfc3339(webhook.created_at))),
         ("updatedAt".to_owned(), s(&rfc3339(webhook.updated_at))),
-    ])
+        (
+            "version".to_owned(),
+            AttributeValue::N(webhook.version.to_string()),
+        ),
+    ]);
+    if let Some(version) = &secret.version {
+        item.insert("secretVersion".to_owned(), s(version));
+    }
+    item
 }
 
 /// Reads a webhook record; `None` if it is malformed.
-pub fn webhook_from_item(item: &Item) -> Option<(Webhook, SecretRef)> {
+pub fn webhook_from_item(item: &Item) -> Option<StoredWebhook> {
     let number = |name: &str| item.get(name)?.as_n().ok()?.parse::<u32>().ok();
     let optional = |name: &str| get_s(item, name).map(str::to_owned);
     let id = Uuid::try_parse(get_s(item, WEBHOOK_ID)?).ok()?;
@@ -473,9 +948,13 @@ pub fn webhook_from_item(item: &Item) -> Option<(Webhook, SecretRef)> {
         },
         created_at: parse_rfc3339(get_s(item, "createdAt")?)?,
         updated_at: parse_rfc3339(get_s(item, "updatedAt")?)?,
+        version: item.get("version")?.as_n().ok()?.parse().ok()?,
     };
-    let arn = get_s(item, "secretArn")?.to_owned();
-    Some((webhook, SecretRef { arn }))
+    let secret = SecretRef {
+        arn: get_s(item, "secretArn")?.to_owned(),
+        version: get_s(item, "secretVersion").map(str::to_owned),
+    };
+    Some(StoredWebhook { webhook, secret })
 }
 
 /// The stored form of an API key, under the hash of its token.
@@ -504,8 +983,21 @@ pub fn api_key_item(hash: &TokenHash, key: &ApiKey) -> Item {
     if let Some(reason) = &key.suspend_reason {
         item.insert("suspendReason".to_owned(), s(reason));
     }
+    // Only limits that differ from the defaults are stored, so that changing a default
+    // reaches every key that never had its own.
+    let defaults = RateLimits::default();
+    if key.rate_limits.per_minute != defaults.per_minute {
+        item.insert(RATE_PER_MINUTE.to_owned(), n(key.rate_limits.per_minute));
+    }
+    if key.rate_limits.per_hour != defaults.per_hour {
+        item.insert(RATE_PER_HOUR.to_owned(), n(key.rate_limits.per_hour));
+    }
     item
 }
+
+/// Attributes of an API key record holding its own rate limits.
+pub const RATE_PER_MINUTE: &str = "rateLimitPerMinute";
+pub const RATE_PER_HOUR: &str = "rateLimitPerHour";
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
@@ -544,6 +1036,14 @@ pub fn api_key_from_item(item: &Item) -> Option<ApiKey> {
         suspend_reason: get_s(item, "suspendReason").map(str::to_owned),
         expires_at: optional_time("expiresAt")?,
         created_at: parse_rfc3339(get_s(item, "createdAt")?)?,
+        rate_limits: {
+            let defaults = RateLimits::default();
+            let limit = |name: &str| item.get(name).and_then(|v| v.as_n().ok()?.parse().ok());
+            RateLimits {
+                per_minute: limit(RATE_PER_MINUTE).unwrap_or(defaults.per_minute),
+                per_hour: limit(RATE_PER_HOUR).unwrap_or(defaults.per_hour),
+            }
+        },
     })
 }
 

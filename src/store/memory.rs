@@ -1,5 +1,6 @@
 //! In-memory adapters for fast handler tests and benchmarks. They keep the same rules as the
-//! AWS adapters (atomic insert with limit and claim, conditional undo).
+//! AWS adapters (atomic insert with limit and claim, conditional changes, tombstones, versioned
+//! secrets, AWS's secret size limit).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,13 +10,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    secret_document, signing_secret_from_document, ApiKeyStore, InsertError, SecretRef,
-    SecretStore, StoreError, WebhookSecretMaterial, WebhookStore,
+    judge_change, ApiKeyStore, Caller, ChangeError, Deleted, IdempotencyClaims, InsertError,
+    RateCounter, SecretDocument, SecretRef, SecretStore, StoreError, StoredWebhook, WebhookChange,
+    WebhookReads, WebhookWrites, MAX_SECRET_BYTES,
 };
 use crate::domain::idempotency::{CLAIM_STALE_AFTER_SECONDS, IDEMPOTENCY_TTL_SECONDS};
-use crate::domain::{
-    ApiKey, ApiToken, ClaimOutcome, IdempotencyClaim, Pepper, SigningSecret, TokenHash, Webhook,
-};
+use crate::domain::rate_limit::{Usage, Windows};
+use crate::domain::{ApiKey, ApiToken, ClaimOutcome, IdempotencyClaim, Pepper, TokenHash};
 
 /// The pepper the in-memory stores use.
 pub const MEMORY_PEPPER: &[u8] = b"in-memory-pepper";
@@ -61,28 +62,33 @@ impl ApiKeyStore for MemoryApiKeys {
 #[derive(Clone, Debug)]
 struct Claim {
     request_hash: String,
-    webhook_id: Option<Uuid>,
+    result: Option<String>,
     locked_at: i64,
     expires_at: i64,
 }
 
 #[derive(Default)]
 struct Tables {
-    records: HashMap<Uuid, (Webhook, SecretRef)>,
+    records: HashMap<Uuid, StoredWebhook>,
+    /// Deleted ids and the key that deleted them.
+    tombstones: HashMap<Uuid, String>,
     counts: HashMap<String, u32>,
     claims: HashMap<String, Claim>,
+    /// (key, hour start) → (hour count, per-minute counts).
+    rates: HashMap<(String, i64), (u32, [u32; 60])>,
 }
 
-/// Webhook records, per-key counts and idempotency claims, behind one lock (so that inserts
-/// are as atomic as DynamoDB's transactions).
+/// Webhook records, per-key counts, claims and rate counters, behind one lock (so that every
+/// write is as atomic as DynamoDB's conditional writes and transactions).
 #[derive(Default)]
 pub struct MemoryWebhooks {
     tables: Mutex<Tables>,
     fail_with: Mutex<Option<StoreError>>,
+    calls: AtomicUsize,
 }
 
 impl MemoryWebhooks {
-    pub fn get_record(&self, id: Uuid) -> Option<(Webhook, SecretRef)> {
+    pub fn get_record(&self, id: Uuid) -> Option<StoredWebhook> {
         self.tables.lock().unwrap().records.get(&id).cloned()
     }
 
@@ -105,23 +111,59 @@ impl MemoryWebhooks {
             .unwrap_or(0)
     }
 
-    /// Makes every later insert fail with `error`.
+    /// Makes every later read and write of webhook records fail with `error` (claims and
+    /// rate counting go on).
     pub fn fail_with(&self, error: StoreError) {
         *self.fail_with.lock().unwrap() = Some(error);
     }
+
+    /// Ends an injected failure.
+    pub fn recover(&self) {
+        *self.fail_with.lock().unwrap() = None;
+    }
+
+    /// How many calls reached the store (every trait method counts one).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn call(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
-impl WebhookStore for MemoryWebhooks {
+impl WebhookReads for MemoryWebhooks {
+    async fn get(&self, id: Uuid) -> Result<Option<StoredWebhook>, StoreError> {
+        self.call();
+        injected(&self.fail_with)?;
+        Ok(self.get_record(id))
+    }
+
+    async fn list_by_owner(&self, api_key_id: &str) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.call();
+        injected(&self.fail_with)?;
+        let tables = self.tables.lock().unwrap();
+        Ok(tables
+            .records
+            .values()
+            .filter(|s| s.webhook.api_key_id == api_key_id)
+            .cloned()
+            .collect())
+    }
+}
+
+impl WebhookWrites for MemoryWebhooks {
     async fn insert(
         &self,
-        webhook: &Webhook,
-        secret: &SecretRef,
+        stored: &StoredWebhook,
         limit: u32,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<(), InsertError> {
+        self.call();
         injected(&self.fail_with)?;
+        let webhook = &stored.webhook;
         let mut tables = self.tables.lock().unwrap();
-        if tables.records.contains_key(&webhook.id) {
+        if tables.records.contains_key(&webhook.id) || tables.tombstones.contains_key(&webhook.id) {
             return Err(InsertError::Store(StoreError::Failed {
                 operation: "webhooks.insert",
                 kind: "ConditionalCheckFailed".into(),
@@ -133,51 +175,103 @@ impl WebhookStore for MemoryWebhooks {
         }
         if let Some(claim) = claim {
             match tables.claims.get_mut(&claim.record_id) {
-                Some(held)
-                    if held.request_hash == claim.request_hash && held.webhook_id.is_none() =>
-                {
-                    held.webhook_id = Some(webhook.id);
+                Some(held) if held.request_hash == claim.request_hash && held.result.is_none() => {
+                    held.result = Some(webhook.id.to_string());
                 }
                 _ => return Err(InsertError::ClaimLost),
             }
         }
         tables.counts.insert(webhook.api_key_id.clone(), count + 1);
-        tables
-            .records
-            .insert(webhook.id, (webhook.clone(), secret.clone()));
+        tables.records.insert(webhook.id, stored.clone());
         Ok(())
     }
 
-    async fn remove(&self, id: Uuid, api_key_id: &str) -> Result<(), StoreError> {
+    async fn undo_insert(&self, id: Uuid, api_key_id: &str) -> Result<(), StoreError> {
+        self.call();
         let mut tables = self.tables.lock().unwrap();
         if tables.records.remove(&id).is_some() {
             if let Some(count) = tables.counts.get_mut(api_key_id) {
                 *count = count.saturating_sub(1);
             }
         }
+        tables.tombstones.insert(id, String::new());
         Ok(())
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<(Webhook, SecretRef)>, StoreError> {
-        Ok(self.get_record(id))
+    async fn update(
+        &self,
+        id: Uuid,
+        caller: &Caller<'_>,
+        change: &WebhookChange,
+        claim: Option<(&IdempotencyClaim, &str)>,
+        now: OffsetDateTime,
+    ) -> Result<StoredWebhook, ChangeError> {
+        self.call();
+        injected(&self.fail_with)?;
+        let mut tables = self.tables.lock().unwrap();
+        let expected = change.secret.as_ref().map(|swap| &swap.from);
+        judge_change(tables.records.get(&id), caller, expected)?;
+        if let Some((claim, _)) = claim {
+            let ours = tables.claims.get(&claim.record_id).is_some_and(|held| {
+                held.request_hash == claim.request_hash && held.result.is_none()
+            });
+            if !ours {
+                return Err(ChangeError::Store(StoreError::Failed {
+                    operation: "webhooks.update",
+                    kind: "idempotency claim lost".into(),
+                }));
+            }
+        }
+        let stored = tables.records.get_mut(&id).expect("judged present");
+        change.apply(stored, now);
+        let changed = stored.clone();
+        if let Some((claim, result)) = claim {
+            if let Some(held) = tables.claims.get_mut(&claim.record_id) {
+                held.result = Some(result.to_owned());
+            }
+        }
+        Ok(changed)
     }
 
+    async fn delete(&self, id: Uuid, caller: &Caller<'_>) -> Result<Deleted, ChangeError> {
+        self.call();
+        injected(&self.fail_with)?;
+        let mut tables = self.tables.lock().unwrap();
+        if tables
+            .tombstones
+            .get(&id)
+            .is_some_and(|by| by == caller.api_key_id)
+        {
+            return Ok(Deleted::Earlier);
+        }
+        judge_change(tables.records.get(&id), caller, None)?;
+        tables.records.remove(&id);
+        if let Some(count) = tables.counts.get_mut(caller.api_key_id) {
+            *count = count.saturating_sub(1);
+        }
+        tables.tombstones.insert(id, caller.api_key_id.to_owned());
+        Ok(Deleted::Now)
+    }
+}
+
+impl IdempotencyClaims for MemoryWebhooks {
     async fn claim(
         &self,
         claim: &IdempotencyClaim,
         now: OffsetDateTime,
     ) -> Result<ClaimOutcome, StoreError> {
+        self.call();
         let now = now.unix_timestamp();
         let mut tables = self.tables.lock().unwrap();
         if let Some(held) = tables.claims.get(&claim.record_id) {
             let expired = held.expires_at < now;
             let abandoned =
-                held.webhook_id.is_none() && held.locked_at < now - CLAIM_STALE_AFTER_SECONDS;
+                held.result.is_none() && held.locked_at < now - CLAIM_STALE_AFTER_SECONDS;
             if !expired && !abandoned {
                 return Ok(if held.request_hash != claim.request_hash {
                     ClaimOutcome::Reused
-                } else if let Some(id) = held.webhook_id {
-                    ClaimOutcome::Completed(id)
+                } else if let Some(result) = &held.result {
+                    ClaimOutcome::Completed(result.clone())
                 } else {
                     ClaimOutcome::InProgress
                 });
@@ -187,7 +281,7 @@ impl WebhookStore for MemoryWebhooks {
             claim.record_id.clone(),
             Claim {
                 request_hash: claim.request_hash.clone(),
-                webhook_id: None,
+                result: None,
                 locked_at: now,
                 expires_at: now + IDEMPOTENCY_TTL_SECONDS,
             },
@@ -195,17 +289,53 @@ impl WebhookStore for MemoryWebhooks {
         Ok(ClaimOutcome::Claimed)
     }
 
+    async fn complete(&self, claim: &IdempotencyClaim, result: &str) -> Result<(), StoreError> {
+        self.call();
+        let mut tables = self.tables.lock().unwrap();
+        if let Some(held) = tables.claims.get_mut(&claim.record_id) {
+            if held.request_hash == claim.request_hash && held.result.is_none() {
+                held.result = Some(result.to_owned());
+            }
+        }
+        Ok(())
+    }
+
     async fn release(&self, claim: &IdempotencyClaim) -> Result<(), StoreError> {
+        self.call();
         self.tables.lock().unwrap().claims.remove(&claim.record_id);
         Ok(())
     }
 }
 
-/// Secrets held in a map: ARN → JSON document.
+impl RateCounter for MemoryWebhooks {
+    async fn count_request(
+        &self,
+        api_key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Usage, StoreError> {
+        self.call();
+        let windows = Windows::at(now);
+        let mut tables = self.tables.lock().unwrap();
+        let (hour, minutes) = tables
+            .rates
+            .entry((api_key_id.to_owned(), windows.hour_start))
+            .or_insert((0, [0; 60]));
+        *hour += 1;
+        let minute = &mut minutes[usize::from(windows.minute_of_hour)];
+        *minute += 1;
+        Ok(Usage {
+            minute: *minute,
+            hour: *hour,
+        })
+    }
+}
+
+/// Secrets held in a map: ARN → versions (id, JSON document), newest last.
 #[derive(Default)]
 pub struct MemorySecrets {
-    secrets: Mutex<HashMap<String, String>>,
+    secrets: Mutex<HashMap<String, Vec<(String, String)>>>,
     fail_create_with: Mutex<Option<StoreError>>,
+    fail_put_with: Mutex<Option<StoreError>>,
 }
 
 impl MemorySecrets {
@@ -213,9 +343,21 @@ impl MemorySecrets {
         format!("arn:memory:webhooks/{webhook_id}")
     }
 
-    /// The JSON document of the secret with this ARN.
+    /// The JSON document of the newest version of the secret with this ARN.
     pub fn document(&self, arn: &str) -> Option<String> {
-        self.secrets.lock().unwrap().get(arn).cloned()
+        let secrets = self.secrets.lock().unwrap();
+        secrets.get(arn)?.last().map(|(_, doc)| doc.clone())
+    }
+
+    /// The JSON document of the version `secret` names.
+    pub fn document_of(&self, secret: &SecretRef) -> Option<String> {
+        let secrets = self.secrets.lock().unwrap();
+        let versions = secrets.get(&secret.arn)?;
+        match &secret.version {
+            None => versions.last(),
+            Some(id) => versions.iter().find(|(v, _)| v == id),
+        }
+        .map(|(_, doc)| doc.clone())
     }
 
     pub fn len(&self) -> usize {
@@ -231,24 +373,79 @@ impl MemorySecrets {
         *self.fail_create_with.lock().unwrap() = Some(error);
     }
 
-    /// Ends an injected failure.
+    /// Makes every later new version fail with `error`.
+    pub fn fail_put_with(&self, error: StoreError) {
+        *self.fail_put_with.lock().unwrap() = Some(error);
+    }
+
+    /// Ends injected failures.
     pub fn recover(&self) {
         *self.fail_create_with.lock().unwrap() = None;
+        *self.fail_put_with.lock().unwrap() = None;
+    }
+
+    /// AWS refuses a secret value over 65,536 bytes with a `ValidationException`.
+    fn checked(document: &SecretDocument) -> Result<String, StoreError> {
+        let json = document.to_json();
+        if json.len() > MAX_SECRET_BYTES {
+            return Err(StoreError::Failed {
+                operation: "secrets.write",
+                kind: "ValidationException".into(),
+            });
+        }
+        Ok(json)
     }
 }
 
 impl SecretStore for MemorySecrets {
     async fn create_webhook_secret(
         &self,
-        material: &WebhookSecretMaterial<'_>,
+        webhook_id: Uuid,
+        _api_key_id: &str,
+        document: &SecretDocument,
     ) -> Result<SecretRef, StoreError> {
         injected(&self.fail_create_with)?;
-        let arn = Self::secret_arn(material.webhook_id);
+        let json = Self::checked(document)?;
+        let arn = Self::secret_arn(webhook_id);
+        let version = Uuid::new_v4().to_string();
         self.secrets
             .lock()
             .unwrap()
-            .insert(arn.clone(), secret_document(material));
-        Ok(SecretRef { arn })
+            .insert(arn.clone(), vec![(version.clone(), json)]);
+        Ok(SecretRef {
+            arn,
+            version: Some(version),
+        })
+    }
+
+    async fn put_webhook_secret(
+        &self,
+        secret: &SecretRef,
+        document: &SecretDocument,
+    ) -> Result<SecretRef, StoreError> {
+        injected(&self.fail_put_with)?;
+        let json = Self::checked(document)?;
+        let version = Uuid::new_v4().to_string();
+        let mut secrets = self.secrets.lock().unwrap();
+        let versions = secrets.get_mut(&secret.arn).ok_or(StoreError::Failed {
+            operation: "secrets.put",
+            kind: "ResourceNotFoundException".into(),
+        })?;
+        versions.push((version.clone(), json));
+        Ok(SecretRef {
+            arn: secret.arn.clone(),
+            version: Some(version),
+        })
+    }
+
+    async fn read_webhook_secret(&self, secret: &SecretRef) -> Result<SecretDocument, StoreError> {
+        self.document_of(secret)
+            .as_deref()
+            .and_then(SecretDocument::from_json)
+            .ok_or(StoreError::Failed {
+                operation: "secrets.read",
+                kind: "ResourceNotFoundException".into(),
+            })
     }
 
     async fn delete_webhook_secret(&self, webhook_id: Uuid) -> Result<(), StoreError> {
@@ -257,16 +454,6 @@ impl SecretStore for MemorySecrets {
             .unwrap()
             .remove(&Self::secret_arn(webhook_id));
         Ok(())
-    }
-
-    async fn read_signing_secret(&self, secret: &SecretRef) -> Result<SigningSecret, StoreError> {
-        self.document(&secret.arn)
-            .as_deref()
-            .and_then(signing_secret_from_document)
-            .ok_or(StoreError::Failed {
-                operation: "secrets.read",
-                kind: "ResourceNotFoundException".into(),
-            })
     }
 
     async fn read_pepper(&self) -> Result<Pepper, StoreError> {

@@ -3,12 +3,11 @@
 use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_secretsmanager::Client;
 
+use uuid::Uuid;
+
 use super::aws_error::classify;
-use super::{
-    secret_document, signing_secret_from_document, SecretRef, SecretStore, StoreError,
-    WebhookSecretMaterial,
-};
-use crate::domain::{Pepper, SigningSecret};
+use super::{SecretDocument, SecretRef, SecretStore, StoreError};
+use crate::domain::Pepper;
 
 /// Webhook secrets under a name prefix, optionally encrypted with a customer KMS key.
 #[derive(Clone, Debug)]
@@ -35,7 +34,7 @@ impl SecretsManagerStore {
     }
 
     /// The secret name of a webhook.
-    pub fn secret_name(&self, webhook_id: uuid::Uuid) -> String {
+    pub fn secret_name(&self, webhook_id: Uuid) -> String {
         format!("{}{}", self.prefix, webhook_id)
     }
 }
@@ -70,18 +69,23 @@ fn tag(key: &str, value: &str) -> Tag {
 impl SecretStore for SecretsManagerStore {
     async fn create_webhook_secret(
         &self,
-        material: &WebhookSecretMaterial<'_>,
+        webhook_id: Uuid,
+        api_key_id: &str,
+        document: &SecretDocument,
     ) -> Result<SecretRef, StoreError> {
-        let name = self.secret_name(material.webhook_id);
+        // Our own version id (the request token): the record pins it, and the SDK's retries
+        // of this call reuse it, so a retried create is one version, not two.
+        let version = Uuid::new_v4().to_string();
         let output = self
             .client
             .create_secret()
-            .name(&name)
+            .name(self.secret_name(webhook_id))
             .description("InstaView webhook signing secret and custom header values")
-            .secret_string(secret_document(material))
+            .client_request_token(&version)
+            .secret_string(document.to_json())
             .set_kms_key_id(self.kms_key_id.clone())
-            .tags(tag("webhookId", &material.webhook_id.to_string()))
-            .tags(tag("apiKeyId", material.api_key_id))
+            .tags(tag("webhookId", &webhook_id.to_string()))
+            .tags(tag("apiKeyId", api_key_id))
             .send()
             .await
             .map_err(|e| classify("secretsmanager.CreateSecret", &e))?;
@@ -89,28 +93,53 @@ impl SecretStore for SecretsManagerStore {
             operation: "secretsmanager.CreateSecret",
             kind: "no ARN in the answer".into(),
         })?;
-        Ok(SecretRef { arn })
+        Ok(SecretRef {
+            arn,
+            version: Some(output.version_id.unwrap_or(version)),
+        })
     }
 
-    async fn delete_webhook_secret(&self, webhook_id: uuid::Uuid) -> Result<(), StoreError> {
-        self.delete(&self.secret_name(webhook_id)).await
+    async fn put_webhook_secret(
+        &self,
+        secret: &SecretRef,
+        document: &SecretDocument,
+    ) -> Result<SecretRef, StoreError> {
+        let version = Uuid::new_v4().to_string();
+        let output = self
+            .client
+            .put_secret_value()
+            .secret_id(&secret.arn)
+            .client_request_token(&version)
+            .secret_string(document.to_json())
+            .send()
+            .await
+            .map_err(|e| classify("secretsmanager.PutSecretValue", &e))?;
+        Ok(SecretRef {
+            arn: secret.arn.clone(),
+            version: Some(output.version_id.unwrap_or(version)),
+        })
     }
 
-    async fn read_signing_secret(&self, secret: &SecretRef) -> Result<SigningSecret, StoreError> {
+    async fn read_webhook_secret(&self, secret: &SecretRef) -> Result<SecretDocument, StoreError> {
         let output = self
             .client
             .get_secret_value()
             .secret_id(&secret.arn)
+            .set_version_id(secret.version.clone())
             .send()
             .await
             .map_err(|e| classify("secretsmanager.GetSecretValue(webhook)", &e))?;
         output
             .secret_string()
-            .and_then(signing_secret_from_document)
+            .and_then(SecretDocument::from_json)
             .ok_or(StoreError::Failed {
                 operation: "secretsmanager.GetSecretValue(webhook)",
                 kind: "malformed webhook secret".into(),
             })
+    }
+
+    async fn delete_webhook_secret(&self, webhook_id: Uuid) -> Result<(), StoreError> {
+        self.delete(&self.secret_name(webhook_id)).await
     }
 
     async fn read_pepper(&self) -> Result<Pepper, StoreError> {

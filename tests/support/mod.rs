@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use instaview_webhooks::config::Settings;
-use instaview_webhooks::domain::{ApiKey, ApiKeyStatus, ApiToken, WRITE_WEBHOOKS};
+use instaview_webhooks::domain::{ApiKey, ApiKeyStatus, ApiToken, RateLimits, WRITE_WEBHOOKS};
 use instaview_webhooks::service::App;
 use instaview_webhooks::store::memory::{MemoryApiKeys, MemorySecrets, MemoryWebhooks};
 use lambda_http::http::Method;
@@ -93,8 +93,15 @@ pub fn key(id: &str, scopes: &[&str]) -> ApiKey {
         suspend_reason: None,
         expires_at: None,
         created_at: datetime!(2024-01-01 0:00 UTC),
+        rate_limits: GENEROUS_LIMITS,
     }
 }
+
+/// Limits no test reaches unless it means to (rate-limit tests use their own keys).
+pub const GENEROUS_LIMITS: RateLimits = RateLimits {
+    per_minute: 1_000_000,
+    per_hour: 1_000_000,
+};
 
 pub type MemoryApp = App<MemoryApiKeys, MemoryWebhooks, MemorySecrets>;
 

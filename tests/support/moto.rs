@@ -195,6 +195,7 @@ impl AwsEnv {
                 company_ids: vec![Uuid::parse_str(super::COMPANY).unwrap()],
                 expires_at: None,
                 token: None,
+                rate_limits: super::GENEROUS_LIMITS,
             })
             .await
             .expect("create key");

@@ -1,21 +1,14 @@
-//! The create-webhook use case: authenticate, authorise, store (secret first), answer.
+//! `POST /webhooks`: authorise the company, store (secret first, then the record), answer.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::config::Settings;
-use crate::domain::{
-    ApiKey, ApiToken, ClaimOutcome, IdempotencyClaim, NewWebhook, Pepper, SigningSecret, TokenHash,
-    Webhook,
-};
-use crate::error::ApiError;
+use super::{App, ServiceError};
+use crate::domain::{ApiKey, ClaimOutcome, IdempotencyClaim, NewWebhook, SigningSecret, Webhook};
 use crate::store::{
-    ApiKeyStore, InsertError, SecretStore, StoreError, WebhookSecretMaterial, WebhookStore,
+    ApiKeyStore, InsertError, SecretDocument, SecretStore, StoreError, StoredWebhook, WebhookStore,
 };
 
 /// Time allowed for the writes of one create (claim, secret, record), or for answering a retry
@@ -26,10 +19,6 @@ pub const WRITE_BUDGET: Duration = Duration::from_secs(10);
 /// Gateway's 29 s.
 pub const UNDO_BUDGET: Duration = Duration::from_secs(8);
 
-/// Most API keys one container remembers; past it the cache starts over. Keys are few per
-/// customer, and only found keys are cached, so random tokens cannot grow it.
-const KEY_CACHE_CAPACITY: usize = 1024;
-
 /// A created webhook and the secret to show once.
 #[derive(Debug)]
 pub struct Created {
@@ -39,87 +28,7 @@ pub struct Created {
     pub replayed: bool,
 }
 
-/// The application: stores plus per-container state (pepper, key cache). Built once in `main`.
-pub struct App<K, W, S> {
-    keys: K,
-    webhooks: W,
-    secrets: S,
-    settings: Settings,
-    pepper: OnceCell<Pepper>,
-    key_cache: Mutex<HashMap<TokenHash, (ApiKey, Instant)>>,
-}
-
 impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
-    pub fn new(keys: K, webhooks: W, secrets: S, settings: Settings) -> Self {
-        Self {
-            keys,
-            webhooks,
-            secrets,
-            settings,
-            pepper: OnceCell::new(),
-            key_cache: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    pub fn keys(&self) -> &K {
-        &self.keys
-    }
-
-    pub fn webhooks(&self) -> &W {
-        &self.webhooks
-    }
-
-    pub fn secrets(&self) -> &S {
-        &self.secrets
-    }
-
-    /// Finds the key for `token` and checks it may create webhooks.
-    pub async fn authenticate(&self, token: &ApiToken) -> Result<ApiKey, ApiError> {
-        let pepper = self
-            .pepper
-            .get_or_try_init(|| self.secrets.read_pepper())
-            .await?;
-        let hash = pepper.hash(token);
-        let key = match self.cached_key(&hash) {
-            Some(key) => key,
-            None => {
-                let key = self
-                    .keys
-                    .find_by_hash(&hash)
-                    .await?
-                    .ok_or(ApiError::InvalidApiKey)?;
-                self.cache_key(hash, &key);
-                key
-            }
-        };
-        key.authorise_write(OffsetDateTime::now_utc())?;
-        Ok(key)
-    }
-
-    fn cached_key(&self, hash: &TokenHash) -> Option<ApiKey> {
-        let ttl = self.settings.api_key_cache_ttl;
-        let cache = self.key_cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(hash)
-            .filter(|(_, at)| at.elapsed() < ttl)
-            .map(|(key, _)| key.clone())
-    }
-
-    fn cache_key(&self, hash: TokenHash, key: &ApiKey) {
-        if self.settings.api_key_cache_ttl.is_zero() {
-            return;
-        }
-        let mut cache = self.key_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= KEY_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(hash, (key.clone(), Instant::now()));
-    }
-
     /// Creates the webhook, at most once per idempotency claim.
     ///
     /// The writes (claim, secret, record) run within [`WRITE_BUDGET`]. When they fail, or the
@@ -130,14 +39,19 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         key: &ApiKey,
         request: NewWebhook,
         claim: Option<IdempotencyClaim>,
-    ) -> Result<Created, ApiError> {
+    ) -> Result<Created, ServiceError> {
         if let Some(company) = request.company_id {
             key.authorise_company(company)?;
         }
         let signing_secret = SigningSecret::try_generate()
-            .map_err(|_| ApiError::Internal("the OS random number generator failed".into()))?;
+            .map_err(|_| ServiceError::Internal("the OS random number generator failed".into()))?;
         let webhook = Webhook::new(Uuid::new_v4(), &key.id, &request, OffsetDateTime::now_utc());
-        let write = self.write(key, &webhook, &signing_secret, &request, claim.as_ref());
+        let document = SecretDocument {
+            signing_secret: signing_secret.clone(),
+            previous: None,
+            headers: request.headers.clone(),
+        };
+        let write = self.write(key, &webhook, &document, claim.as_ref());
         let failure = match tokio::time::timeout(WRITE_BUDGET, write).await {
             Ok(Ok(Written::New)) => {
                 return Ok(Created {
@@ -148,7 +62,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             }
             Ok(Ok(Written::Replayed(created))) => return Ok(*created),
             Ok(Err(failure)) => failure,
-            Err(_) => Failure::Unknown(ApiError::ServiceUnavailable(StoreError::Unavailable {
+            Err(_) => Failure::Unknown(ServiceError::Unavailable(StoreError::Unavailable {
                 operation: "create webhook",
                 kind: "write budget exhausted".into(),
             })),
@@ -173,8 +87,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         &self,
         key: &ApiKey,
         webhook: &Webhook,
-        signing_secret: &SigningSecret,
-        request: &NewWebhook,
+        document: &SecretDocument,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Written, Failure> {
         if let Some(claim) = claim {
@@ -182,13 +95,13 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             match outcome.map_err(|e| Failure::BeforeRecord(e.into()))? {
                 ClaimOutcome::Claimed => {}
                 ClaimOutcome::InProgress => {
-                    return Err(Failure::NothingWritten(ApiError::RequestInProgress))
+                    return Err(Failure::NothingWritten(ServiceError::RequestInProgress))
                 }
                 ClaimOutcome::Reused => {
-                    return Err(Failure::NothingWritten(ApiError::IdempotencyKeyReused))
+                    return Err(Failure::NothingWritten(ServiceError::IdempotencyKeyReused))
                 }
-                ClaimOutcome::Completed(id) => {
-                    let replayed = self.replay(id, key).await;
+                ClaimOutcome::Completed(result) => {
+                    let replayed = self.replay(&result, key).await;
                     return replayed
                         .map(|created| Written::Replayed(Box::new(created)))
                         .map_err(Failure::NothingWritten);
@@ -197,24 +110,25 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         }
         let secret = self
             .secrets
-            .create_webhook_secret(&WebhookSecretMaterial {
-                webhook_id: webhook.id,
-                api_key_id: &key.id,
-                signing_secret,
-                headers: &request.headers,
-            })
+            .create_webhook_secret(webhook.id, &key.id, document)
             .await
             .map_err(|e| Failure::BeforeRecord(e.into()))?;
         let limit = self.settings.max_webhooks_per_key;
-        match self.webhooks.insert(webhook, &secret, limit, claim).await {
+        let stored = StoredWebhook {
+            webhook: webhook.clone(),
+            secret,
+        };
+        match self.webhooks.insert(&stored, limit, claim).await {
             Ok(()) => Ok(Written::New),
             // A cancelled transaction wrote nothing.
             Err(InsertError::LimitReached) => {
-                Err(Failure::BeforeRecord(ApiError::WebhookLimitReached {
+                Err(Failure::BeforeRecord(ServiceError::WebhookLimitReached {
                     limit,
                 }))
             }
-            Err(InsertError::ClaimLost) => Err(Failure::BeforeRecord(ApiError::RequestInProgress)),
+            Err(InsertError::ClaimLost) => {
+                Err(Failure::BeforeRecord(ServiceError::RequestInProgress))
+            }
             // Anything else may hide a write that landed.
             Err(InsertError::Store(error)) => Err(Failure::Unknown(error.into())),
         }
@@ -222,17 +136,18 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
 
     /// The webhook an earlier request with the same idempotency key created, with its secret
     /// read back from the secret store (the only place it is kept).
-    async fn replay(&self, id: Uuid, key: &ApiKey) -> Result<Created, ApiError> {
-        let (webhook, secret) = self
+    async fn replay(&self, result: &str, key: &ApiKey) -> Result<Created, ServiceError> {
+        let id = Uuid::try_parse(result).map_err(|_| ServiceError::IdempotencyKeyReused)?;
+        let stored = self
             .webhooks
             .get(id)
             .await?
-            .filter(|(webhook, _)| webhook.api_key_id == key.id)
-            .ok_or(ApiError::IdempotencyKeyReused)?;
-        let signing_secret = self.secrets.read_signing_secret(&secret).await?;
+            .filter(|stored| stored.webhook.api_key_id == key.id)
+            .ok_or(ServiceError::IdempotencyKeyReused)?;
+        let document = self.secrets.read_webhook_secret(&stored.secret).await?;
         Ok(Created {
-            webhook,
-            signing_secret,
+            webhook: stored.webhook,
+            signing_secret: document.signing_secret,
             replayed: true,
         })
     }
@@ -248,7 +163,11 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         claim: Option<&IdempotencyClaim>,
     ) {
         if record_may_exist {
-            if let Err(error) = self.webhooks.remove(webhook.id, &webhook.api_key_id).await {
+            if let Err(error) = self
+                .webhooks
+                .undo_insert(webhook.id, &webhook.api_key_id)
+                .await
+            {
                 tracing::error!(
                     webhook_id = %webhook.id,
                     error = %error,
@@ -280,9 +199,9 @@ enum Written {
 /// How far a failed create got, which tells the undo what to look for.
 enum Failure {
     /// Nothing of this request's can exist (refused, or answered from an earlier request).
-    NothingWritten(ApiError),
+    NothingWritten(ServiceError),
     /// A claim and a secret may exist, but not the record.
-    BeforeRecord(ApiError),
+    BeforeRecord(ServiceError),
     /// Anything may exist: the record write was ambiguous.
-    Unknown(ApiError),
+    Unknown(ServiceError),
 }

@@ -1,0 +1,218 @@
+//! The use cases, free of HTTP: authenticate a key, count its request, and create, list, read,
+//! change, delete and reset webhooks. Each fails with a [`ServiceError`]; the HTTP edge adds
+//! its own (routes, media types, sizes) and turns both into answers in one table (`error.rs`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use crate::config::Settings;
+use crate::domain::rate_limit::RateStatus;
+use crate::domain::time_format::rfc3339;
+use crate::domain::{ApiKey, ApiToken, Denied, FieldError, Pepper, Scope, TokenHash};
+use crate::store::{ApiKeyStore, SecretStore, StoreError, WebhookStore};
+
+mod create;
+mod manage;
+
+pub use create::{Created, UNDO_BUDGET, WRITE_BUDGET};
+pub use manage::{parse_webhook_id, Answered};
+
+/// Most API keys one container remembers; past it the cache starts over.
+const KEY_CACHE_CAPACITY: usize = 1024;
+/// Most unknown token hashes one container remembers; past it that cache starts over.
+const UNKNOWN_CACHE_CAPACITY: usize = 4096;
+
+/// Why a use case failed, as the client will learn it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("API key suspended")]
+    ApiKeySuspended {
+        suspended_at: Option<String>,
+        reason: Option<String>,
+    },
+    #[error("insufficient permissions")]
+    InsufficientPermissions(Scope),
+    #[error("resource access denied")]
+    ResourceAccessDenied,
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("idempotency key reused with another request")]
+    IdempotencyKeyReused,
+    #[error("request with this idempotency key in progress")]
+    RequestInProgress,
+    #[error("webhook limit reached")]
+    WebhookLimitReached { limit: u32 },
+    /// No such webhook, or not the caller's: the two are never told apart.
+    #[error("webhook not found")]
+    WebhookNotFound { resource_id: String },
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("rate limit exceeded")]
+    RateLimited(RateStatus),
+    /// AWS is throttling, timing out or down. The payload is for logs only (no SDK text).
+    #[error("service unavailable: {0}")]
+    Unavailable(StoreError),
+    /// A bug or misconfiguration. The payload is for logs only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// One field error.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ServiceError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable { .. } => ServiceError::Unavailable(error),
+            StoreError::Failed { .. } => ServiceError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<Denied> for ServiceError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::InvalidKey => ServiceError::InvalidApiKey,
+            Denied::Suspended { at, reason } => ServiceError::ApiKeySuspended {
+                suspended_at: at.map(rfc3339),
+                reason,
+            },
+            Denied::MissingScope(scope) => ServiceError::InsufficientPermissions(scope),
+            Denied::CompanyNotAllowed => ServiceError::ResourceAccessDenied,
+        }
+    }
+}
+
+/// What a container remembers of token hashes: found keys, and hashes that found nothing.
+#[derive(Default)]
+struct KeyCache {
+    found: HashMap<TokenHash, (ApiKey, Instant)>,
+    unknown: HashMap<TokenHash, Instant>,
+}
+
+/// The application: stores plus per-container state (pepper, key cache). Built once in `main`.
+pub struct App<K, W, S> {
+    keys: K,
+    webhooks: W,
+    secrets: S,
+    settings: Settings,
+    pepper: OnceCell<Pepper>,
+    key_cache: Mutex<KeyCache>,
+}
+
+impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
+    pub fn new(keys: K, webhooks: W, secrets: S, settings: Settings) -> Self {
+        Self {
+            keys,
+            webhooks,
+            secrets,
+            settings,
+            pepper: OnceCell::new(),
+            key_cache: Mutex::new(KeyCache::default()),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
+
+    pub fn webhooks(&self) -> &W {
+        &self.webhooks
+    }
+
+    pub fn secrets(&self) -> &S {
+        &self.secrets
+    }
+
+    /// Finds the usable (active, unexpired) key for `token`. Scopes are checked per route.
+    ///
+    /// Unknown hashes are remembered like found keys, so that an unknown token, a revoked key
+    /// and an expired key cost the same (a cache hit) when tried again: timing tells them
+    /// apart no more than the answer does.
+    pub async fn authenticate(&self, token: &ApiToken) -> Result<ApiKey, ServiceError> {
+        let pepper = self
+            .pepper
+            .get_or_try_init(|| self.secrets.read_pepper())
+            .await?;
+        let hash = pepper.hash(token);
+        let key = match self.cached_key(&hash) {
+            Some(key) => key,
+            None => {
+                let found = self.keys.find_by_hash(&hash).await?;
+                self.cache_key(hash, found.as_ref());
+                found
+            }
+        };
+        let key = key.ok_or(ServiceError::InvalidApiKey)?;
+        key.check_usable(OffsetDateTime::now_utc())?;
+        Ok(key)
+    }
+
+    /// The cached lookup of `hash`: `Some(None)` for a remembered unknown token.
+    fn cached_key(&self, hash: &TokenHash) -> Option<Option<ApiKey>> {
+        let ttl = self.settings.api_key_cache_ttl;
+        let cache = self.key_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((key, at)) = cache.found.get(hash) {
+            return (at.elapsed() < ttl).then(|| Some(key.clone()));
+        }
+        cache
+            .unknown
+            .get(hash)
+            .filter(|at| at.elapsed() < ttl)
+            .map(|_| None)
+    }
+
+    fn cache_key(&self, hash: TokenHash, key: Option<&ApiKey>) {
+        if self.settings.api_key_cache_ttl.is_zero() {
+            return;
+        }
+        let mut cache = self.key_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match key {
+            Some(key) => {
+                if cache.found.len() >= KEY_CACHE_CAPACITY {
+                    cache.found.clear();
+                }
+                cache.unknown.remove(&hash);
+                cache.found.insert(hash, (key.clone(), now));
+            }
+            None => {
+                if cache.unknown.len() >= UNKNOWN_CACHE_CAPACITY {
+                    cache.unknown.clear();
+                }
+                cache.unknown.insert(hash, now);
+            }
+        }
+    }
+
+    /// Counts a request of `key` (one store call) and judges it against the key's limits.
+    /// The caller answers 429 when [`RateStatus::exceeded`] is set.
+    pub async fn count_request(&self, key: &ApiKey) -> Result<RateStatus, ServiceError> {
+        let now = OffsetDateTime::now_utc();
+        let usage = self.webhooks.count_request(&key.id, now).await?;
+        Ok(RateStatus::judge(key.rate_limits, usage, now))
+    }
+}
+
+/// How long a change that races another may be tried again (header changes, rotations).
+const CHANGE_ATTEMPTS: usize = 5;
+/// A short, jittered pause between such attempts.
+fn change_backoff(attempt: usize) -> Duration {
+    let mut byte = [0u8; 1];
+    let jitter = getrandom::fill(&mut byte).map_or(0, |()| u64::from(byte[0]) % 20);
+    Duration::from_millis(10 * (attempt as u64 + 1) + jitter)
+}
