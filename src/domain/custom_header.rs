@@ -13,6 +13,7 @@ pub const MAX_HEADER_VALUE_CHARS: u64 = 4096;
 
 /// Names the sender itself controls: framing, hop-by-hop and our own signature headers.
 /// Letting a customer set them would break delivery or let them forge our signatures.
+/// Written in [`fold`]ed form.
 const RESERVED_NAMES: &[&str] = &[
     "host",
     "content-length",
@@ -28,6 +29,10 @@ const RESERVED_NAMES: &[&str] = &[
     "user-agent",
     "proxy-authorization",
     "proxy-authenticate",
+    "proxy-connection",
+    "http2-settings",
+    "content-md5",
+    "content-range",
 ];
 
 /// Prefixes of names reserved for InstaView, the Standard Webhooks headers and AWS.
@@ -82,9 +87,10 @@ impl HeaderName {
         Ok(Self(name.to_owned()))
     }
 
-    /// The name folded for case-insensitive comparison.
+    /// The name as a receiver may see it (see [`fold`]): two names with the same folded form
+    /// are the same header.
     pub fn folded(&self) -> String {
-        self.0.to_ascii_lowercase()
+        fold(&self.0)
     }
 }
 
@@ -114,9 +120,15 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// True when the sender, not the customer, owns this header name (case-insensitive).
+/// A header name lowercased and with `_` folded to `-`. CGI, WSGI and Rack receivers see
+/// `X_A` and `X-A` as one variable (`HTTP_X_A`), so `Content_Length` is `Content-Length` there.
+pub fn fold(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// True when the sender, not the customer, owns this header name (compared [`fold`]ed).
 pub fn is_reserved(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
+    let name = fold(name);
     RESERVED_NAMES.contains(&name.as_str())
         || RESERVED_PREFIXES
             .iter()
@@ -187,6 +199,45 @@ mod tests {
         ] {
             assert!(HeaderName::parse(name).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn rejects_reserved_header_names_spelled_with_underscores() {
+        for name in [
+            "Content_Length",
+            "content_type",
+            "Transfer_Encoding",
+            "X_InstaView_Signature",
+            "x-instaview_anything",
+            "Webhook_Id",
+            "X_Amz_Date",
+            "X_Amzn_Trace_Id",
+            "Proxy_Authorization",
+        ] {
+            assert!(HeaderName::parse(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_proxy_connection_http2_settings_content_md5_and_content_range() {
+        for name in [
+            "Proxy-Connection",
+            "HTTP2-Settings",
+            "Content-MD5",
+            "Content-Range",
+        ] {
+            assert_eq!(
+                HeaderName::parse(name).unwrap_err(),
+                format!("{name} is a reserved header name")
+            );
+        }
+    }
+
+    #[test]
+    fn folded_name_treats_underscore_and_hyphen_alike() {
+        let folded = |name| HeaderName::parse(name).unwrap().folded();
+        assert_eq!(folded("X_Api_Key"), folded("x-api-key"));
+        assert_ne!(folded("X-Api-Key"), folded("X-ApiKey"));
     }
 
     #[test]

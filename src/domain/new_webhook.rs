@@ -268,7 +268,7 @@ fn parse_headers(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Cust
                 errors.push(FieldError::new(
                     format!("{at}.name"),
                     format!(
-                        "{at}.name repeats an earlier header name (names are case-insensitive)"
+                        "{at}.name repeats an earlier header name (names are case-insensitive and _ is the same as -)"
                     ),
                 ));
             }
@@ -542,6 +542,16 @@ mod tests {
         let errs = errors(with(
             "headers",
             json!([{"name": "X-Token", "value": "a"}, {"name": "x-token", "value": "b"}]),
+        ));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "headers[1].name");
+    }
+
+    #[test]
+    fn header_names_are_unique_with_underscore_folded_to_hyphen() {
+        let errs = errors(with(
+            "headers",
+            json!([{"name": "X-A", "value": "a"}, {"name": "x_a", "value": "b"}]),
         ));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "headers[1].name");
