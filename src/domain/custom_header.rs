@@ -11,6 +11,36 @@ pub const MAX_HEADER_NAME_CHARS: u64 = 255;
 /// Header value length limits, in characters.
 pub const MAX_HEADER_VALUE_CHARS: u64 = 4096;
 
+/// The most bytes one Secrets Manager secret value may hold (an AWS quota). The in-memory
+/// secret store enforces it too, so that tests see what AWS would refuse.
+pub const MAX_SECRET_BYTES: usize = 65_536;
+
+/// The most characters the names and values of one webhook's custom headers may have together.
+/// 50 headers of 4,096 characters would not fit one secret, so the total is bounded such that
+/// the secret document always fits [`MAX_SECRET_BYTES`] (see [`WORST_CASE_SECRET_BYTES`]).
+pub const MAX_HEADERS_TOTAL_CHARS: usize = 32_000;
+
+/// The longest RFC 3339 timestamp the secret document holds (`previousExpiresAt`), with
+/// nanoseconds and an offset: `9999-12-31T23:59:59.999999999+00:00`.
+const MAX_TIMESTAMP_BYTES: usize = 35;
+
+/// Bytes of the largest secret document the header rules allow, as compact JSON:
+/// `{"signingSecret", "headers": [{"name", "value"}], "previousSigningSecret", "previousExpiresAt"}`
+/// with both signing secrets (64 hex characters each) and the longest timestamp. Names are
+/// `tchar`s, never escaped; a value character is visible ASCII, space or tab, and escapes to at
+/// most 2 bytes (`\"`, `\\`, `\t`), so the worst case has one-character names and the rest
+/// of the total in values.
+pub const WORST_CASE_SECRET_BYTES: usize = {
+    let skeleton =
+        r#"{"signingSecret":"","headers":[],"previousSigningSecret":"","previousExpiresAt":""}"#
+            .len();
+    // One entry plus its comma; the last has none, which this overcounts by a byte.
+    let per_header = r#"{"name":"","value":""},"#.len();
+    skeleton + 2 * 64 + MAX_TIMESTAMP_BYTES + MAX_HEADERS * per_header + 2 * MAX_HEADERS_TOTAL_CHARS
+};
+
+const _: () = assert!(WORST_CASE_SECRET_BYTES < MAX_SECRET_BYTES);
+
 /// Names the sender itself controls: framing, hop-by-hop and our own signature headers.
 /// Letting a customer set them would break delivery or let them forge our signatures.
 /// Written in [`fold`]ed form.

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::custom_header::{CustomHeader, HeaderName, HeaderValue, MAX_HEADERS};
+use super::custom_header::{
+    CustomHeader, HeaderName, HeaderValue, MAX_HEADERS, MAX_HEADERS_TOTAL_CHARS,
+};
 use super::event_type::EventType;
 use super::field_error::FieldError;
 use super::strict_json;
@@ -286,6 +288,21 @@ fn parse_headers(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Cust
             headers.push(CustomHeader::new(name, value));
         }
     }
+    // The total is checked on the headers that passed; the limit keeps the secret document
+    // within Secrets Manager's size (see `MAX_HEADERS_TOTAL_CHARS`). Names and values are
+    // ASCII, so bytes are characters.
+    let total: usize = headers
+        .iter()
+        .map(|h| h.name().len() + h.expose_value().len())
+        .sum();
+    if total > MAX_HEADERS_TOTAL_CHARS {
+        errors.push(FieldError::new(
+            "headers",
+            format!(
+                "headers must have at most {MAX_HEADERS_TOTAL_CHARS} characters of names and values in total"
+            ),
+        ));
+    }
     (errors.len() == before && items.len() <= MAX_HEADERS).then_some(headers)
 }
 
@@ -526,6 +543,63 @@ mod tests {
         };
         assert!(parse(with("headers", headers(50))).is_ok());
         assert_eq!(fields(with("headers", headers(51))), vec!["headers"]);
+    }
+
+    /// 50 headers with one-character names and values filling the rest of the total, all `"`
+    /// (escaped to 2 bytes): the largest secret document the rules let through.
+    fn worst_case_headers(total_chars: usize) -> Value {
+        let names: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~"
+            .chars()
+            .collect();
+        assert!(names.len() >= MAX_HEADERS);
+        let value_chars = total_chars - MAX_HEADERS;
+        json!((0..MAX_HEADERS)
+            .map(|i| {
+                let len = value_chars / MAX_HEADERS + usize::from(i < value_chars % MAX_HEADERS);
+                json!({"name": names[i].to_string(), "value": "\"".repeat(len)})
+            })
+            .collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn headers_over_the_total_character_limit_are_rejected_naming_the_limit() {
+        assert!(parse(with("headers", worst_case_headers(MAX_HEADERS_TOTAL_CHARS))).is_ok());
+        let errs = errors(with(
+            "headers",
+            worst_case_headers(MAX_HEADERS_TOTAL_CHARS + 1),
+        ));
+        assert_eq!(
+            errs,
+            vec![FieldError::new(
+                "headers",
+                "headers must have at most 32000 characters of names and values in total"
+            )]
+        );
+    }
+
+    #[test]
+    fn worst_case_accepted_headers_fit_in_one_secrets_manager_secret() {
+        use crate::domain::custom_header::{MAX_SECRET_BYTES, WORST_CASE_SECRET_BYTES};
+        let webhook = parse(with("headers", worst_case_headers(MAX_HEADERS_TOTAL_CHARS))).unwrap();
+        // Built as `store::secret_document` builds it, with rotation's two extra fields.
+        let headers: Vec<Value> = webhook
+            .headers
+            .iter()
+            .map(|h| json!({"name": h.name(), "value": h.expose_value()}))
+            .collect();
+        let document = json!({
+            "signingSecret": "f".repeat(64),
+            "headers": headers,
+            "previousSigningSecret": "f".repeat(64),
+            "previousExpiresAt": "9999-12-31T23:59:59.999999999+00:00",
+        })
+        .to_string();
+        assert!(
+            document.len() <= WORST_CASE_SECRET_BYTES,
+            "{}",
+            document.len()
+        );
+        assert!(document.len() < MAX_SECRET_BYTES, "{}", document.len());
     }
 
     #[test]
