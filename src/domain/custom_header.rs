@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::field_error::echo;
 use super::text::length_within;
 
 /// The most custom headers one webhook may have.
@@ -112,7 +113,7 @@ impl HeaderName {
             );
         }
         if is_reserved(name) {
-            return Err(format!("{name} is a reserved header name"));
+            return Err(format!("{} is a reserved header name", echo(name)));
         }
         Ok(Self(name.to_owned()))
     }

@@ -9,7 +9,7 @@ use super::custom_header::{
     CustomHeader, HeaderName, HeaderValue, MAX_HEADERS, MAX_HEADERS_TOTAL_CHARS,
 };
 use super::event_type::EventType;
-use super::field_error::FieldError;
+use super::field_error::{echo, FieldError};
 use super::strict_json;
 use super::text::{has_control_chars, length_within};
 use super::webhook_url::{UrlPolicy, WebhookUrl};
@@ -26,6 +26,10 @@ const FIELDS: [&str; 6] = [
     "companyId",
     "headers",
 ];
+
+/// The most unknown-field errors one request collects; the rest are counted in one more error.
+/// A body of 512 KiB holds tens of thousands of keys, and each error costs memory and answer.
+pub const MAX_UNKNOWN_FIELD_ERRORS: usize = 100;
 
 /// A valid request to create a webhook.
 #[derive(Clone, Debug)]
@@ -65,13 +69,13 @@ impl NewWebhook {
         let name = errors.optional(&object, "name", parse_name);
         let description = errors.optional(&object, "description", parse_description);
         let company_id = errors.optional(&object, "companyId", parse_company_id);
+        let mut unknown = UnknownFields::default();
         let headers = match object.get("headers") {
             None | Some(Value::Null) => Some(Vec::new()),
-            Some(value) => parse_headers(value, &mut errors.0),
+            Some(value) => parse_headers(value, &mut errors.0, &mut unknown),
         };
-        for key in object.keys().filter(|key| !FIELDS.contains(&key.as_str())) {
-            errors.push(key, format!("{key} is not a known field"));
-        }
+        unknown.check(&mut errors.0, "", &object, &FIELDS);
+        unknown.finish(&mut errors.0);
 
         match (url, events, name, description, company_id, headers) {
             (
@@ -105,6 +109,49 @@ fn json_error_summary(err: &serde_json::Error) -> String {
         Category::Io => "unreadable input",
     };
     format!("{what} at line {} column {}", err.line(), err.column())
+}
+
+/// Reports keys no rule knows, at most [`MAX_UNKNOWN_FIELD_ERRORS`] of them one by one (named
+/// through [`echo`]), and the rest as one count.
+#[derive(Default)]
+struct UnknownFields {
+    reported: usize,
+    omitted: usize,
+}
+
+impl UnknownFields {
+    /// Reports the keys of `object` that are not in `known`; `prefix` is the object's path with
+    /// its trailing dot (`headers[0].`), empty at the top level.
+    fn check(
+        &mut self,
+        errors: &mut Vec<FieldError>,
+        prefix: &str,
+        object: &Map<String, Value>,
+        known: &[&str],
+    ) {
+        for key in object.keys().filter(|key| !known.contains(&key.as_str())) {
+            if self.reported < MAX_UNKNOWN_FIELD_ERRORS {
+                let field = format!("{prefix}{}", echo(key));
+                errors.push(FieldError::new(
+                    &field,
+                    format!("{field} is not a known field"),
+                ));
+                self.reported += 1;
+            } else {
+                self.omitted += 1;
+            }
+        }
+    }
+
+    /// Adds the count of the unknown keys not reported one by one, if any.
+    fn finish(self, errors: &mut Vec<FieldError>) {
+        if self.omitted > 0 {
+            errors.push(FieldError::new(
+                "body",
+                format!("{} more fields are not known", self.omitted),
+            ));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -223,7 +270,11 @@ fn parse_company_id(value: &Value) -> Result<Uuid, String> {
     Uuid::try_parse(text).map_err(|_| MESSAGE.to_string())
 }
 
-fn parse_headers(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<CustomHeader>> {
+fn parse_headers(
+    value: &Value,
+    errors: &mut Vec<FieldError>,
+    unknown: &mut UnknownFields,
+) -> Option<Vec<CustomHeader>> {
     let Some(items) = value.as_array() else {
         errors.push(FieldError::new("headers", "headers must be an array"));
         return None;
@@ -278,12 +329,7 @@ fn parse_headers(value: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<Cust
         let value = value
             .map_err(|msg| errors.push(FieldError::new(format!("{at}.value"), msg)))
             .ok();
-        for key in object.keys().filter(|k| *k != "name" && *k != "value") {
-            errors.push(FieldError::new(
-                format!("{at}.{key}"),
-                format!("{at}.{key} is not a known field"),
-            ));
-        }
+        unknown.check(errors, &format!("{at}."), object, &["name", "value"]);
         if let (Some(name), Some(value)) = (name, value) {
             headers.push(CustomHeader::new(name, value));
         }
@@ -421,6 +467,64 @@ mod tests {
             vec![FieldError::new("secret", "secret is not a known field")]
         );
         assert_eq!(fields(with("isActive", json!(false))), vec!["isActive"]);
+    }
+
+    #[test]
+    fn unknown_field_names_are_echoed_cut_to_64_characters() {
+        let key = format!("sk_{}", "a".repeat(197));
+        let errs = errors(with(&key, json!(1)));
+        let cut = format!("sk_{}…", "a".repeat(60));
+        assert_eq!(
+            errs,
+            vec![FieldError::new(&cut, format!("{cut} is not a known field"))]
+        );
+        let errs = errors(with(
+            "headers",
+            json!([{"name": "X-A", "value": "v", "\u{1b}[2J": 1}]),
+        ));
+        assert_eq!(errs[0].field, "headers[0].[2J");
+    }
+
+    #[test]
+    fn a_512_kib_body_of_unknown_keys_gives_a_bounded_error_list() {
+        let mut body = String::from(r#"{"url":"https://a.example.com","events":["ping"]"#);
+        let mut keys = 0;
+        while body.len() < 512 * 1024 - 20 {
+            body.push_str(&format!(r#","k{keys}":0"#));
+            keys += 1;
+        }
+        body.push('}');
+        let errs = NewWebhook::parse(body.as_bytes(), POLICY).unwrap_err();
+        assert_eq!(errs.len(), MAX_UNKNOWN_FIELD_ERRORS + 1);
+        assert_eq!(
+            errs.last().unwrap(),
+            &FieldError::new(
+                "body",
+                format!(
+                    "{} more fields are not known",
+                    keys - MAX_UNKNOWN_FIELD_ERRORS
+                )
+            )
+        );
+        let details = crate::domain::field_error::bounded_details(&errs).to_string();
+        assert!(details.len() < 16 * 1024, "{}", details.len());
+    }
+
+    #[test]
+    fn unknown_keys_in_header_objects_share_the_bound() {
+        let mut header = serde_json::Map::new();
+        header.insert("name".into(), json!("X-A"));
+        header.insert("value".into(), json!("v"));
+        for i in 0..1000 {
+            header.insert(format!("k{i}"), json!(0));
+        }
+        let errs = errors(with("headers", json!([header, {"name": "X-B", "zz": 1}])));
+        assert_eq!(errs.len(), MAX_UNKNOWN_FIELD_ERRORS + 2);
+        assert_eq!(errs[MAX_UNKNOWN_FIELD_ERRORS].field, "headers[1].value");
+        assert_eq!(
+            errs.last().unwrap().message,
+            "901 more fields are not known"
+        );
     }
 
     #[test]
