@@ -1,11 +1,16 @@
 //! The Lambda entry point: build the SDK clients once, then serve requests.
 
 use instaview_webhooks::config::Config;
+use instaview_webhooks::http_event::{
+    rejection_response, request_from_event, with_lambda_context, EventResponse,
+};
 use instaview_webhooks::service::App;
 use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use instaview_webhooks::{aws, http, telemetry};
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use lambda_http::{service_fn, Error};
+use serde_json::Value;
 
 // One event at a time per execution environment: a single thread does the work with fewer
 // context switches and less CPU per request (docs/PERFORMANCE.md).
@@ -28,8 +33,29 @@ async fn main() -> Result<(), Error> {
         config.settings,
     );
     let app = &app;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, std::convert::Infallible>(http::handle(app, request).await)
+    // Raw events rather than `lambda_http::run`, whose conversion to a request panics on some
+    // events (a Host that is not an authority, a bad base64 body); see `http_event`.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let LambdaEvent { payload, context } = event;
+        let (version, request) = request_from_event(&payload);
+        let response = match request {
+            Ok(request) => {
+                // Boxed: the handler future nested in the runtime's is deeper than rustc lays
+                // out by default.
+                Box::pin(http::handle(app, with_lambda_context(request, context))).await
+            }
+            Err(rejected) => {
+                tracing::info!(
+                    request_id = %context.request_id,
+                    status = 400u16,
+                    error_code = "VALIDATION_ERROR",
+                    cause = %rejected,
+                    "event refused before routing"
+                );
+                rejection_response(&rejected, &context.request_id)
+            }
+        };
+        Ok::<_, std::convert::Infallible>(EventResponse::new(version, response))
     }))
     .await
 }

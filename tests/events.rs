@@ -74,7 +74,11 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
         for entry in entries {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
-                pending.push(path);
+                // The events published upstream are not named for their answer; they have
+                // their own test (tests/published_events.rs).
+                if !path.ends_with("published") {
+                    pending.push(path);
+                }
             } else if path.extension().is_some_and(|ext| ext == "json") {
                 found.push(path);
             }

@@ -14,6 +14,17 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Reads `text` as an IPv4 address only when it is written in canonical dotted decimal: four
+/// decimal numbers from 0 to 255 without leading zeros (`8.8.8.8`). URL parsers also read
+/// `127.1`, `0x7f.0.0.1`, `2130706433` or `0177.0.0.1`, and do not agree on what they mean
+/// (`0254` is octal 172 to some and decimal 254 to others), so those spellings are refused
+/// rather than judged. (The standard library's parser is this strict; the round trip through
+/// `to_string` keeps it so should that ever change.)
+pub fn parse_canonical_v4(text: &str) -> Option<Ipv4Addr> {
+    let ip: Ipv4Addr = text.parse().ok()?;
+    (ip.to_string() == text).then_some(ip)
+}
+
 /// IPv4 ranges that are never a webhook target: (network, prefix length).
 const NON_PUBLIC_V4: &[([u8; 4], u8)] = &[
     ([0, 0, 0, 0], 8),       // "this network"
@@ -141,6 +152,31 @@ mod tests {
             "223.255.255.255",
         ] {
             assert!(v4(ip), "{ip} must be accepted");
+        }
+    }
+
+    #[test]
+    fn canonical_ipv4_is_four_decimal_numbers_without_leading_zeros() {
+        assert_eq!(
+            parse_canonical_v4("8.8.8.8"),
+            Some(Ipv4Addr::new(8, 8, 8, 8))
+        );
+        assert_eq!(parse_canonical_v4("0.0.0.0"), Some(Ipv4Addr::UNSPECIFIED));
+        for text in [
+            "127.1",
+            "127.0.1",
+            "0x7f.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "017700000001",
+            "0177.0.0.1",
+            "169.0254.169.0254",
+            "08.8.8.8",
+            "8.8.8.8.",
+            "8.8.8.256",
+            "",
+        ] {
+            assert_eq!(parse_canonical_v4(text), None, "{text}");
         }
     }
 

@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::field_error::echo;
 use super::text::length_within;
 
 /// The most custom headers one webhook may have.
@@ -11,8 +12,39 @@ pub const MAX_HEADER_NAME_CHARS: u64 = 255;
 /// Header value length limits, in characters.
 pub const MAX_HEADER_VALUE_CHARS: u64 = 4096;
 
+/// The most bytes one Secrets Manager secret value may hold (an AWS quota). The in-memory
+/// secret store enforces it too, so that tests see what AWS would refuse.
+pub const MAX_SECRET_BYTES: usize = 65_536;
+
+/// The most characters the names and values of one webhook's custom headers may have together.
+/// 50 headers of 4,096 characters would not fit one secret, so the total is bounded such that
+/// the secret document always fits [`MAX_SECRET_BYTES`] (see [`WORST_CASE_SECRET_BYTES`]).
+pub const MAX_HEADERS_TOTAL_CHARS: usize = 32_000;
+
+/// The longest RFC 3339 timestamp the secret document holds (`previousExpiresAt`), with
+/// nanoseconds and an offset: `9999-12-31T23:59:59.999999999+00:00`.
+const MAX_TIMESTAMP_BYTES: usize = 35;
+
+/// Bytes of the largest secret document the header rules allow, as compact JSON:
+/// `{"signingSecret", "headers": [{"name", "value"}], "previousSigningSecret", "previousExpiresAt"}`
+/// with both signing secrets (64 hex characters each) and the longest timestamp. Names are
+/// `tchar`s, never escaped; a value character is visible ASCII, space or tab, and escapes to at
+/// most 2 bytes (`\"`, `\\`, `\t`), so the worst case has one-character names and the rest
+/// of the total in values.
+pub const WORST_CASE_SECRET_BYTES: usize = {
+    let skeleton =
+        r#"{"signingSecret":"","headers":[],"previousSigningSecret":"","previousExpiresAt":""}"#
+            .len();
+    // One entry plus its comma; the last has none, which this overcounts by a byte.
+    let per_header = r#"{"name":"","value":""},"#.len();
+    skeleton + 2 * 64 + MAX_TIMESTAMP_BYTES + MAX_HEADERS * per_header + 2 * MAX_HEADERS_TOTAL_CHARS
+};
+
+const _: () = assert!(WORST_CASE_SECRET_BYTES < MAX_SECRET_BYTES);
+
 /// Names the sender itself controls: framing, hop-by-hop and our own signature headers.
 /// Letting a customer set them would break delivery or let them forge our signatures.
+/// Written in [`fold`]ed form.
 const RESERVED_NAMES: &[&str] = &[
     "host",
     "content-length",
@@ -28,6 +60,10 @@ const RESERVED_NAMES: &[&str] = &[
     "user-agent",
     "proxy-authorization",
     "proxy-authenticate",
+    "proxy-connection",
+    "http2-settings",
+    "content-md5",
+    "content-range",
 ];
 
 /// Prefixes of names reserved for InstaView, the Standard Webhooks headers and AWS.
@@ -77,14 +113,15 @@ impl HeaderName {
             );
         }
         if is_reserved(name) {
-            return Err(format!("{name} is a reserved header name"));
+            return Err(format!("{} is a reserved header name", echo(name)));
         }
         Ok(Self(name.to_owned()))
     }
 
-    /// The name folded for case-insensitive comparison.
+    /// The name as a receiver may see it (see [`fold`]): two names with the same folded form
+    /// are the same header.
     pub fn folded(&self) -> String {
-        self.0.to_ascii_lowercase()
+        fold(&self.0)
     }
 }
 
@@ -114,9 +151,15 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// True when the sender, not the customer, owns this header name (case-insensitive).
+/// A header name lowercased and with `_` folded to `-`. CGI, WSGI and Rack receivers see
+/// `X_A` and `X-A` as one variable (`HTTP_X_A`), so `Content_Length` is `Content-Length` there.
+pub fn fold(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// True when the sender, not the customer, owns this header name (compared [`fold`]ed).
 pub fn is_reserved(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
+    let name = fold(name);
     RESERVED_NAMES.contains(&name.as_str())
         || RESERVED_PREFIXES
             .iter()
@@ -187,6 +230,45 @@ mod tests {
         ] {
             assert!(HeaderName::parse(name).is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn rejects_reserved_header_names_spelled_with_underscores() {
+        for name in [
+            "Content_Length",
+            "content_type",
+            "Transfer_Encoding",
+            "X_InstaView_Signature",
+            "x-instaview_anything",
+            "Webhook_Id",
+            "X_Amz_Date",
+            "X_Amzn_Trace_Id",
+            "Proxy_Authorization",
+        ] {
+            assert!(HeaderName::parse(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_proxy_connection_http2_settings_content_md5_and_content_range() {
+        for name in [
+            "Proxy-Connection",
+            "HTTP2-Settings",
+            "Content-MD5",
+            "Content-Range",
+        ] {
+            assert_eq!(
+                HeaderName::parse(name).unwrap_err(),
+                format!("{name} is a reserved header name")
+            );
+        }
+    }
+
+    #[test]
+    fn folded_name_treats_underscore_and_hyphen_alike() {
+        let folded = |name| HeaderName::parse(name).unwrap().folded();
+        assert_eq!(folded("X_Api_Key"), folded("x-api-key"));
+        assert_ne!(folded("X-Api-Key"), folded("X-ApiKey"));
     }
 
     #[test]

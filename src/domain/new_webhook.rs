@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::custom_header::{CustomHeader, HeaderName, HeaderValue, MAX_HEADERS};
+use super::custom_header::{
+    CustomHeader, HeaderName, HeaderValue, MAX_HEADERS, MAX_HEADERS_TOTAL_CHARS,
+};
 use super::event_type::EventType;
-use super::field_error::FieldError;
+use super::field_error::{echo, FieldError};
 use super::strict_json;
 use super::text::{has_control_chars, length_within};
 use super::webhook_url::{UrlPolicy, WebhookUrl};
@@ -24,6 +26,10 @@ const FIELDS: [&str; 6] = [
     "companyId",
     "headers",
 ];
+
+/// The most unknown-field errors one request collects; the rest are counted in one more error.
+/// A body of 512 KiB holds tens of thousands of keys, and each error costs memory and answer.
+pub const MAX_UNKNOWN_FIELD_ERRORS: usize = 100;
 
 /// A valid request to create a webhook.
 #[derive(Clone, Debug)]
@@ -51,13 +57,13 @@ impl NewWebhook {
         let name = errors.optional(&object, "name", parse_name);
         let description = errors.optional(&object, "description", parse_description);
         let company_id = errors.optional(&object, "companyId", parse_company_id);
+        let mut unknown = UnknownFields::default();
         let headers = match object.get("headers") {
             None | Some(Value::Null) => Some(Vec::new()),
-            Some(value) => parse_headers(value, &mut errors.0),
+            Some(value) => parse_headers(value, &mut errors.0, &mut unknown),
         };
-        for key in object.keys().filter(|key| !FIELDS.contains(&key.as_str())) {
-            errors.push(key, format!("{key} is not a known field"));
-        }
+        unknown.check(&mut errors.0, "", &object, &FIELDS);
+        unknown.finish(&mut errors.0);
 
         match (url, events, name, description, company_id, headers) {
             (
@@ -109,6 +115,49 @@ fn json_error_summary(err: &serde_json::Error) -> String {
         Category::Io => "unreadable input",
     };
     format!("{what} at line {} column {}", err.line(), err.column())
+}
+
+/// Reports keys no rule knows, at most [`MAX_UNKNOWN_FIELD_ERRORS`] of them one by one (named
+/// through [`echo`]), and the rest as one count.
+#[derive(Default)]
+pub(super) struct UnknownFields {
+    reported: usize,
+    omitted: usize,
+}
+
+impl UnknownFields {
+    /// Reports the keys of `object` that are not in `known`; `prefix` is the object's path with
+    /// its trailing dot (`headers[0].`), empty at the top level.
+    pub(super) fn check(
+        &mut self,
+        errors: &mut Vec<FieldError>,
+        prefix: &str,
+        object: &Map<String, Value>,
+        known: &[&str],
+    ) {
+        for key in object.keys().filter(|key| !known.contains(&key.as_str())) {
+            if self.reported < MAX_UNKNOWN_FIELD_ERRORS {
+                let field = format!("{prefix}{}", echo(key));
+                errors.push(FieldError::new(
+                    &field,
+                    format!("{field} is not a known field"),
+                ));
+                self.reported += 1;
+            } else {
+                self.omitted += 1;
+            }
+        }
+    }
+
+    /// Adds the count of the unknown keys not reported one by one, if any.
+    pub(super) fn finish(self, errors: &mut Vec<FieldError>) {
+        if self.omitted > 0 {
+            errors.push(FieldError::new(
+                "body",
+                format!("{} more fields are not known", self.omitted),
+            ));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -230,6 +279,7 @@ pub(super) fn parse_company_id(value: &Value) -> Result<Uuid, String> {
 pub(super) fn parse_headers(
     value: &Value,
     errors: &mut Vec<FieldError>,
+    unknown: &mut UnknownFields,
 ) -> Option<Vec<CustomHeader>> {
     let Some(items) = value.as_array() else {
         errors.push(FieldError::new("headers", "headers must be an array"));
@@ -277,7 +327,7 @@ pub(super) fn parse_headers(
                 errors.push(FieldError::new(
                     format!("{at}.name"),
                     format!(
-                        "{at}.name repeats an earlier header name (names are case-insensitive)"
+                        "{at}.name repeats an earlier header name (names are case-insensitive and _ is the same as -)"
                     ),
                 ));
             }
@@ -285,15 +335,25 @@ pub(super) fn parse_headers(
         let value = value
             .map_err(|msg| errors.push(FieldError::new(format!("{at}.value"), msg)))
             .ok();
-        for key in object.keys().filter(|k| *k != "name" && *k != "value") {
-            errors.push(FieldError::new(
-                format!("{at}.{key}"),
-                format!("{at}.{key} is not a known field"),
-            ));
-        }
+        unknown.check(errors, &format!("{at}."), object, &["name", "value"]);
         if let (Some(name), Some(value)) = (name, value) {
             headers.push(CustomHeader::new(name, value));
         }
+    }
+    // The total is checked on the headers that passed; the limit keeps the secret document
+    // within Secrets Manager's size (see `MAX_HEADERS_TOTAL_CHARS`). Names and values are
+    // ASCII, so bytes are characters.
+    let total: usize = headers
+        .iter()
+        .map(|h| h.name().len() + h.expose_value().len())
+        .sum();
+    if total > MAX_HEADERS_TOTAL_CHARS {
+        errors.push(FieldError::new(
+            "headers",
+            format!(
+                "headers must have at most {MAX_HEADERS_TOTAL_CHARS} characters of names and values in total"
+            ),
+        ));
     }
     (errors.len() == before && items.len() <= MAX_HEADERS).then_some(headers)
 }
@@ -413,6 +473,64 @@ mod tests {
             vec![FieldError::new("secret", "secret is not a known field")]
         );
         assert_eq!(fields(with("isActive", json!(false))), vec!["isActive"]);
+    }
+
+    #[test]
+    fn unknown_field_names_are_echoed_cut_to_64_characters() {
+        let key = format!("sk_{}", "a".repeat(197));
+        let errs = errors(with(&key, json!(1)));
+        let cut = format!("sk_{}…", "a".repeat(60));
+        assert_eq!(
+            errs,
+            vec![FieldError::new(&cut, format!("{cut} is not a known field"))]
+        );
+        let errs = errors(with(
+            "headers",
+            json!([{"name": "X-A", "value": "v", "\u{1b}[2J": 1}]),
+        ));
+        assert_eq!(errs[0].field, "headers[0].[2J");
+    }
+
+    #[test]
+    fn a_512_kib_body_of_unknown_keys_gives_a_bounded_error_list() {
+        let mut body = String::from(r#"{"url":"https://a.example.com","events":["ping"]"#);
+        let mut keys = 0;
+        while body.len() < 512 * 1024 - 20 {
+            body.push_str(&format!(r#","k{keys}":0"#));
+            keys += 1;
+        }
+        body.push('}');
+        let errs = NewWebhook::parse(body.as_bytes(), POLICY).unwrap_err();
+        assert_eq!(errs.len(), MAX_UNKNOWN_FIELD_ERRORS + 1);
+        assert_eq!(
+            errs.last().unwrap(),
+            &FieldError::new(
+                "body",
+                format!(
+                    "{} more fields are not known",
+                    keys - MAX_UNKNOWN_FIELD_ERRORS
+                )
+            )
+        );
+        let details = crate::domain::field_error::bounded_details(&errs).to_string();
+        assert!(details.len() < 16 * 1024, "{}", details.len());
+    }
+
+    #[test]
+    fn unknown_keys_in_header_objects_share_the_bound() {
+        let mut header = serde_json::Map::new();
+        header.insert("name".into(), json!("X-A"));
+        header.insert("value".into(), json!("v"));
+        for i in 0..1000 {
+            header.insert(format!("k{i}"), json!(0));
+        }
+        let errs = errors(with("headers", json!([header, {"name": "X-B", "zz": 1}])));
+        assert_eq!(errs.len(), MAX_UNKNOWN_FIELD_ERRORS + 2);
+        assert_eq!(errs[MAX_UNKNOWN_FIELD_ERRORS].field, "headers[1].value");
+        assert_eq!(
+            errs.last().unwrap().message,
+            "901 more fields are not known"
+        );
     }
 
     #[test]
@@ -537,6 +655,63 @@ mod tests {
         assert_eq!(fields(with("headers", headers(51))), vec!["headers"]);
     }
 
+    /// 50 headers with one-character names and values filling the rest of the total, all `"`
+    /// (escaped to 2 bytes): the largest secret document the rules let through.
+    fn worst_case_headers(total_chars: usize) -> Value {
+        let names: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~"
+            .chars()
+            .collect();
+        assert!(names.len() >= MAX_HEADERS);
+        let value_chars = total_chars - MAX_HEADERS;
+        json!((0..MAX_HEADERS)
+            .map(|i| {
+                let len = value_chars / MAX_HEADERS + usize::from(i < value_chars % MAX_HEADERS);
+                json!({"name": names[i].to_string(), "value": "\"".repeat(len)})
+            })
+            .collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn headers_over_the_total_character_limit_are_rejected_naming_the_limit() {
+        assert!(parse(with("headers", worst_case_headers(MAX_HEADERS_TOTAL_CHARS))).is_ok());
+        let errs = errors(with(
+            "headers",
+            worst_case_headers(MAX_HEADERS_TOTAL_CHARS + 1),
+        ));
+        assert_eq!(
+            errs,
+            vec![FieldError::new(
+                "headers",
+                "headers must have at most 32000 characters of names and values in total"
+            )]
+        );
+    }
+
+    #[test]
+    fn worst_case_accepted_headers_fit_in_one_secrets_manager_secret() {
+        use crate::domain::custom_header::{MAX_SECRET_BYTES, WORST_CASE_SECRET_BYTES};
+        let webhook = parse(with("headers", worst_case_headers(MAX_HEADERS_TOTAL_CHARS))).unwrap();
+        // Built as `store::secret_document` builds it, with rotation's two extra fields.
+        let headers: Vec<Value> = webhook
+            .headers
+            .iter()
+            .map(|h| json!({"name": h.name(), "value": h.expose_value()}))
+            .collect();
+        let document = json!({
+            "signingSecret": "f".repeat(64),
+            "headers": headers,
+            "previousSigningSecret": "f".repeat(64),
+            "previousExpiresAt": "9999-12-31T23:59:59.999999999+00:00",
+        })
+        .to_string();
+        assert!(
+            document.len() <= WORST_CASE_SECRET_BYTES,
+            "{}",
+            document.len()
+        );
+        assert!(document.len() < MAX_SECRET_BYTES, "{}", document.len());
+    }
+
     #[test]
     fn ten_thousand_headers_give_one_bounded_error_list() {
         let many: Vec<Value> = (0..10_000)
@@ -551,6 +726,16 @@ mod tests {
         let errs = errors(with(
             "headers",
             json!([{"name": "X-Token", "value": "a"}, {"name": "x-token", "value": "b"}]),
+        ));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "headers[1].name");
+    }
+
+    #[test]
+    fn header_names_are_unique_with_underscore_folded_to_hyphen() {
+        let errs = errors(with(
+            "headers",
+            json!([{"name": "X-A", "value": "a"}, {"name": "x_a", "value": "b"}]),
         ));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "headers[1].name");

@@ -10,6 +10,7 @@ use super::event_type::EventType;
 use super::field_error::FieldError;
 use super::new_webhook::{
     as_str, json_object, parse_description, parse_events, parse_headers, parse_name, Errors,
+    UnknownFields,
 };
 use super::webhook_url::{UrlPolicy, WebhookUrl};
 
@@ -78,20 +79,20 @@ impl WebhookPatch {
             .and_then(|v| parse_events(v).map_err(|m| errors.push("events", m)).ok());
         let name = errors.optional(&object, "name", parse_name);
         let description = errors.optional(&object, "description", parse_description);
-        let headers =
-            not_null("headers", &mut errors).and_then(|v| parse_headers(v, &mut errors.0));
+        let mut unknown = UnknownFields::default();
+        let headers = not_null("headers", &mut errors)
+            .and_then(|v| parse_headers(v, &mut errors.0, &mut unknown));
         let is_active = not_null("isActive", &mut errors).and_then(|v| {
             v.as_bool()
                 .ok_or_else(|| errors.push("isActive", "isActive must be true or false".into()))
                 .ok()
         });
-        for key in object.keys() {
-            if FIXED.contains(&key.as_str()) {
-                errors.push(key, format!("{key} cannot be changed"));
-            } else if !CHANGEABLE.contains(&key.as_str()) {
-                errors.push(key, format!("{key} is not a known field"));
-            }
+        for key in object.keys().filter(|key| FIXED.contains(&key.as_str())) {
+            errors.push(key, format!("{key} cannot be changed"));
         }
+        let known: Vec<&str> = CHANGEABLE.iter().chain(FIXED.iter()).copied().collect();
+        unknown.check(&mut errors.0, "", &object, &known);
+        unknown.finish(&mut errors.0);
         if !errors.0.is_empty() {
             return Err(errors.0);
         }

@@ -42,6 +42,10 @@ const PRIVATE_SUFFIXES: &[&str] = &[
     "invalid",
     "test",
     "example",
+    "alt",          // RFC 9476: names outside the DNS
+    "localdomain4", // localhost4.localdomain4 (Red Hat's /etc/hosts)
+    "localdomain6", // localhost6.localdomain6
+    "svc",          // Kubernetes services (`db.ns.svc`); `*.cluster.local` is under `local`
 ];
 
 impl WebhookUrl {
@@ -73,6 +77,15 @@ impl WebhookUrl {
         let host = url
             .host()
             .ok_or_else(|| "url must be a valid URL".to_string())?;
+        if let Host::Ipv4(_) = host {
+            // The parser has read any IPv4 spelling into an address; judge what was typed.
+            if written_host(input)
+                .and_then(address::parse_canonical_v4)
+                .is_none()
+            {
+                return Err(NON_CANONICAL_IPV4.into());
+            }
+        }
         let local = policy.allow_localhost && is_allowed_localhost(&host, input);
         if is_http && !local {
             return Err(if policy.allow_localhost {
@@ -92,6 +105,9 @@ impl WebhookUrl {
         &self.0
     }
 }
+
+const NON_CANONICAL_IPV4: &str = "url host must be an IPv4 address in canonical dotted decimal \
+     (four numbers from 0 to 255 without leading zeros, such as 8.8.8.8)";
 
 /// RFC 3986 unreserved, reserved and `%` characters.
 fn is_uri_char(b: u8) -> bool {
@@ -133,8 +149,13 @@ fn check_public_host(host: &Host<&str>) -> Result<(), String> {
         Host::Ipv4(_) | Host::Ipv6(_) => Ok(()),
         Host::Domain(name) => {
             // The URL parser has lowercased and IDNA-encoded the name; a trailing dot is the
-            // same host in DNS, so it must not slip past the suffix checks.
+            // same host in DNS, so it must not slip past the suffix checks. Any other empty
+            // label (`localhost..`, `a..b.com`, `.example.com`) is not a DNS name, and resolvers
+            // differ on what they make of it.
             let name = name.strip_suffix('.').unwrap_or(name);
+            if name.split('.').any(str::is_empty) {
+                return Err("url host must be a valid domain name (no empty labels)".into());
+            }
             let is_private = PRIVATE_SUFFIXES
                 .iter()
                 .any(|suffix| name == *suffix || name.ends_with(&format!(".{suffix}")));
@@ -359,6 +380,81 @@ mod tests {
         ] {
             assert!(!ok(url), "{url}");
         }
+    }
+
+    #[test]
+    fn rejects_ipv4_literals_that_are_not_canonical_dotted_decimal() {
+        for url in [
+            "https://127.1/",
+            "http://127.1/",
+            "https://0x7f.1/",
+            "https://2130706433/",
+            "https://017700000001/",
+            "https://169.0254.169.0254/",
+            "https://0x08.8.8.8/",
+            "https://134744072/",
+            "https://8.8.8.8./",
+            "https://%38.8.8.8/",
+        ] {
+            assert_eq!(
+                WebhookUrl::parse(url, LOCAL).unwrap_err(),
+                NON_CANONICAL_IPV4,
+                "{url}"
+            );
+        }
+        // Not even valid octal: the URL parser refuses it first.
+        assert!(!ok("https://8.8.08.8/"));
+        assert!(ok("https://8.8.8.8:443/hook"));
+        assert!(ok("http://127.0.0.1/hook"));
+    }
+
+    #[test]
+    fn rejects_localhost4_and_localhost6_localdomain_names() {
+        for url in [
+            "https://localhost4.localdomain4/",
+            "https://localhost6.localdomain6/",
+            "https://a.localhost4.localdomain4/",
+            "https://x.localhost6.localdomain6./",
+            "https://localhost4/",
+            "https://localhost6/",
+        ] {
+            assert!(!ok(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn rejects_host_names_with_more_than_one_trailing_dot_or_empty_labels() {
+        for url in [
+            "https://localhost../",
+            "https://metadata.google.internal../",
+            "https://api.example.com../",
+            "https://api.example.com.../",
+            "https://api..example.com/",
+            "https://.example.com/",
+        ] {
+            assert!(!ok(url), "{url}");
+        }
+        assert!(ok("https://api.example.com./hook"));
+    }
+
+    #[test]
+    fn rejects_alt_names() {
+        assert!(!ok("https://alt/"));
+        assert!(!ok("https://service.alt/"));
+        assert!(!ok("https://a.b.alt./"));
+    }
+
+    #[test]
+    fn rejects_kubernetes_service_names() {
+        for url in [
+            "https://db.default.svc/",
+            "https://db.default.svc.cluster.local/",
+            "https://kubernetes.default.svc.cluster.local./",
+            "https://anything.cluster.local/",
+        ] {
+            assert!(!ok(url), "{url}");
+        }
+        assert!(ok("https://svc.example.com/"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub mod secrets_manager;
 
 /// AWS Secrets Manager's limit on a secret value, in bytes. The in-memory twin enforces it too,
 /// so that the emulator's leniency hides nothing.
-pub const MAX_SECRET_BYTES: usize = 65_536;
+pub use crate::domain::custom_header::MAX_SECRET_BYTES;
 
 /// Why a storage call failed, in the only terms the rest of the code needs.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
