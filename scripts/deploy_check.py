@@ -360,11 +360,11 @@ def create_skipped(session, cfn, stack):
           "ApiServerErrorRateAlarm watches the stack's HTTP API")
     check(all(not a.get("AlarmActions") for a in made.values()),
           "no alarm actions without AlarmTopicArn")
-    return pepper["ARN"]
+    return pepper["ARN"], pepper_spec["Name"]
 
 
 # -- the function against the stack ------------------------------------------------------------
-def run_function(procs, stack, pepper_arn, endpoint, run_dir):
+def run_function(procs, stack, pepper_arn, pepper_name, endpoint, run_dir):
     cargo_env = dict(os.environ)
     base_env = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "local",
                 "AWS_SECRET_ACCESS_KEY": "local"}
@@ -380,7 +380,9 @@ def run_function(procs, stack, pepper_arn, endpoint, run_dir):
     admin_env = {**cargo_env, **base_env,
                  "WEBHOOKS_TABLE_NAME": function_env["WEBHOOKS_TABLE_NAME"],
                  "API_KEYS_TABLE_NAME": function_env["API_KEYS_TABLE_NAME"],
-                 "PEPPER_SECRET_ID": pepper_arn}
+                 # The name, not the ARN: `setup` creates a missing pepper under this id as its
+                 # *name*, so with an ARN it would try to create a second secret named like one.
+                 "PEPPER_SECRET_ID": pepper_name}
     setup = subprocess.run(admin + ["setup"], env=admin_env, capture_output=True, text=True)
     check(setup.returncode == 0, f"webhooks-admin setup against the stack ({setup.stderr.strip()})")
     report = json.loads(setup.stdout or "{}")
@@ -395,8 +397,10 @@ def run_function(procs, stack, pepper_arn, endpoint, run_dir):
     port = free_port()
     watch_args = [str(ROOT / ".venv/bin/cargo-lambda"), "lambda", "watch", "--bin", "create-webhook",
                   "-A", "127.0.0.1", "-P", str(port)]
-    for name, value in {**function_env, **base_env}.items():
-        watch_args += ["--env-var", f"{name}={value}"]
+    # An env file, not --env-var: cargo lambda refuses an empty value (WEBHOOK_SECRET_KMS_KEY_ID).
+    env_file = run_dir / f"deploy-check-{port}.env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in {**function_env, **base_env}.items()))
+    watch_args += ["--env-file", str(env_file)]
     print(f"==> serving the function with the stack's environment on 127.0.0.1:{port}")
     log = open(run_dir / f"deploy-check-function-{port}.log", "w")
     watch = procs.start(watch_args, log, cwd=ROOT, env={**cargo_env, "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}"})
@@ -445,7 +449,7 @@ def run_function(procs, stack, pepper_arn, endpoint, run_dir):
     check(bool(item), "the webhook record is in the stack's webhooks table")
     listed = dynamodb.query(TableName=function_env["WEBHOOKS_TABLE_NAME"], IndexName="byApiKey",
                             KeyConditionExpression="apiKeyId = :k",
-                            ExpressionAttributeValues={":k": {"S": key.get("id", "")}})["Items"]
+                            ExpressionAttributeValues={":k": {"S": key.get("apiKeyId") or "?"}})["Items"]
     check_equal([i["id"]["S"] for i in listed], [webhook_id], "the record is in the byApiKey index")
     secrets = session.client("secretsmanager", endpoint_url=endpoint).list_secrets(
         Filters=[{"Key": "name", "Values": [stack["prefix"]]}])["SecretList"]
@@ -496,9 +500,9 @@ def main():
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
         stack = check_stack(clients, cfn)
         print("==> creating by hand what moto's CloudFormation skips")
-        pepper_arn = create_skipped(clients, cfn, stack)
+        pepper_arn, pepper_name = create_skipped(clients, cfn, stack)
         if not args.no_function:
-            run_function(procs, stack, pepper_arn, endpoint, run_dir)
+            run_function(procs, stack, pepper_arn, pepper_name, endpoint, run_dir)
     finally:
         procs.stop()
     elapsed = time.monotonic() - started
