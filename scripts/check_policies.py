@@ -9,6 +9,10 @@ set below (so both branches of every condition that shapes a policy are audited)
 (https://github.com/duo-labs/parliament) checks each document: actions that exist, resources
 of the type each action takes, condition keys that apply, no malformed elements. Any finding
 fails the check (exit 1).
+
+It also compares the function role's grants with the calls the code makes (the list in the
+lead's design notes, mirrored in docs/DEPLOY.md), resource by resource: a grant more or less
+fails the check, so "exactly what the code calls" cannot drift silently.
 """
 
 import json
@@ -20,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import template_render  # noqa: E402
 
 ACCOUNT, REGION, STACK = "123456789012", "eu-central-1", "instaview-webhooks"
+STACK_UUID = "0f2c3a10-9d4e-11ef-8b8c-0a1b2c3d4e5f"
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 PARAMETER_SETS = {
     "defaults": {},
@@ -57,6 +62,36 @@ def example_names(cfn):
     return refs, attrs
 
 
+def expected_grants(refs, attrs, params):
+    """resource -> actions the function's code calls on it (AWS's per-item names for
+    TransactWriteItems: PutItem, UpdateItem, DeleteItem; no ConditionCheckItem)."""
+    table = attrs[("WebhooksTable", "Arn")]
+    grants = {
+        attrs[("CreateWebhookLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
+        attrs[("ApiKeysTable", "Arn")]: {"dynamodb:GetItem"},
+        table: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+        f"{table}/index/byApiKey": {"dynamodb:Query"},
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:instaview/{STACK}/{STACK_UUID}/webhooks/*": {
+            "secretsmanager:CreateSecret", "secretsmanager:TagResource",
+            "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+            "secretsmanager:DeleteSecret"},
+        refs["PepperSecret"]: {"secretsmanager:GetSecretValue"},
+    }
+    if params.get("WebhookSecretsKmsKeyArn"):
+        grants[params["WebhookSecretsKmsKeyArn"]] = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
+    return grants
+
+
+def granted(document):
+    out = {}
+    for statement in document["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            out.setdefault(resource, set()).update(actions)
+    return out
+
+
 def main(argv):
     if len(argv) != 2:
         print(f"usage: {argv[0]} template.yaml", file=sys.stderr)
@@ -68,9 +103,18 @@ def main(argv):
     refs, attrs = example_names(cfn)
     problems, audited = [], 0
     for label, params in PARAMETER_SETS.items():
-        renderer = template_render.Renderer(cfn, params=params, pseudo={"AWS::StackName": STACK},
-                                            refs=refs, attrs=attrs)
+        pseudo = {"AWS::StackName": STACK, "AWS::StackId":
+                  f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}"}
+        renderer = template_render.Renderer(cfn, params=params, pseudo=pseudo, refs=refs, attrs=attrs)
         for where, document in renderer.policies():
+            if where == "CreateWebhookFunctionRole/create-webhook":
+                want, got = expected_grants(refs, attrs, params), granted(document)
+                for resource in sorted(set(want) | set(got)):
+                    extra = sorted(got.get(resource, set()) - want.get(resource, set()))
+                    lacking = sorted(want.get(resource, set()) - got.get(resource, set()))
+                    if extra or lacking:
+                        problems.append(f"{where} [{label}]: {resource}: granted but not called "
+                                        f"{extra}, called but not granted {lacking}")
             if "managed" in document:
                 problems.append(f"{where} [{label}]: managed policy {document['managed']} attached")
                 continue
@@ -90,7 +134,8 @@ def main(argv):
     if audited == 0:
         print("parliament FAILED: no policy found to audit", file=sys.stderr)
         return 1
-    print(f"parliament: {audited} rendered policies ({', '.join(PARAMETER_SETS)}), no findings")
+    print(f"parliament: {audited} rendered policies ({', '.join(PARAMETER_SETS)}), no findings; "
+          "the function role grants exactly the calls the code makes")
     return 0
 
 
