@@ -5,9 +5,12 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements-dev.txt | cut -c1-12)
+# checkov pins a boto3 that aws-sam-cli cannot share, so it has a venv of its own.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov.txt | cut -c1-12)
 EVENT ?= events/http-api/create-seed-example.201.json
 
-.PHONY: help venv run test fmt-check clippy unit-test lint openapi fuzz-api fuzz-body build invoke bench clean
+.PHONY: help venv run test fmt-check clippy unit-test lint deploy-check openapi fuzz-api fuzz-body build invoke bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,10 +24,16 @@ $(STAMP): requirements-dev.txt
 
 venv: $(STAMP) ## Install the pinned local tools (moto, cargo-lambda, SAM CLI, schemathesis) into .venv
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
+	rm -f $(CHECKOV_VENV)/.installed-*; touch $@
+
 run: venv ## Start moto, create tables and dev keys, serve http://127.0.0.1:9000/webhooks
 	scripts/local-stack.sh
 
-test: venv fmt-check clippy unit-test lint openapi fuzz-api ## Every test and check (what CI runs)
+test: venv fmt-check clippy unit-test lint deploy-check openapi fuzz-api ## Every test and check (what CI runs)
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -36,10 +45,16 @@ clippy:
 unit-test: venv ## Unit, handler and integration tests (integration tests start their own moto)
 	cargo test --all-targets
 
-lint: venv ## Lint the SAM template and check its IAM policies for wildcards
+lint: venv $(CHECKOV_STAMP) ## Lint the template: cfn-lint, sam validate, checkov, IAM wildcards, parliament
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=eu-central-1 SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template-file template.yaml
+	# Skips, each with its reason, are in .checkov.yaml.
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --file template.yaml
 	$(PY) scripts/check_template_iam.py template.yaml
+	$(PY) scripts/check_policies.py template.yaml
+
+deploy-check: venv ## Create the template as a stack in moto's CloudFormation and run the function on it
+	$(PY) scripts/deploy_check.py
 
 openapi: venv ## Validate openapi.yaml and its examples
 	$(PY) scripts/validate_openapi.py openapi.yaml
