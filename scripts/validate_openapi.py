@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 DOC_URI = "urn:instaview:openapi"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+NO_BODY_STATUSES = ("204", "304")
 
 # Schema keywords whose values are schemas, maps of schemas or lists of schemas.
 SCHEMA_ONE = (
@@ -132,7 +133,10 @@ def resolve(doc: dict, node: Any) -> tuple[Any, str | None]:
             return None, None
         seen.add(ref)
         ptr = urllib.parse.unquote(ref[1:])
-        node = pointer_get(doc, ptr)
+        try:
+            node = pointer_get(doc, ptr)
+        except (KeyError, IndexError, ValueError, TypeError):
+            return None, None
     return node, ptr
 
 
@@ -390,6 +394,10 @@ def check_conventions(doc: dict, problems: Problems) -> None:
                 headers = {name.lower(): name for name in (response.get("headers") or {})}
                 if "x-request-id" not in headers:
                     problems.add(where, "does not document the x-request-id header")
+                if str(status) in NO_BODY_STATUSES:
+                    if response.get("content"):
+                        problems.add(where, "documents a body, but this status has none")
+                    continue
                 media = (response.get("content") or {}).get("application/json")
                 if not isinstance(media, dict):
                     problems.add(where, "has no application/json content")
