@@ -1,21 +1,180 @@
 #!/usr/bin/env bash
 # Drives the locally served function with schemathesis from openapi.yaml: no 5xx, and every
-# answer must match the document. Run through scripts/local-stack.sh (see `make fuzz-api`).
+# answer must match the document. Run through scripts/local-stack.sh (see `make fuzz-api`), which
+# exports local.env, API_PORT and AWS_ENDPOINT_URL.
+#
+#   scripts/fuzz-api.sh [EXAMPLES]    EXAMPLES: test cases per operation and mode (default 50)
+#
+# Two schemathesis runs over all eight operations:
+#   1. the stateful phase: schemathesis walks the document's `links` (create -> get -> patch ->
+#      delete, and to reset-circuit, test and rotate-secret; delete -> get answers 404), with the
+#      checks that need real resources (use_after_free, ensure_resource_availability). It runs
+#      first, so that its creates are not refused because the fuzzing already used up the API
+#      key's webhook limit.
+#   2. the examples and fuzzing phases (positive and negative data), with per-operation budgets:
+#      operations whose only input is the path id need far fewer cases than create and PATCH.
+#
+# Rate limits: the run sends a few thousand requests with one API key within minutes, so that key
+# needs limits far above the default 60 a minute / 2,000 an hour (see FUZZ_MIN_PER_MINUTE). A
+# preflight request reads the key's X-RateLimit-* headers and stops early when they are too low,
+# and the run fails if any answer was 429: a rate-limited run would pass while testing nothing.
+#
 # cargo lambda watch (the local stand-in for API Gateway) answers 500 itself, before the function
 # runs, to header bytes that are not UTF-8. So strings are ASCII, and the coverage phase (which
 # sends Latin-1 header values whatever the codec) is left out. The function's own answer to such
 # bytes is a 400, checked by the handler tests; non-ASCII bodies by the property tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 examples=${1:-50}
+token=${FUZZ_API_TOKEN:-$DEV_API_TOKEN}
+base_url="http://127.0.0.1:${API_PORT}"
+min_per_minute=${FUZZ_MIN_PER_MINUTE:-3000}
+min_per_hour=${FUZZ_MIN_PER_HOUR:-20000}
+stateful_examples=${FUZZ_STATEFUL_EXAMPLES:-$(((examples + 3) / 4))}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-spec=$(realpath openapi.yaml)
-# Run from a scratch directory: schemathesis keeps caches in the working directory.
-cd "$work"
-"$OLDPWD/.venv/bin/schemathesis" run "$spec" \
-  --url "http://127.0.0.1:${API_PORT}" \
-  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance,unsupported_method,ignored_auth,negative_data_rejection \
-  --header "Authorization: Bearer ${DEV_API_TOKEN}" \
-  --generation-codec ascii --phases examples,fuzzing \
-  --max-examples "$examples" --workers 1 --seed 42 --no-color
+spec="$root/openapi.yaml"
+schemathesis="$root/.venv/bin/schemathesis"
+python="$root/.venv/bin/python"
+
+at_least() { # at_least N MIN: the larger of the two
+  if (($1 > $2)); then echo "$1"; else echo "$2"; fi
+}
+
+# ---------------------------------------------------------------- preflight: the key's rate limits
+headers="$work/preflight.headers"
+status=$(curl -sS -o /dev/null -D "$headers" -w '%{http_code}' \
+  -H "Authorization: Bearer ${token}" "$base_url/webhooks")
+limit_of() { # limit_of HEADER-NAME: its value in the preflight answer, or empty
+  { grep -i "^$1:" "$headers" || true; } | tail -n 1 | cut -d: -f2 | tr -d ' \r'
+}
+per_minute=$(limit_of X-RateLimit-Limit-Minute)
+per_hour=$(limit_of X-RateLimit-Limit-Hour)
+echo "==> fuzz key: GET /webhooks answered $status; limits: ${per_minute:-?} a minute, ${per_hour:-?} an hour"
+if [[ $status == 401 || $status == 403 ]]; then
+  echo "error: the fuzz API key is refused (GET /webhooks answered $status); it needs read:webhooks and write:webhooks" >&2
+  exit 1
+fi
+if [[ -n $per_minute && -n $per_hour ]]; then
+  if ((per_minute < min_per_minute || per_hour < min_per_hour)); then
+    echo "error: the fuzz API key allows ${per_minute} requests a minute and ${per_hour} an hour;" >&2
+    echo "       this run needs at least ${min_per_minute} and ${min_per_hour} (it sends thousands of requests)." >&2
+    echo "       Give the key higher limits (webhooks-admin keys update) or set FUZZ_API_TOKEN." >&2
+    exit 1
+  fi
+else
+  echo "warning: no X-RateLimit-* headers in the preflight answer; rate limits not checked" >&2
+fi
+
+# ---------------------------------------------------------------- configuration
+# Per-operation budgets, relative to EXAMPLES (create and PATCH get the whole budget).
+few=$(at_least $((examples / 8)) 10)
+some=$(at_least $((examples / 4)) 20)
+cat >"$work/schemathesis.toml" <<TOML
+base-url = "${base_url}"
+seed = 42
+workers = 1
+color = false
+# Deliveries (POST /webhooks/{id}/test) may wait for the receiver up to timeoutMs (30 s).
+request-timeout = 45
+
+[headers]
+Authorization = "Bearer ${token}"
+
+[generation]
+codec = "ascii"
+max-examples = ${examples}
+
+[checks]
+# All on by default except those set off here.
+# The document cannot express every rule of the server (the URL rules of CONTRACT.md, the
+# reserved header names, "not blank"), so valid-by-schema data may get a 400: no
+# positive_data_acceptance.
+positive_data_acceptance.enabled = false
+# Only meaningful with several identities (an auth file); 404 for another key's webhook is
+# covered by the handler tests.
+object_level_authorization.enabled = false
+
+[phases.coverage]
+enabled = false
+
+[warnings]
+# A run that never authenticated, was rate limited or could not use the document is a failure.
+fail-on = ["missing_auth", "rate_limited", "base_url_mismatch", "missing_deserializer",
+           "unsupported_regex", "method_not_allowed", "unresolvable_reference", "unmatched_filter"]
+
+[phases.stateful]
+max-steps = 12
+
+[[operations]]
+include-operation-id = "listWebhooks"
+generation.max-examples = ${some}
+
+[[operations]]
+include-operation-id = "rotateWebhookSecret"
+generation.max-examples = ${some}
+
+[[operations]]
+include-operation-id = ["getWebhook", "deleteWebhook", "resetWebhookCircuit", "testWebhook"]
+generation.max-examples = ${few}
+TOML
+
+run_schemathesis() { # run_schemathesis NAME ARGS...: one run, with a HAR report for the 429 count
+  local name=$1
+  shift
+  echo "==> schemathesis: $name"
+  # Run from the scratch directory: schemathesis keeps caches in the working directory.
+  (cd "$work" && "$schemathesis" --config-file "$work/schemathesis.toml" run "$spec" \
+    --report har --report-har-path "$work/$name.har" "$@")
+}
+
+# ---------------------------------------------------------------- 1. stateful phase
+run_schemathesis stateful --phases stateful --max-examples "$stateful_examples"
+
+# ---------------------------------------------------------------- 2. examples and fuzzing
+run_schemathesis fuzzing --phases examples,fuzzing
+
+# ---------------------------------------------------------------- what the runs reached
+# No answer may be a 429 (the run would pass while testing nothing), and the stateful run must
+# have walked the whole life of a webhook: a stateful phase that never got a 201 proves nothing.
+"$python" - "$work/stateful.har" "$work/fuzzing.har" <<'PY'
+import json, re, sys
+from urllib.parse import urlsplit
+
+ITEM = r"/webhooks/[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+STATEFUL_MUST_REACH = {
+    "POST /webhooks -> 201": ("POST", r"/webhooks/?", 201),
+    "GET /webhooks/{id} -> 200": ("GET", ITEM + "/?", 200),
+    "PATCH /webhooks/{id} -> 200": ("PATCH", ITEM + "/?", 200),
+    "DELETE /webhooks/{id} -> 204": ("DELETE", ITEM + "/?", 204),
+    "POST /webhooks/{id}/reset-circuit -> 200": ("POST", ITEM + "/reset-circuit/?", 200),
+    "POST /webhooks/{id}/test -> 200": ("POST", ITEM + "/test/?", 200),
+    "POST /webhooks/{id}/rotate-secret -> 200": ("POST", ITEM + "/rotate-secret/?", 200),
+}
+
+def entries(path):
+    with open(path, encoding="utf-8") as handle:
+        for entry in json.load(handle).get("log", {}).get("entries", []):
+            request, response = entry.get("request", {}), entry.get("response", {})
+            yield request.get("method", ""), urlsplit(request.get("url", "")).path, response.get("status")
+
+problems, total, limited = [], 0, 0
+stateful_path, fuzzing_path = sys.argv[1], sys.argv[2]
+seen = set()
+for index, path in enumerate((stateful_path, fuzzing_path)):
+    for method, url_path, status in entries(path):
+        total += 1
+        limited += status == 429
+        if index == 0:
+            seen.add((method, url_path, status))
+if limited:
+    problems.append(f"{limited} of {total} answers were 429 RATE_LIMIT_EXCEEDED: the fuzz key's "
+                    "limits are too low for this run (see FUZZ_MIN_PER_MINUTE)")
+for label, (method, pattern, status) in STATEFUL_MUST_REACH.items():
+    if not any(m == method and s == status and re.fullmatch(pattern, p) for m, p, s in seen):
+        problems.append(f"the stateful phase never got {label} (raise FUZZ_STATEFUL_EXAMPLES?)")
+if problems:
+    sys.exit("error: " + "\nerror: ".join(problems))
+print(f"==> {total} requests recorded, none rate limited; the stateful phase reached every operation")
+PY

@@ -13,7 +13,16 @@ Checks, in order:
      `example`/`examples[*].value`) validates against its own schema with jsonschema
      (Draft 2020-12, formats checked), and also with jsonschema-rs when importable;
   5. the project's conventions: every operation response documents `x-request-id` and an
-     `application/json` body with a schema and at least one example.
+     `application/json` body with a schema and at least one example (204: no body);
+  6. every link (schemathesis' stateful phase walks them) names an existing operation and
+     parameters of it, gives every path parameter, and resolves on every example of its response
+     to a value the target parameter accepts;
+  7. the API's rules: the webhook view is the created webhook without `signingSecret` (same
+     fields, same order), the rotate answer the view plus the new secret; every operation
+     documents 401/405/429/500/503 (and 404 under /webhooks/{id}); X-RateLimit-* on every
+     authenticated answer (required where the request was surely counted); Allow, Retry-After,
+     Location, ETag and Cache-Control where the specs put them; Idempotency-Key on every POST,
+     If-Match on PATCH and DELETE; PATCH takes application/json and application/merge-patch+json.
 
 Exits 0 with a one-line summary, or 1 listing every problem found (2 on usage errors).
 """
@@ -51,6 +60,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 DOC_URI = "urn:instaview:openapi"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+NO_BODY_STATUSES = ("204", "304")
 
 # Schema keywords whose values are schemas, maps of schemas or lists of schemas.
 SCHEMA_ONE = (
@@ -132,7 +142,10 @@ def resolve(doc: dict, node: Any) -> tuple[Any, str | None]:
             return None, None
         seen.add(ref)
         ptr = urllib.parse.unquote(ref[1:])
-        node = pointer_get(doc, ptr)
+        try:
+            node = pointer_get(doc, ptr)
+        except (KeyError, IndexError, ValueError, TypeError):
+            return None, None
     return node, ptr
 
 
@@ -390,6 +403,10 @@ def check_conventions(doc: dict, problems: Problems) -> None:
                 headers = {name.lower(): name for name in (response.get("headers") or {})}
                 if "x-request-id" not in headers:
                     problems.add(where, "does not document the x-request-id header")
+                if str(status) in NO_BODY_STATUSES:
+                    if response.get("content"):
+                        problems.add(where, "documents a body, but this status has none")
+                    continue
                 media = (response.get("content") or {}).get("application/json")
                 if not isinstance(media, dict):
                     problems.add(where, "has no application/json content")
@@ -398,6 +415,180 @@ def check_conventions(doc: dict, problems: Problems) -> None:
                     problems.add(where, "application/json content has no schema")
                 if "example" not in media and not media.get("examples"):
                     problems.add(where, "application/json content has no example")
+
+
+# ---------------------------------------------------------------------------- links and API rules
+
+RATE_LIMIT_HEADERS = tuple(
+    f"x-ratelimit-{kind}-{window}" for window in ("minute", "hour") for kind in ("limit", "remaining", "reset")
+)
+# Answers always given after the request was counted: the six rate-limit headers are required.
+COUNTED_STATUSES = ("200", "201", "204", "400", "409", "412", "413", "415", "429")
+
+
+def operations(doc: dict) -> Iterator[tuple[str, str, dict, dict]]:
+    for path, item in (doc.get("paths") or {}).items():
+        item, _ = resolve(doc, item)
+        if not isinstance(item, dict):
+            continue
+        for method in HTTP_METHODS:
+            if isinstance(item.get(method), dict):
+                yield path, method, item, item[method]
+
+
+def operation_parameters(doc: dict, item: dict, operation: dict) -> dict[tuple[str, str], dict]:
+    """(location, lower-cased name) -> parameter, path-item parameters overridden by the operation's."""
+    found: dict[tuple[str, str], dict] = {}
+    for param in (item.get("parameters") or []) + (operation.get("parameters") or []):
+        param, _ = resolve(doc, param)
+        if isinstance(param, dict) and "name" in param and "in" in param:
+            found[(param["in"], param["name"].lower())] = param
+    return found
+
+
+def response_examples(response: dict) -> list[Any]:
+    media = (response.get("content") or {}).get("application/json") or {}
+    values = [media["example"]] if "example" in media else []
+    for example in (media.get("examples") or {}).values():
+        if isinstance(example, dict) and "value" in example:
+            values.append(example["value"])
+    return values
+
+
+def check_links(doc: dict, problems: Problems) -> int:
+    """Every link names an existing operation and its parameters, and resolves on every example."""
+    by_id = {op.get("operationId"): (path, method, item, op) for path, method, item, op in operations(doc)}
+    count = 0
+    for path, method, _item, operation in operations(doc):
+        for status, response in (operation.get("responses") or {}).items():
+            response, _ = resolve(doc, response)
+            if not isinstance(response, dict):
+                continue
+            for name, link in (response.get("links") or {}).items():
+                where = f"{method.upper()} {path} -> {status} link {name}"
+                link, _ = resolve(doc, link)
+                if not isinstance(link, dict):
+                    problems.add(where, "does not resolve")
+                    continue
+                count += 1
+                target = by_id.get(link.get("operationId"))
+                if target is None:
+                    problems.add(where, f"operationId {link.get('operationId')!r} does not exist")
+                    continue
+                t_path, t_method, t_item, t_op = target
+                params = operation_parameters(doc, t_item, t_op)
+                required_path = {n for (loc, n), p in params.items() if loc == "path"}
+                given_path = set()
+                for key, expression in (link.get("parameters") or {}).items():
+                    location, _, pname = key.rpartition(".")
+                    candidates = [(location, pname.lower())] if location else [
+                        (loc, n) for (loc, n) in params if n == pname.lower()
+                    ]
+                    match = [c for c in candidates if c in params]
+                    if not match:
+                        problems.add(where, f"parameter {key!r} is not a parameter of {t_method.upper()} {t_path}")
+                        continue
+                    if match[0][0] == "path":
+                        given_path.add(match[0][1])
+                    check_link_expression(doc, where, key, expression, params[match[0]], response, problems)
+                for missing in sorted(required_path - given_path):
+                    problems.add(where, f"does not give the path parameter {missing!r} of {t_path}")
+    return count
+
+
+def check_link_expression(doc: dict, where: str, key: str, expression: Any, param: dict,
+                          response: dict, problems: Problems) -> None:
+    if not isinstance(expression, str):
+        return
+    if expression.startswith("$response.body#"):
+        pointer = expression[len("$response.body#"):]
+        schema = param.get("schema") or {}
+        for value in response_examples(response):
+            try:
+                resolved = pointer_get(value, pointer)
+            except (KeyError, IndexError, ValueError, TypeError):
+                if not (isinstance(value, dict) and value.get("data") == {"data": [], "total": 0}):
+                    problems.add(where, f"{expression} does not resolve on an example of the response")
+                continue
+            errors = list(Draft202012Validator(schema, format_checker=make_format_checker()).iter_errors(resolved))
+            if errors:
+                problems.add(where, f"{expression} gives {resolved!r}, which {key!r} refuses: {errors[0].message}")
+    elif expression.startswith("$response.header."):
+        header = expression[len("$response.header."):].lower()
+        if header not in {h.lower() for h in (response.get("headers") or {})}:
+            problems.add(where, f"{expression}: the response does not document that header")
+    elif not expression.startswith("$request."):
+        problems.add(where, f"unsupported link expression {expression!r}")
+
+
+def property_names(doc: dict, name: str) -> list[str]:
+    schema = ((doc.get("components") or {}).get("schemas") or {}).get(name) or {}
+    return list((schema.get("properties") or {}).keys())
+
+
+def check_api_rules(doc: dict, problems: Problems) -> None:
+    """The rules of WEBHOOKS-API.md and DELIVERY.md that a document can carry."""
+    created, view, rotated = (property_names(doc, n) for n in ("Webhook", "WebhookView", "RotatedWebhook"))
+    if view != [p for p in created if p != "signingSecret"]:
+        problems.add("WebhookView", f"must be the created webhook's fields without signingSecret, in order: {view}")
+    if rotated != view + ["signingSecret", "previousSecretExpiresAt"]:
+        problems.add("RotatedWebhook", "must be the view's fields, then signingSecret and previousSecretExpiresAt")
+    schemas = (doc.get("components") or {}).get("schemas") or {}
+    for name, fields in (("WebhookView", view), ("RotatedWebhook", rotated), ("Webhook", created)):
+        if list((schemas.get(name) or {}).get("required") or []) != fields:
+            problems.add(name, "`required` must list every field, in the order of `properties`")
+
+    for path, method, item, operation in operations(doc):
+        label = f"{method.upper()} {path}"
+        params = operation_parameters(doc, item, operation)
+        statuses = {str(s) for s in (operation.get("responses") or {})}
+        for needed in ("401", "405", "429", "500", "503"):
+            if needed not in statuses:
+                problems.add(label, f"does not document {needed}")
+        if "{id}" in path and "404" not in statuses:
+            problems.add(label, "does not document 404 RESOURCE_NOT_FOUND")
+        if method == "post" and ("header", "idempotency-key") not in params:
+            problems.add(label, "a POST without the Idempotency-Key header parameter")
+        if method in ("patch", "delete") and ("header", "if-match") not in params:
+            problems.add(label, "does not take If-Match")
+        for status, response in (operation.get("responses") or {}).items():
+            response, _ = resolve(doc, response)
+            if not isinstance(response, dict):
+                continue
+            where = f"{label} -> {status}"
+            headers = {}
+            for hname, header in (response.get("headers") or {}).items():
+                header, _ = resolve(doc, header)
+                headers[hname.lower()] = header if isinstance(header, dict) else {}
+            if str(status) in COUNTED_STATUSES:
+                for rl in RATE_LIMIT_HEADERS:
+                    if not headers.get(rl, {}).get("required"):
+                        problems.add(where, f"does not require the {rl} header")
+            # 401, 405 and a route's 404 NOT_FOUND come before the request is counted.
+            elif str(status) not in ("401", "405") and not (str(status) == "404" and "{id}" not in path):
+                for rl in RATE_LIMIT_HEADERS:
+                    if rl not in headers:
+                        problems.add(where, f"does not document the {rl} header")
+            if str(status) in ("405",) and not headers.get("allow", {}).get("required"):
+                problems.add(where, "does not require the Allow header")
+            if str(status) in ("429", "503") and not headers.get("retry-after", {}).get("required"):
+                problems.add(where, "does not require the Retry-After header")
+            if str(status) == "201" and not headers.get("location", {}).get("required"):
+                problems.add(where, "does not require the Location header")
+    for operation_id in ("getWebhook", "updateWebhook", "resetWebhookCircuit"):
+        for path, method, _item, operation in operations(doc):
+            if operation.get("operationId") != operation_id:
+                continue
+            response, _ = resolve(doc, (operation.get("responses") or {}).get("200"))
+            headers = {h.lower() for h in ((response or {}).get("headers") or {})}
+            for needed in ("etag", "cache-control"):
+                if needed not in headers:
+                    problems.add(f"{method.upper()} {path} -> 200", f"does not document {needed}")
+    for path, method, _item, operation in operations(doc):
+        if method == "patch":
+            content = ((resolve(doc, operation.get("requestBody"))[0] or {}).get("content") or {})
+            if set(content) != {"application/json", "application/merge-patch+json"}:
+                problems.add(f"PATCH {path}", "must take application/json and application/merge-patch+json")
 
 
 def report(path: str, problems: Problems) -> int:
@@ -440,7 +631,8 @@ def main(argv: list[str]) -> int:
             spec_note = f"valid OpenAPI {version} (openapi-spec-validator)"
         except Exception as exc:  # noqa: BLE001 - the validator raises several kinds
             message = getattr(exc, "message", None) or str(exc)
-            problems.add("document", f"not valid OpenAPI: {message.splitlines()[0] if message else exc!r}")
+            first = message.splitlines()[0] if message else repr(exc)
+            problems.add("document", f"not valid OpenAPI: {first[:300]}{'...' if len(first) > 300 else ''}")
     else:
         print(f"validate_openapi: warning: {spec_note}", file=sys.stderr)
 
@@ -448,6 +640,8 @@ def main(argv: list[str]) -> int:
     examples = collect_examples(doc, problems)
     check_examples(doc, examples, problems)
     check_conventions(doc, problems)
+    link_count = check_links(doc, problems)
+    check_api_rules(doc, problems)
 
     if problems.items:
         return report(path, problems)
@@ -455,7 +649,7 @@ def main(argv: list[str]) -> int:
     engines = "jsonschema" + (" + jsonschema-rs" if jsonschema_rs is not None else "")
     print(
         f"validate_openapi: OK: {path}: {spec_note}; {len(examples)} examples valid against their "
-        f"schemas ({engines}); {pattern_count} patterns compile"
+        f"schemas ({engines}); {pattern_count} patterns compile; {link_count} links resolve"
     )
     return 0
 
