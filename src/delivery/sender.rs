@@ -203,8 +203,8 @@ impl fmt::Debug for Sender {
 
 impl Sender {
     /// The production sender: the system resolver and the system's root certificates (the same
-    /// source the AWS SDK's client trusts). Reading the roots takes a few milliseconds: build it
-    /// once, when the first delivery needs it or at start-up.
+    /// source the AWS SDK's client trusts). Reading and parsing the system bundle is start-up
+    /// work: build the sender once, when the first delivery needs it or at start-up.
     pub fn new(policy: UrlPolicy) -> Result<Self, NoRootCertificates> {
         let mut roots = RootCertStore::empty();
         let loaded = rustls_native_certs::load_native_certs();
@@ -427,6 +427,8 @@ where
     let connection = ConnectionTask(tokio::spawn(async move {
         let _ = connection.await;
     }));
+    // The path and authority come from a parsed URL and are always valid in a request; should
+    // one ever not be, the URL is refused like any other URL we will not send to.
     let mut http_request = Request::post(target.path_and_query.as_str())
         .body(Full::new(request.body().clone()))
         .map_err(|_| Outcome::AddressNotAllowed)?;
