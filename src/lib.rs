@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod aws;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod http;

@@ -116,7 +116,7 @@ fn is_uri_char(b: u8) -> bool {
 
 /// The three hosts the localhost exception names, spelled as named: `2130706433` or
 /// `[::ffff:127.0.0.1]` also reach loopback, but nobody writes them by accident.
-fn is_allowed_localhost(host: &Host<&str>, input: &str) -> bool {
+pub(crate) fn is_allowed_localhost(host: &Host<&str>, input: &str) -> bool {
     let spelled = match host {
         Host::Domain(name) => *name == "localhost",
         Host::Ipv4(ip) => *ip == Ipv4Addr::LOCALHOST,
