@@ -27,7 +27,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 examples=${1:-50}
-token=${FUZZ_API_TOKEN:-$DEV_API_TOKEN}
+# A key of its own, with both scopes and limits high enough for thousands of requests (the
+# development keys keep InstaView's defaults).
+if [[ -z ${FUZZ_API_TOKEN:-} ]]; then
+  FUZZ_API_TOKEN=$("${CARGO_TARGET_DIR:-target}/debug/webhooks-admin" --json keys create \
+    --name "schemathesis" --scope read:webhooks --scope write:webhooks --company "$DEV_COMPANY_ID" \
+    --rate-limit-minute 1000000 --rate-limit-hour 1000000 |
+    "$root/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+fi
+token=$FUZZ_API_TOKEN
 base_url="http://127.0.0.1:${API_PORT}"
 min_per_minute=${FUZZ_MIN_PER_MINUTE:-3000}
 min_per_hour=${FUZZ_MIN_PER_HOUR:-20000}

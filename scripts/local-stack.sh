@@ -57,7 +57,7 @@ wait_for 60 "moto" port_in_use "$MOTO_PORT"
 
 echo "==> building"
 cargo build --quiet --bin create-webhook --bin webhooks-admin
-admin=target/debug/webhooks-admin
+admin=${CARGO_TARGET_DIR:-target}/debug/webhooks-admin
 
 echo "==> creating tables, pepper and development API keys"
 "$admin" setup
@@ -71,8 +71,8 @@ echo "==> serving the function on http://127.0.0.1:$API_PORT/webhooks"
   --env-file local.env --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
   >"$RUN_DIR/function-$API_PORT.log" 2>&1 &
 pids+=($!)
-# A GET answered with 405 proves the function itself (not only the emulator) is up.
-function_answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/webhooks")" = 405 ]; }
+# A PUT answered with 405 proves the function itself (not only the emulator) is up.
+function_answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT "http://127.0.0.1:$API_PORT/webhooks")" = 405 ]; }
 wait_for 300 "the function" function_answers
 
 if (($# > 0)); then
