@@ -3,7 +3,6 @@
 //! Standard Webhooks crate (as a receiver configures it, from `whsec_…`) and RustCrypto HMAC.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -14,11 +13,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
-use hyper::{HeaderMap, Request, Response};
-use hyper_util::rt::TokioIo;
+mod support;
+
 use instaview_webhooks::delivery::{
     ConnectionFailure, DeliveryBody, Outcome, Resolve, Sender, SignedRequest, Signer, SigningKey,
 };
@@ -29,10 +25,10 @@ use rustls::RootCertStore;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::Sha256;
+use support::receiver::{Received, Receiver, Reply as Answer};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 const LOCAL: UrlPolicy = UrlPolicy {
@@ -44,120 +40,7 @@ const PRODUCTION: UrlPolicy = UrlPolicy {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
-// Receivers
-
-/// What a receiver saw of one request.
-#[derive(Debug)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-    /// The TLS server name the client sent (TLS receivers only).
-    sni: Option<String>,
-}
-
-/// How a receiver answers.
-#[derive(Clone)]
-struct Answer {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Answer {
-    fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: vec![],
-        }
-    }
-    fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-}
-
-/// An HTTP/1.1 receiver on 127.0.0.1 (optionally TLS) that reports every request it gets.
-struct Receiver {
-    address: SocketAddr,
-    requests: mpsc::UnboundedReceiver<Received>,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    async fn start(answer: Answer) -> Self {
-        Self::start_with_tls(answer, None).await
-    }
-
-    async fn start_with_tls(answer: Answer, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (report, requests) = mpsc::unbounded_channel();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                counter.fetch_add(1, Ordering::SeqCst);
-                let (answer, report, tls) = (answer.clone(), report.clone(), tls.clone());
-                tokio::spawn(async move {
-                    match tls {
-                        None => serve(TokioIo::new(stream), None, answer, report).await,
-                        Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(stream).await else {
-                                return;
-                            };
-                            let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                            serve(TokioIo::new(stream), sni, answer, report).await;
-                        }
-                    }
-                });
-            }
-        });
-        Self {
-            address,
-            requests,
-            connections,
-        }
-    }
-
-    async fn next(&mut self) -> Received {
-        tokio::time::timeout(Duration::from_secs(5), self.requests.recv())
-            .await
-            .expect("the receiver got a request")
-            .unwrap()
-    }
-}
-
-async fn serve<I>(
-    io: I,
-    sni: Option<String>,
-    answer: Answer,
-    report: mpsc::UnboundedSender<Received>,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let service = service_fn(move |request: Request<Incoming>| {
-        let (answer, report, sni) = (answer.clone(), report.clone(), sni.clone());
-        async move {
-            let (parts, body) = request.into_parts();
-            let body = body.collect().await.unwrap().to_bytes();
-            let _ = report.send(Received {
-                headers: parts.headers,
-                body,
-                sni,
-            });
-            let mut response = Response::builder().status(answer.status);
-            for (name, value) in &answer.headers {
-                response = response.header(*name, value);
-            }
-            Ok::<_, Infallible>(response.body(Full::new(Bytes::from_static(b"ok"))).unwrap())
-        }
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
-        .await;
-}
+// Receivers (tests/support/receiver.rs)
 
 /// A TCP listener that counts connections and does nothing else.
 async fn silent_listener(at: &str) -> Option<(SocketAddr, Arc<AtomicUsize>)> {

@@ -16,3 +16,20 @@ pub mod signature;
 pub use payload::{DeliveryBody, InvalidCustomHeader, SignedRequest};
 pub use sender::{ConnectionFailure, Outcome, Resolve, Sender, SystemResolver};
 pub use signature::{InvalidSigningSecret, Signer, SigningKey};
+
+use time::OffsetDateTime;
+
+use crate::store::SecretDocument;
+
+/// The signer of a webhook's secret document at `now`: its signing secret, and the previous
+/// one while a rotation's grace period runs.
+pub fn signer_for(
+    document: &SecretDocument,
+    now: OffsetDateTime,
+) -> Result<Signer, InvalidSigningSecret> {
+    let signer = Signer::new(&document.signing_secret)?;
+    match &document.previous {
+        Some(previous) => signer.with_previous(&previous.signing_secret, previous.expires_at, now),
+        None => Ok(signer),
+    }
+}

@@ -44,6 +44,11 @@ enum Success {
         replayed: bool,
     },
     Deleted,
+    Tested {
+        result: crate::service::TestResult,
+        replayed: bool,
+    },
+    Rotated(crate::service::Rotated),
 }
 
 /// Answers one request. Never fails: every error becomes an answer from the contract's table.
@@ -108,6 +113,8 @@ fn answer(success: &Success, request_id: &str) -> Response<Body> {
         Success::List(webhooks) => response::list(webhooks, request_id),
         Success::One { webhook, replayed } => response::one(webhook, *replayed, request_id),
         Success::Deleted => response::no_content(request_id),
+        Success::Tested { result, replayed } => response::tested(result, *replayed, request_id),
+        Success::Rotated(rotated) => response::rotated(rotated, request_id),
     }
 }
 
@@ -229,8 +236,52 @@ where
                 replayed: answered.replayed,
             })
         }
+        Operation::Test => {
+            let body = empty_body(request)?;
+            let claim = claim(request, key, matched, body)?;
+            let (result, replayed) = app.test_webhook(key, id, deadline(request), claim).await?;
+            Ok(Success::Tested { result, replayed })
+        }
+        Operation::RotateSecret => {
+            let body: &[u8] = request.body().as_ref();
+            let body = if body.iter().all(u8::is_ascii_whitespace) {
+                body
+            } else {
+                json_body(request, JSON)?
+            };
+            let claim = claim(request, key, matched, body)?;
+            let grace = crate::service::parse_grace_period(body)?;
+            Ok(Success::Rotated(
+                app.rotate_secret(key, id, grace, claim).await?,
+            ))
+        }
         Operation::List | Operation::Get => read(app, request, key, matched).await,
     }
+}
+
+/// When a delivery made for this request must have its answer: the function's deadline less a
+/// margin to answer (without a Lambda context, as in tests, 25 s from now).
+fn deadline(request: &Request) -> std::time::Instant {
+    const MARGIN_MS: u64 = 1_500;
+    const WITHOUT_CONTEXT: std::time::Duration = std::time::Duration::from_secs(25);
+    let now = std::time::Instant::now();
+    let Some(context) = request.lambda_context_ref() else {
+        return now + WITHOUT_CONTEXT;
+    };
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(u64::MAX);
+    let left_ms = context
+        .deadline
+        .saturating_sub(now_ms)
+        .saturating_sub(MARGIN_MS);
+    if context.deadline == 0 {
+        return now + WITHOUT_CONTEXT;
+    }
+    now + std::time::Duration::from_millis(left_ms)
 }
 
 /// Exactly one `Authorization: Bearer <sk_…>` header, naming a usable key.

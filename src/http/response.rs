@@ -10,7 +10,7 @@ use crate::domain::rate_limit::RateStatus;
 use crate::domain::time_format::rfc3339;
 use crate::domain::{EventType, Webhook};
 use crate::error::Answer;
-use crate::service::Created;
+use crate::service::{Created, Rotated, TestResult};
 
 /// A webhook as answered: exactly the documentation's fields, in its example's order. The
 /// signing secret is there only in the answer that shows it once.
@@ -127,6 +127,44 @@ pub(super) fn one(webhook: &Webhook, replayed: bool, request_id: &str) -> Respon
     headers.insert(header::ETAG, header_value(&webhook.etag()));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// `200` with a test ping's result.
+pub(super) fn tested(result: &TestResult, replayed: bool, request_id: &str) -> Response<Body> {
+    let mut response = base(StatusCode::OK, request_id, success(result));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The `data` of a rotation: the view, then the new secret and the previous one's expiry.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RotatedData<'a> {
+    #[serde(flatten)]
+    view: WebhookData<'a>,
+    signing_secret: &'a str,
+    previous_secret_expires_at: Option<String>,
+}
+
+/// `200` with the rotated webhook and its new secret (never cached anywhere).
+pub(super) fn rotated(rotated: &Rotated, request_id: &str) -> Response<Body> {
+    let data = RotatedData {
+        view: view(&rotated.webhook, None),
+        signing_secret: rotated.signing_secret.expose(),
+        previous_secret_expires_at: rotated.previous_expires_at.map(rfc3339),
+    };
+    let mut response = base(StatusCode::OK, request_id, success(data));
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, header_value(&rotated.webhook.etag()));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if rotated.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response

@@ -14,6 +14,8 @@ pub enum Operation {
     Update,
     Delete,
     ResetCircuit,
+    Test,
+    RotateSecret,
 }
 
 impl Operation {
@@ -21,9 +23,12 @@ impl Operation {
     pub fn scope(self) -> Scope {
         match self {
             Operation::List | Operation::Get => Scope::ReadWebhooks,
-            Operation::Create | Operation::Update | Operation::Delete | Operation::ResetCircuit => {
-                Scope::WriteWebhooks
-            }
+            Operation::Create
+            | Operation::Update
+            | Operation::Delete
+            | Operation::ResetCircuit
+            | Operation::Test
+            | Operation::RotateSecret => Scope::WriteWebhooks,
         }
     }
 }
@@ -62,6 +67,18 @@ const ROUTES: &[Route] = &[
         template: "/webhooks/{id}/reset-circuit",
         suffix: Some("reset-circuit"),
         methods: &[(Method::POST, Operation::ResetCircuit)],
+        allow: "POST",
+    },
+    Route {
+        template: "/webhooks/{id}/test",
+        suffix: Some("test"),
+        methods: &[(Method::POST, Operation::Test)],
+        allow: "POST",
+    },
+    Route {
+        template: "/webhooks/{id}/rotate-secret",
+        suffix: Some("rotate-secret"),
+        methods: &[(Method::POST, Operation::RotateSecret)],
         allow: "POST",
     },
 ];
@@ -153,6 +170,16 @@ mod tests {
                 Method::POST,
                 Operation::ResetCircuit,
             ),
+            (
+                &format!("/webhooks/{ID}/test"),
+                Method::POST,
+                Operation::Test,
+            ),
+            (
+                &format!("/webhooks/{ID}/rotate-secret"),
+                Method::POST,
+                Operation::RotateSecret,
+            ),
         ];
         for (path, method, operation) in cases {
             assert_eq!(
@@ -218,6 +245,8 @@ mod tests {
             Operation::Update,
             Operation::Delete,
             Operation::ResetCircuit,
+            Operation::Test,
+            Operation::RotateSecret,
         ] {
             assert_eq!(op.scope(), Scope::WriteWebhooks);
         }

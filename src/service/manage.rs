@@ -62,7 +62,11 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
     }
 
     /// The key's webhook `id` as stored, or why the key may not see it.
-    async fn owned(&self, key: &ApiKey, id: &str) -> Result<(Uuid, StoredWebhook), ServiceError> {
+    pub(super) async fn owned(
+        &self,
+        key: &ApiKey,
+        id: &str,
+    ) -> Result<(Uuid, StoredWebhook), ServiceError> {
         let uuid = parse_webhook_id(id)?;
         let stored = self
             .webhooks

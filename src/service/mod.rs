@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use crate::config::Settings;
+use crate::delivery::Sender;
 use crate::domain::rate_limit::RateStatus;
 use crate::domain::time_format::rfc3339;
 use crate::domain::{ApiKey, ApiToken, Denied, FieldError, Pepper, Scope, TokenHash};
@@ -17,9 +18,13 @@ use crate::store::{ApiKeyStore, SecretStore, StoreError, WebhookStore};
 
 mod create;
 mod manage;
+mod ping;
+mod rotate;
 
 pub use create::{Created, UNDO_BUDGET, WRITE_BUDGET};
 pub use manage::{parse_webhook_id, Answered};
+pub use ping::TestResult;
+pub use rotate::{parse_grace_period, Rotated, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS};
 
 /// Most API keys one container remembers; past it the cache starts over.
 const KEY_CACHE_CAPACITY: usize = 1024;
@@ -108,6 +113,9 @@ pub struct App<K, W, S> {
     settings: Settings,
     pepper: OnceCell<Pepper>,
     key_cache: Mutex<KeyCache>,
+    /// The one HTTP client of deliveries, built on first use (loading the system roots is
+    /// start-up work the other routes should not pay for).
+    sender: std::sync::OnceLock<Sender>,
 }
 
 impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
@@ -119,7 +127,23 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             settings,
             pepper: OnceCell::new(),
             key_cache: Mutex::new(KeyCache::default()),
+            sender: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Uses `sender` for deliveries (tests: an injected resolver or trust store).
+    pub fn with_sender(self, sender: Sender) -> Self {
+        let _ = self.sender.set(sender);
+        self
+    }
+
+    fn sender(&self) -> Result<&Sender, ServiceError> {
+        if let Some(sender) = self.sender.get() {
+            return Ok(sender);
+        }
+        let sender = Sender::new(self.settings.url_policy)
+            .map_err(|_| ServiceError::Internal("no trusted root certificates".into()))?;
+        Ok(self.sender.get_or_init(|| sender))
     }
 
     pub fn settings(&self) -> &Settings {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 pub mod fault_proxy;
 pub mod moto;
+pub mod receiver;
 
 /// Log lines written while a test runs: a `MakeWriter` for `telemetry::subscriber`.
 #[derive(Clone, Default)]

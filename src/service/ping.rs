@@ -1,0 +1,144 @@
+//! `POST /webhooks/{id}/test`: one signed `ping` delivery now, and what came of it.
+//!
+//! The test never changes the webhook (no failure is counted): it reads the record and the
+//! secret version it points at, signs, sends once, and reports.
+
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{App, ServiceError};
+use crate::delivery::{signer_for, DeliveryBody, Outcome, SignedRequest};
+use crate::domain::{ApiKey, ClaimOutcome, EventType, IdempotencyClaim, WebhookUrl};
+use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
+
+/// What a test ping did (the `data` of its answer).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    pub success: bool,
+    pub delivery_id: Option<String>,
+    pub http_status: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub message: String,
+}
+
+impl TestResult {
+    fn not_sent(message: &str) -> Self {
+        Self {
+            success: false,
+            delivery_id: None,
+            http_status: None,
+            duration_ms: None,
+            message: message.to_owned(),
+        }
+    }
+
+    fn from_outcome(delivery_id: Uuid, outcome: &Outcome) -> Self {
+        let message = if outcome.is_success() {
+            "Webhook test succeeded".to_owned()
+        } else {
+            format!("Webhook test failed: {}", outcome.reason())
+        };
+        Self {
+            success: outcome.is_success(),
+            delivery_id: Some(delivery_id.to_string()),
+            http_status: outcome.http_status(),
+            duration_ms: outcome
+                .duration()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            message,
+        }
+    }
+}
+
+impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
+    /// Sends the test ping of webhook `id`, answering by `deadline` at the latest (the time the
+    /// function has left, less a margin to answer).
+    ///
+    /// With an idempotency claim, a retry answers the first test's result again and sends
+    /// nothing.
+    pub async fn test_webhook(
+        &self,
+        key: &ApiKey,
+        id: &str,
+        deadline: Instant,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<(TestResult, bool), ServiceError> {
+        let Some(claim) = claim else {
+            return Ok((self.ping(key, id, deadline).await?, false));
+        };
+        match self
+            .webhooks
+            .claim(&claim, OffsetDateTime::now_utc())
+            .await?
+        {
+            ClaimOutcome::Claimed => {}
+            ClaimOutcome::InProgress => return Err(ServiceError::RequestInProgress),
+            ClaimOutcome::Reused => return Err(ServiceError::IdempotencyKeyReused),
+            ClaimOutcome::Completed(result) => {
+                let result = serde_json::from_str(&result)
+                    .map_err(|_| ServiceError::Internal("malformed stored test result".into()))?;
+                return Ok((result, true));
+            }
+        }
+        let result = self.ping(key, id, deadline).await;
+        let stored = match &result {
+            Ok(result) => serde_json::to_string(result)
+                .map_err(|_| ServiceError::Internal("unserialisable test result".into())),
+            Err(error) => Err(error.clone()),
+        };
+        match stored {
+            Ok(json) => self.webhooks.complete(&claim, &json).await?,
+            Err(_) => {
+                if let Err(error) = self.webhooks.release(&claim).await {
+                    tracing::warn!(error = %error, "could not release an idempotency claim; it lapses by itself");
+                }
+            }
+        }
+        Ok((result?, false))
+    }
+
+    async fn ping(
+        &self,
+        key: &ApiKey,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<TestResult, ServiceError> {
+        let (_, stored) = self.owned(key, id).await?;
+        let webhook = &stored.webhook;
+        if !webhook.events.contains(&EventType::Ping) {
+            return Ok(TestResult::not_sent(
+                "No delivery was created: the webhook is not subscribed to ping; add ping to its events to test it",
+            ));
+        }
+        if !webhook.is_active {
+            return Ok(TestResult::not_sent(
+                "No delivery was created: the webhook is disabled",
+            ));
+        }
+        if webhook.circuit_open() {
+            return Ok(TestResult::not_sent(
+                "No delivery was created: its circuit breaker is open",
+            ));
+        }
+        let document = self.secrets.read_webhook_secret(&stored.secret).await?;
+        let now = OffsetDateTime::now_utc();
+        let signer = signer_for(&document, now)
+            .map_err(|_| ServiceError::Internal("malformed signing secret".into()))?;
+        let delivery_id = Uuid::new_v4();
+        let body = DeliveryBody::ping(&webhook.id.to_string(), now, delivery_id);
+        let request = SignedRequest::new(&body, now, &signer, &document.headers)
+            .map_err(|_| ServiceError::Internal("a stored custom header is not sendable".into()))?;
+        let outcome = match WebhookUrl::parse(&webhook.url, self.settings.url_policy) {
+            Ok(url) => {
+                let timeout = Duration::from_millis(u64::from(webhook.timeout_ms));
+                self.sender()?.send(&url, &request, timeout, deadline).await
+            }
+            // A URL the policy no longer allows (say, localhost after the switch was turned off).
+            Err(_) => Outcome::AddressNotAllowed,
+        };
+        Ok(TestResult::from_outcome(delivery_id, &outcome))
+    }
+}
