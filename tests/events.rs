@@ -2,26 +2,45 @@
 //!
 //! File names are `<case>.<status>[.<ERROR_CODE>].json`. Each event is parsed the way the Lambda
 //! runtime parses it (`lambda_http::request::from_str`) and answered by the real handler, backed
-//! by in-memory stores that hold the two development keys from `local.env`.
+//! by in-memory stores that hold the two development keys from `local.env` and one webhook of
+//! the write key with a fixed id, [`SEEDED_WEBHOOK_ID`] (the events for `/webhooks/{id}` name it).
+//!
+//! Every file gets an app of its own, seeded afresh: no event sees what another one did, so the
+//! order of the files never matters (the `DELETE` of the seeded webhook cannot break its `GET`).
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use instaview_webhooks::config::Settings;
-use instaview_webhooks::domain::{ApiKey, ApiToken, READ_WEBHOOKS, WRITE_WEBHOOKS};
+use instaview_webhooks::domain::custom_header::{HeaderName, HeaderValue};
+use instaview_webhooks::domain::{
+    ApiKey, ApiToken, CustomHeader, EventType, SigningSecret, Webhook, READ_WEBHOOKS,
+    WRITE_WEBHOOKS,
+};
 use instaview_webhooks::http::handle;
 use instaview_webhooks::service::App;
 use instaview_webhooks::store::memory::{MemoryApiKeys, MemorySecrets, MemoryWebhooks};
+use instaview_webhooks::store::{SecretDocument, SecretStore, StoredWebhook, WebhookWrites};
+use lambda_http::http::Method;
 use serde_json::Value;
 use support::SEED_FIELDS;
+use time::macros::datetime;
 use uuid::Uuid;
 
 /// Fewer files than this means the directory was emptied or moved, not that all is well.
-const MIN_EVENT_FILES: usize = 20;
+const MIN_EVENT_FILES: usize = 50;
 
 const DEV_WRITE_KEY_ID: &str = "dev-write-key";
 const DEV_READONLY_KEY_ID: &str = "dev-readonly-key";
+
+/// The webhook every app starts with: the development write key's, in `DEV_COMPANY_ID`, at
+/// version 3 (`ETag: "3"`), its circuit open. `events/README.md` names it too.
+const SEEDED_WEBHOOK_ID: &str = "5eeded00-7e57-4000-8000-000000000001";
+/// The seeded webhook's `ETag`.
+const SEEDED_ETAG: &str = "\"3\"";
+
+type DevApp = App<MemoryApiKeys, MemoryWebhooks, MemorySecrets>;
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,8 +54,9 @@ fn dev_key(id: &str, scopes: &[&str], company: Uuid) -> ApiKey {
     }
 }
 
-/// The handler over in-memory stores holding the write and the read-only development keys.
-fn dev_app() -> App<MemoryApiKeys, MemoryWebhooks, MemorySecrets> {
+/// A fresh handler over in-memory stores holding the write and the read-only development keys
+/// and the seeded webhook.
+async fn dev_app() -> DevApp {
     let env = support::moto::local_env();
     let get = |name: &str| {
         env.get(name)
@@ -56,12 +76,58 @@ fn dev_app() -> App<MemoryApiKeys, MemoryWebhooks, MemorySecrets> {
         &token("DEV_READONLY_API_TOKEN"),
         dev_key(DEV_READONLY_KEY_ID, &["read:webhooks"], company),
     );
-    App::new(
+    let app = App::new(
         keys,
         MemoryWebhooks::default(),
         MemorySecrets::default(),
         Settings::default(),
-    )
+    );
+    seed_webhook(&app, company).await;
+    app
+}
+
+/// Stores the webhook of [`SEEDED_WEBHOOK_ID`] through the stores, as a create would: its
+/// secret first (with one custom header), then the record, counted against the key's limit.
+async fn seed_webhook(app: &DevApp, company: Uuid) {
+    let id = Uuid::parse_str(SEEDED_WEBHOOK_ID).unwrap();
+    let webhook = Webhook {
+        id,
+        api_key_id: DEV_WRITE_KEY_ID.to_owned(),
+        company_id: Some(company),
+        url: "https://api.example.com/webhooks/instaview".to_owned(),
+        name: Some("Seeded Webhook".to_owned()),
+        description: Some("The webhook the sample events for /webhooks/{id} act on".to_owned()),
+        header_names: vec!["Authorization".to_owned()],
+        events: vec![EventType::InterviewCompleted, EventType::AnalysisCompleted],
+        is_active: true,
+        max_retries: 3,
+        timeout_ms: 30_000,
+        // An open circuit, so that reset-circuit has something to close.
+        consecutive_failures: 10,
+        circuit_opened_at: Some(datetime!(2026-01-02 08:30 UTC)),
+        created_at: datetime!(2026-01-01 10:00 UTC),
+        updated_at: datetime!(2026-01-02 08:30 UTC),
+        // Changed twice since its creation: `If-Match: "2"` is stale.
+        version: 3,
+    };
+    let document = SecretDocument {
+        signing_secret: SigningSecret::from_stored("5e".repeat(32)),
+        previous: None,
+        headers: vec![CustomHeader::new(
+            HeaderName::parse("Authorization").unwrap(),
+            HeaderValue::parse("Bearer seeded-internal-token").unwrap(),
+        )],
+    };
+    let secret = app
+        .secrets()
+        .create_webhook_secret(id, DEV_WRITE_KEY_ID, &document)
+        .await
+        .expect("the in-memory secret store takes the seeded secret");
+    let limit = app.settings().max_webhooks_per_key;
+    app.webhooks()
+        .insert(&StoredWebhook { webhook, secret }, limit, None)
+        .await
+        .expect("the in-memory store takes the seeded webhook");
 }
 
 /// Every `*.json` below `dir`, sorted.
@@ -107,11 +173,50 @@ fn expected_outcome(path: &Path) -> Result<(u16, Option<String>), String> {
     Ok((status, code))
 }
 
+/// The path's segments after `/webhooks` (any stage before it ignored, one trailing slash
+/// allowed): `[]` for the collection, `[id]` for one webhook, `[id, action]` for an action.
+fn segments_after_webhooks(path: &str) -> Option<Vec<&str>> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let mut segments = path.split('/').skip_while(|s| *s != "webhooks");
+    segments.next()?;
+    Some(segments.collect())
+}
+
+/// The `Allow` the API documents for a path: every action under `/webhooks/{id}/` is a `POST`.
+fn documented_allow(segments: &[&str]) -> Option<&'static str> {
+    match segments.len() {
+        0 => Some("GET, POST"),
+        1 => Some("GET, PATCH, DELETE"),
+        2 => Some("POST"),
+        _ => None,
+    }
+}
+
+/// The fields of the webhook view, in order: the create answer's without `signingSecret`.
+fn view_fields() -> Vec<&'static str> {
+    SEED_FIELDS
+        .into_iter()
+        .filter(|f| *f != "signingSecret")
+        .collect()
+}
+
+/// What is wrong with one webhook view.
+fn view_problems(view: &Value, what: &str) -> Vec<String> {
+    let Some(view) = view.as_object() else {
+        return vec![format!("{what} is not an object")];
+    };
+    let keys: Vec<&str> = view.keys().map(String::as_str).collect();
+    if keys != view_fields() {
+        return vec![format!(
+            "{what} keys {keys:?}, the view's are {:?}",
+            view_fields()
+        )];
+    }
+    Vec::new()
+}
+
 /// What is wrong with the answer to one event; empty when it matches its name.
-async fn check_event(
-    app: &App<MemoryApiKeys, MemoryWebhooks, MemorySecrets>,
-    path: &Path,
-) -> Vec<String> {
+async fn check_event(path: &Path) -> Vec<String> {
     let (status, code) = match expected_outcome(path) {
         Ok(expected) => expected,
         Err(problem) => return vec![problem],
@@ -124,14 +229,54 @@ async fn check_event(
         Ok(request) => request,
         Err(e) => return vec![format!("not an event lambda_http accepts: {e}")],
     };
-    let response = handle(app, request).await;
+    let method = request.method().clone();
+    let request_path = request.uri().path().to_owned();
+    // `None` outside `/webhooks` (those paths only ever get a 404).
+    let segments = segments_after_webhooks(&request_path);
+    let path_id = segments.as_ref().and_then(|s| s.first().copied());
+    let seeded_id = Uuid::parse_str(SEEDED_WEBHOOK_ID).unwrap();
+
+    let app = dev_app().await;
+    let seeded_before = app.webhooks().get_record(seeded_id);
+    let response = handle(&app, request).await;
+    let got_status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
 
     let mut problems = Vec::new();
+    if !response.headers().contains_key("x-request-id") {
+        problems.push("no x-request-id header".into());
+    }
+    if got_status == 204 {
+        if status != 204 {
+            return vec![format!("status 204, the name says {status}")];
+        }
+        // `204 No Content`: no body at all, not even an empty JSON document.
+        if !response.body().as_ref().is_empty() {
+            problems.push(format!(
+                "a 204 with a body of {} bytes",
+                response.body().as_ref().len()
+            ));
+        }
+        if method == Method::DELETE {
+            if let Some(id) = path_id.and_then(|s| Uuid::parse_str(s).ok()) {
+                if app.webhooks().get_record(id).is_some() {
+                    problems.push("a 204 to a DELETE, but the webhook is still there".into());
+                }
+            }
+        }
+        return problems;
+    }
+
     let body: Value = match serde_json::from_slice(response.body().as_ref()) {
         Ok(body) => body,
         Err(e) => return vec![format!("answer body is not JSON: {e}")],
     };
-    let got_status = response.status().as_u16();
     let got_code = body.pointer("/error/code").and_then(Value::as_str);
     if got_status != status {
         // The other checks would only repeat this one.
@@ -145,27 +290,28 @@ async fn check_event(
             problems.push(format!("error.code {got_code:?}, the name says {code}"));
         }
     }
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok());
-    if content_type != Some("application/json") {
+    let content_type = header("content-type");
+    if content_type.as_deref() != Some("application/json") {
         problems.push(format!(
             "content-type {content_type:?}, expected application/json"
         ));
     }
-    if !response.headers().contains_key("x-request-id") {
-        problems.push("no x-request-id header".into());
-    }
-    if body.get("success") != Some(&Value::Bool((200..300).contains(&status))) && status != 204 {
+    if body.get("success") != Some(&Value::Bool((200..300).contains(&status))) {
         problems.push(format!("success is {:?}", body.get("success")));
     }
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    // A refusal changes nothing.
+    if !(200..300).contains(&got_status) && app.webhooks().get_record(seeded_id) != seeded_before {
+        problems.push(format!(
+            "a {got_status} answer, but the seeded webhook changed"
+        ));
+    }
+    let no_store = |problems: &mut Vec<String>| {
+        if header("cache-control").as_deref() != Some("no-store") {
+            problems.push(format!(
+                "cache-control {:?}, expected no-store",
+                header("cache-control")
+            ));
+        }
     };
     match got_status {
         201 => match body.get("data").and_then(Value::as_object) {
@@ -186,20 +332,78 @@ async fn check_event(
                         header("location")
                     ));
                 }
-                if header("cache-control").as_deref() != Some("no-store") {
-                    problems.push(format!(
-                        "cache-control {:?}, expected no-store",
-                        header("cache-control")
-                    ));
-                }
+                no_store(&mut problems);
             }
             None => problems.push("a 201 without an object in data".into()),
         },
+        // The list: `{"data": [view, ...], "total": N}`.
+        200 if segments.as_ref().is_some_and(Vec::is_empty) => {
+            let list = body.pointer("/data/data").and_then(Value::as_array);
+            let total = body.pointer("/data/total").and_then(Value::as_u64);
+            match (list, total) {
+                (Some(list), Some(total)) => {
+                    if total != list.len() as u64 {
+                        problems.push(format!("total {total} for {} webhooks", list.len()));
+                    }
+                    for (i, view) in list.iter().enumerate() {
+                        problems.extend(view_problems(view, &format!("data.data[{i}]")));
+                    }
+                }
+                _ => problems.push("a list answer without data.data and data.total".into()),
+            }
+            no_store(&mut problems);
+        }
+        // One webhook's view, with its ETag; a change moves the ETag.
+        200 => {
+            let data = body.get("data").unwrap_or(&Value::Null);
+            problems.extend(view_problems(data, "data"));
+            let id = data.get("id").and_then(Value::as_str);
+            if id.map(str::to_ascii_lowercase) != path_id.map(str::to_ascii_lowercase) {
+                problems.push(format!("data.id {id:?} is not the path's id"));
+            }
+            match header("etag") {
+                None => problems.push("a webhook's view without an ETag".into()),
+                Some(etag) if method != Method::GET && etag == SEEDED_ETAG => {
+                    problems.push(format!("a change answered the seed's ETag {etag}"));
+                }
+                Some(_) => {}
+            }
+            if segments.as_ref().and_then(|s| s.get(1)) == Some(&"reset-circuit") {
+                let closed = [
+                    ("consecutiveFailures", Value::from(0)),
+                    ("circuitOpenedAt", Value::Null),
+                    ("isActive", Value::Bool(true)),
+                ];
+                for (field, expected) in closed {
+                    if data.get(field) != Some(&expected) {
+                        problems.push(format!(
+                            "reset-circuit answered {field} {:?}, expected {expected}",
+                            data.get(field)
+                        ));
+                    }
+                }
+            }
+            no_store(&mut problems);
+        }
         401 if !header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")) => {
             problems.push("a 401 without WWW-Authenticate: Bearer".into());
         }
-        405 if header("allow").is_none() => {
-            problems.push("405 without an Allow header".to_string());
+        404 if code.as_deref() == Some("RESOURCE_NOT_FOUND") => {
+            let details = body.pointer("/error/details");
+            let expected = path_id
+                .map(|id| serde_json::json!({"resourceType": "WebhookConfig", "resourceId": id}));
+            if details != expected.as_ref() {
+                problems.push(format!("error.details {details:?}, expected {expected:?}"));
+            }
+        }
+        405 => {
+            let expected = segments.as_deref().and_then(documented_allow);
+            if header("allow").as_deref() != expected {
+                problems.push(format!(
+                    "Allow {:?}, the path's is {expected:?}",
+                    header("allow")
+                ));
+            }
         }
         _ => {}
     }
@@ -217,11 +421,10 @@ async fn every_sample_event_gets_the_outcome_its_name_states() {
         events_dir.display()
     );
 
-    let app = dev_app();
     let mut failures = Vec::new();
     for path in &files {
         let name = path.strip_prefix(manifest_dir()).unwrap_or(path).display();
-        for problem in check_event(&app, path).await {
+        for problem in check_event(path).await {
             failures.push(format!("{name}: {problem}"));
         }
     }
@@ -232,4 +435,17 @@ async fn every_sample_event_gets_the_outcome_its_name_states() {
         files.len(),
         failures.join("\n  ")
     );
+}
+
+#[test]
+fn the_allow_checked_is_the_paths() {
+    let allow = |path: &str| segments_after_webhooks(path).and_then(|s| documented_allow(&s));
+    assert_eq!(allow("/webhooks"), Some("GET, POST"));
+    assert_eq!(allow("/prod/webhooks/"), Some("GET, POST"));
+    assert_eq!(
+        allow(&format!("/webhooks/{SEEDED_WEBHOOK_ID}")),
+        Some("GET, PATCH, DELETE")
+    );
+    assert_eq!(allow("/webhooks/x/reset-circuit/"), Some("POST"));
+    assert_eq!(allow("/hooks"), None);
 }
