@@ -2,11 +2,7 @@
 //! starts), with signatures checked on the receiving side by libraries we did not write: the
 //! Standard Webhooks crate (as a receiver configures it, from `whsec_…`) and RustCrypto HMAC.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +21,7 @@ use rustls::RootCertStore;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::Sha256;
-use support::receiver::{Received, Receiver, Reply as Answer};
+use support::receiver::{FixedResolver, Received, Receiver, Reply as Answer};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -75,43 +71,6 @@ fn localhost_tls() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
 
 // ---------------------------------------------------------------------------------------------
 // Resolvers and senders
-
-/// A resolver with a fixed answer per name, counting its calls.
-#[derive(Default)]
-struct FixedResolver {
-    answers: HashMap<String, Vec<IpAddr>>,
-    calls: AtomicUsize,
-}
-
-impl FixedResolver {
-    fn with(name: &str, addresses: &[&str]) -> Arc<Self> {
-        let mut answers = HashMap::new();
-        answers.insert(
-            name.to_owned(),
-            addresses.iter().map(|a| a.parse().unwrap()).collect(),
-        );
-        Arc::new(Self {
-            answers,
-            calls: AtomicUsize::new(0),
-        })
-    }
-}
-
-impl Resolve for FixedResolver {
-    fn resolve<'a>(
-        &'a self,
-        host: &'a str,
-        _port: u16,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let answer = self
-            .answers
-            .get(host)
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"));
-        Box::pin(async move { answer })
-    }
-}
 
 fn sender(policy: UrlPolicy) -> Sender {
     Sender::with_parts(

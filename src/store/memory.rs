@@ -100,6 +100,13 @@ impl MemoryWebhooks {
         self.len() == 0
     }
 
+    /// Replaces a record as it is (tests: states that only the pipeline makes, such as an open
+    /// circuit).
+    pub fn put_record(&self, stored: StoredWebhook) {
+        let mut tables = self.tables.lock().unwrap();
+        tables.records.insert(stored.webhook.id, stored);
+    }
+
     /// How many webhooks count against `api_key_id`'s limit.
     pub fn count_for(&self, api_key_id: &str) -> u32 {
         self.tables

@@ -1,8 +1,13 @@
 //! A real HTTP/1.1 receiver on 127.0.0.1 (optionally TLS) for delivery tests: it records every
 //! request it gets and answers as told.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +17,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
+use instaview_webhooks::delivery::Resolve;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -126,4 +132,41 @@ pub async fn serve<I>(
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, service)
         .await;
+}
+
+/// A resolver with a fixed answer per name, counting its calls.
+#[derive(Default)]
+pub struct FixedResolver {
+    answers: HashMap<String, Vec<IpAddr>>,
+    pub calls: AtomicUsize,
+}
+
+impl FixedResolver {
+    pub fn with(name: &str, addresses: &[&str]) -> Arc<Self> {
+        let mut answers = HashMap::new();
+        answers.insert(
+            name.to_owned(),
+            addresses.iter().map(|a| a.parse().unwrap()).collect(),
+        );
+        Arc::new(Self {
+            answers,
+            calls: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Resolve for FixedResolver {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+        _port: u16,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let answer = self
+            .answers
+            .get(host)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"));
+        Box::pin(async move { answer })
+    }
 }
