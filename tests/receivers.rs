@@ -33,7 +33,11 @@ fn snippet_verifies(secret: &str, received: &Received, body: &[u8]) -> bool {
         .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap())))
         .collect();
     std::fs::write(dir.join("body"), body).unwrap();
-    std::fs::write(dir.join("headers.json"), serde_json::to_vec(&headers).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("headers.json"),
+        serde_json::to_vec(&headers).unwrap(),
+    )
+    .unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/receivers/verify_delivery.py");
     let output = Command::new(python())
         .arg(script)
@@ -61,7 +65,10 @@ async fn the_readme_python_snippet_verifies_a_real_delivery_and_refuses_a_tamper
     )
     .await;
     let id = created.json["data"]["id"].as_str().unwrap().to_owned();
-    let old = created.json["data"]["signingSecret"].as_str().unwrap().to_owned();
+    let old = created.json["data"]["signingSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let test = || post("").path(&format!("/webhooks/{id}/test"));
 
     send(&app, test()).await;
@@ -73,8 +80,15 @@ async fn the_readme_python_snippet_verifies_a_real_delivery_and_refuses_a_tamper
     assert!(!snippet_verifies(&"ab".repeat(32), &got, &got.body));
 
     // During a rotation either secret verifies the same delivery.
-    let rotated = send(&app, post("").path(&format!("/webhooks/{id}/rotate-secret"))).await;
-    let new = rotated.json["data"]["signingSecret"].as_str().unwrap().to_owned();
+    let rotated = send(
+        &app,
+        post("").path(&format!("/webhooks/{id}/rotate-secret")),
+    )
+    .await;
+    let new = rotated.json["data"]["signingSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     send(&app, test()).await;
     let got = receiver.next().await;
     assert!(snippet_verifies(&new, &got, &got.body));
@@ -92,7 +106,10 @@ fn the_readme_shows_the_python_snippet_as_it_is_tested() {
         script[start..end].trim().to_owned()
     };
     for function in [
-        block("def verify_with_library", "# --- README: Python, plain HMAC"),
+        block(
+            "def verify_with_library",
+            "# --- README: Python, plain HMAC",
+        ),
         block("def verify_with_hmac", "# --- end of the README"),
     ] {
         assert!(
@@ -100,5 +117,4 @@ fn the_readme_shows_the_python_snippet_as_it_is_tested() {
             "README.md must show this code as tested:\n{function}"
         );
     }
-}
 }
