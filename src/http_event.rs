@@ -77,7 +77,8 @@ impl EventRejected {
 /// Reads a raw Lambda event as lambda_http does (REST payload first, then HTTP API), refuses
 /// what would make lambda_http's conversion panic, and builds the request. Never panics.
 pub fn request_from_event(event: &Value) -> (PayloadVersion, Result<Request, EventRejected>) {
-    if let Ok(rest) = ApiGatewayProxyRequest::deserialize(event) {
+    if let Ok(mut rest) = ApiGatewayProxyRequest::deserialize(event) {
+        keep_repeated_headers(&mut rest);
         let checked = check_rest(&rest).map(|()| LambdaRequest::ApiGatewayV1(rest).into());
         return (PayloadVersion::V1, checked);
     }
@@ -89,6 +90,26 @@ pub fn request_from_event(event: &Value) -> (PayloadVersion, Result<Request, Eve
         PayloadVersion::Unrecognised,
         Err(EventRejected::NotAnApiGatewayRequest),
     )
+}
+
+/// Headers a request must send at most once (the handler refuses a second one).
+const SINGLE_HEADERS: [&str; 4] = [
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+];
+
+/// A REST (v1) event lists every value in `multiValueHeaders` and only the last in `headers`;
+/// lambda_http merges the two with `headers` replacing, which hides a repeated header. Where a
+/// header that must come once came more than once, the single-value copy is dropped, so the
+/// handler sees every value (and refuses the request, as it does for HTTP API events).
+fn keep_repeated_headers(rest: &mut ApiGatewayProxyRequest) {
+    for name in SINGLE_HEADERS {
+        if rest.multi_value_headers.get_all(name).iter().count() > 1 {
+            rest.headers.remove(name);
+        }
+    }
 }
 
 /// What `lambda_http::Adapter` adds to a converted request: the X-Ray trace header and the
@@ -311,6 +332,33 @@ mod tests {
 
     fn rejected(event: &Value) -> Option<EventRejected> {
         request_from_event(event).1.err()
+    }
+
+    #[test]
+    fn a_header_repeated_in_a_rest_event_reaches_the_handler_with_every_value() {
+        for name in [
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-Match",
+        ] {
+            let mut event = rest_event("api.example.com", "/webhooks");
+            event["headers"][name] = json!("second");
+            event["multiValueHeaders"][name] = json!(["first", "second"]);
+            let (_, request) = request_from_event(&event);
+            let request = request.unwrap();
+            let values: Vec<_> = request.headers().get_all(name).iter().collect();
+            assert_eq!(values, ["first", "second"], "{name}");
+        }
+    }
+
+    #[test]
+    fn a_header_sent_once_in_a_rest_event_is_seen_once() {
+        let mut event = rest_event("api.example.com", "/webhooks");
+        event["headers"]["Authorization"] = json!("Bearer x");
+        event["multiValueHeaders"]["Authorization"] = json!(["Bearer x"]);
+        let request = request_from_event(&event).1.unwrap();
+        assert_eq!(request.headers().get_all("authorization").iter().count(), 1);
     }
 
     #[test]
