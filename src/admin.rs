@@ -12,8 +12,7 @@ use uuid::Uuid;
 use crate::domain::{ApiKey, ApiKeyStatus, ApiToken, Pepper, RateLimits};
 use crate::store::dynamodb::{
     api_key_from_item, api_key_hash_of, api_key_item, Item, API_KEYS_BY_ID_INDEX, API_KEY_HASH,
-    BY_API_KEY_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, RATE_PER_HOUR, RATE_PER_MINUTE,
-    WEBHOOK_ID,
+    BY_API_KEY_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, RATE_PER_HOUR, RATE_PER_MINUTE, WEBHOOK_ID,
 };
 use crate::store::secrets_manager::SecretsManagerStore;
 use crate::store::SecretStore;

@@ -183,15 +183,14 @@ impl Deliverer {
         if webhook.circuit_opened_at.is_some() {
             return dropped("circuit open");
         }
-        let subscribed = EventType::parse(&pending.event)
-            .is_some_and(|event| webhook.events.contains(&event));
+        let subscribed =
+            EventType::parse(&pending.event).is_some_and(|event| webhook.events.contains(&event));
         if !subscribed {
             return dropped("no longer subscribed");
         }
 
         let document = self.secret(&stored.secret).await?;
-        let mut signer =
-            Signer::new(&document.signing_secret).map_err(|_| DeliverError::Secret)?;
+        let mut signer = Signer::new(&document.signing_secret).map_err(|_| DeliverError::Secret)?;
         if let Some(previous) = &document.previous {
             signer = signer
                 .with_previous(&previous.signing_secret, previous.expires_at, now)
@@ -202,7 +201,12 @@ impl Deliverer {
             .map_err(|e| DeliverError::Header(e.name))?;
         // The sender re-checks the URL under its own policy; a URL that no longer parses at
         // all is refused the same way.
-        let outcome = match WebhookUrl::parse(&webhook.url, UrlPolicy { allow_localhost: true }) {
+        let outcome = match WebhookUrl::parse(
+            &webhook.url,
+            UrlPolicy {
+                allow_localhost: true,
+            },
+        ) {
             Ok(url) => {
                 let timeout = Duration::from_millis(u64::from(webhook.timeout_ms));
                 self.sender.send(&url, &request, timeout, deadline).await
@@ -229,9 +233,9 @@ impl Deliverer {
         } else if stop {
             Handled::GaveUp
         } else {
-            let delay = self
-                .retry
-                .delay_after(pending.attempt, outcome.retry_after(), random_unit());
+            let delay =
+                self.retry
+                    .delay_after(pending.attempt, outcome.retry_after(), random_unit());
             let next = DeliveryMessage {
                 attempt: pending.attempt + 1,
                 not_before: Some(now.unix_timestamp() + delay.as_secs() as i64),

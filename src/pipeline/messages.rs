@@ -154,15 +154,24 @@ mod tests {
             v[field] = value;
             Event::parse(&v.to_string()).unwrap_err()
         };
-        assert_eq!(Event::parse("not json").unwrap_err(), MalformedEvent::NotAnObject);
+        assert_eq!(
+            Event::parse("not json").unwrap_err(),
+            MalformedEvent::NotAnObject
+        );
         assert_eq!(Event::parse("[]").unwrap_err(), MalformedEvent::NotAnObject);
         assert_eq!(with("event", "nope".into()), MalformedEvent::Event);
         assert_eq!(with("event", "ping".into()), MalformedEvent::Event);
         assert_eq!(with("companyId", "acme".into()), MalformedEvent::CompanyId);
-        assert_eq!(with("occurredAt", "yesterday".into()), MalformedEvent::OccurredAt);
+        assert_eq!(
+            with("occurredAt", "yesterday".into()),
+            MalformedEvent::OccurredAt
+        );
         let mut v: Value = serde_json::from_str(GOOD).unwrap();
         v.as_object_mut().unwrap().remove("data");
-        assert_eq!(Event::parse(&v.to_string()).unwrap_err(), MalformedEvent::Data);
+        assert_eq!(
+            Event::parse(&v.to_string()).unwrap_err(),
+            MalformedEvent::Data
+        );
     }
 
     #[test]

@@ -27,7 +27,12 @@ impl Queues {
     }
 
     /// Sends one message, delayed by `delay` (at most [`MAX_DELAY`]).
-    pub async fn send(&self, queue_url: &str, body: &str, delay: Duration) -> Result<(), StoreError> {
+    pub async fn send(
+        &self,
+        queue_url: &str,
+        body: &str,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
         let seconds = delay.min(MAX_DELAY).as_secs() as i32;
         self.client
             .send_message()

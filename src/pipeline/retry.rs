@@ -94,9 +94,18 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_when_longer_and_capped() {
         let policy = RetryPolicy::default();
-        assert_eq!(policy.delay_after(1, Some(120), 0.0), Duration::from_secs(120));
-        assert_eq!(policy.delay_after(2, Some(10), 0.0), Duration::from_secs(300));
-        assert_eq!(policy.delay_after(1, Some(10_000_000), 0.0), MAX_RETRY_AFTER);
+        assert_eq!(
+            policy.delay_after(1, Some(120), 0.0),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            policy.delay_after(2, Some(10), 0.0),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            policy.delay_after(1, Some(10_000_000), 0.0),
+            MAX_RETRY_AFTER
+        );
     }
 
     #[test]
