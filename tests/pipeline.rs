@@ -50,6 +50,9 @@ struct Received {
     body: Bytes,
 }
 
+/// The statuses (and `Retry-After`s) still to answer, in order.
+type Script = Arc<Mutex<VecDeque<(u16, Option<String>)>>>;
+
 struct Receiver {
     url: String,
     requests: mpsc::UnboundedReceiver<Received>,
@@ -64,7 +67,7 @@ impl Receiver {
         let (report, requests) = mpsc::unbounded_channel();
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = count.clone();
-        let script: Arc<Mutex<VecDeque<(u16, Option<String>)>>> = Arc::new(Mutex::new(
+        let script: Script = Arc::new(Mutex::new(
             script
                 .iter()
                 .map(|(s, r)| (*s, r.map(str::to_owned)))
