@@ -6,7 +6,8 @@ Usage: .venv/bin/python scripts/sqs_poller.py INVOKE_BASE_URL
 
 Creates the pipeline's queues (events and deliveries, each with a dead-letter queue and a
 redrive after 5 receives, as template.yaml does) where missing, then, one thread per queue:
-long-polls up to 10 messages, hands them to the function as Lambda would (an SQS event, through
+polls up to 10 messages (short polls every half second, not long polls: scripts/moto_server.py
+serves one request at a time, so a long poll would hold every other call to the emulator), hands them to the function as Lambda would (an SQS event, through
 the Lambda Invoke API that `cargo lambda watch` serves: POST
 /2015-03-31/functions/<name>/invocations), and honours the answer's batchItemFailures: the
 messages that succeeded are deleted, the failed ones are left to come back after the visibility
@@ -30,6 +31,7 @@ import boto3
 # timeout on AWS).
 VISIBILITY_SECONDS = 30
 MAX_RECEIVES = 5
+IDLE_SECONDS = 0.5
 
 
 def sqs_client():
@@ -107,7 +109,7 @@ def poll(base_url, function, queue_url):
     while True:
         try:
             messages = sqs.receive_message(
-                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2,
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
                 AttributeNames=["All"]).get("Messages", [])
         except Exception as error:  # the emulator restarting: try again shortly
             print(f"sqs_poller: receive from {name_of(queue_url)} failed: {error}",
@@ -115,6 +117,7 @@ def poll(base_url, function, queue_url):
             time.sleep(1)
             continue
         if not messages:
+            time.sleep(IDLE_SECONDS)
             continue
         failed = invoke(base_url, function, lambda_event(arn, messages))
         if failed is None:
