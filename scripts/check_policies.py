@@ -54,6 +54,10 @@ def example_names(cfn):
         elif kind == "AWS::IAM::Role":
             refs[logical] = name
             attrs[(logical, "Arn")] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+        elif kind == "AWS::SQS::Queue":
+            refs[logical] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+            attrs[(logical, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+            attrs[(logical, "QueueName")] = name
         elif kind == "AWS::Lambda::Function":
             refs[logical] = name
             attrs[(logical, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
@@ -82,6 +86,31 @@ def expected_grants(refs, attrs, params):
     return grants
 
 
+def expected_pipeline_grants(refs, attrs, params):
+    """role policy -> resource -> actions of the event pipeline's functions (src/pipeline):
+    the event source mapping's reads of each function's own queue, then the code's calls."""
+    webhooks = attrs[("WebhooksTable", "Arn")]
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    fanout = {
+        attrs[("FanoutLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
+        attrs[("EventsQueue", "Arn")]: set(consume),
+        f"{webhooks}/index/byCompany": {"dynamodb:Query"},
+        f"{attrs[('ApiKeysTable', 'Arn')]}/index/byApiKeyId": {"dynamodb:Query"},
+        attrs[("DeliveriesQueue", "Arn")]: {"sqs:SendMessage"},
+        attrs[("EventsDeadLetterQueue", "Arn")]: {"sqs:SendMessage"},
+    }
+    deliver = {
+        attrs[("DeliverLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
+        attrs[("DeliveriesQueue", "Arn")]: consume | {"sqs:SendMessage"},
+        webhooks: {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:instaview/{STACK}/{STACK_UUID}/webhooks/*": {
+            "secretsmanager:GetSecretValue"},
+    }
+    if params.get("WebhookSecretsKmsKeyArn"):
+        deliver[params["WebhookSecretsKmsKeyArn"]] = {"kms:Decrypt"}
+    return {"FanoutFunctionRole/fanout": fanout, "DeliverFunctionRole/deliver": deliver}
+
+
 def granted(document):
     out = {}
     for statement in document["Statement"]:
@@ -107,8 +136,10 @@ def main(argv):
                   f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}"}
         renderer = template_render.Renderer(cfn, params=params, pseudo=pseudo, refs=refs, attrs=attrs)
         for where, document in renderer.policies():
-            if where == "CreateWebhookFunctionRole/create-webhook":
-                want, got = expected_grants(refs, attrs, params), granted(document)
+            pipeline = expected_pipeline_grants(refs, attrs, params)
+            if where == "CreateWebhookFunctionRole/create-webhook" or where in pipeline:
+                want = pipeline.get(where) or expected_grants(refs, attrs, params)
+                got = granted(document)
                 for resource in sorted(set(want) | set(got)):
                     extra = sorted(got.get(resource, set()) - want.get(resource, set()))
                     lacking = sorted(want.get(resource, set()) - got.get(resource, set()))
@@ -135,7 +166,7 @@ def main(argv):
         print("parliament FAILED: no policy found to audit", file=sys.stderr)
         return 1
     print(f"parliament: {audited} rendered policies ({', '.join(PARAMETER_SETS)}), no findings; "
-          "the function role grants exactly the calls the code makes")
+          "each function role (create-webhook, fanout, deliver) grants exactly the calls its code makes")
     return 0
 
 

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Starts the local AWS emulator (moto) and the function (cargo lambda watch), creates the tables,
 # the pepper and the development API keys, then runs the given command, or waits for Ctrl-C.
+# Waiting for Ctrl-C (make run), it also runs the event pipeline: the fanout and deliver
+# functions (a second cargo lambda watch, on PIPELINE_PORT) fed from moto's SQS by
+# scripts/sqs_poller.py, which stands in for Lambda's event source mappings.
 # Everything it started is stopped when it exits. Settings come from local.env.
 #
 #   scripts/local-stack.sh                 serve until Ctrl-C (make run)
@@ -17,6 +20,7 @@ set -a
 set +a
 MOTO_PORT=${override_moto_port:-$MOTO_PORT}
 API_PORT=${API_PORT:-9000}
+PIPELINE_PORT=${PIPELINE_PORT:-9001}
 export AWS_ENDPOINT_URL="http://127.0.0.1:${MOTO_PORT}"
 VENV=.venv/bin
 RUN_DIR=.run
@@ -31,7 +35,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
-for port in "$MOTO_PORT" "$API_PORT"; do
+ports=("$MOTO_PORT" "$API_PORT")
+(($# == 0)) && ports+=("$PIPELINE_PORT")
+for port in "${ports[@]}"; do
   if port_in_use "$port"; then
     echo "error: port $port is already in use (is another 'make run' still running?)" >&2
     exit 1
@@ -56,7 +62,7 @@ pids+=($!)
 wait_for 60 "moto" port_in_use "$MOTO_PORT"
 
 echo "==> building"
-cargo build --quiet --bin create-webhook --bin webhooks-admin
+cargo build --quiet --bin create-webhook --bin webhooks-admin --bin fanout --bin deliver
 admin=${CARGO_TARGET_DIR:-target}/debug/webhooks-admin
 
 echo "==> creating tables, pepper and development API keys"
@@ -80,6 +86,15 @@ if (($# > 0)); then
   exit $?
 fi
 
+echo "==> starting the event pipeline (fanout and deliver on 127.0.0.1:$PIPELINE_PORT, SQS poller)"
+"$VENV/cargo-lambda" lambda watch -A 127.0.0.1 -P "$PIPELINE_PORT" \
+  --env-file local.env --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
+  >"$RUN_DIR/pipeline-$PIPELINE_PORT.log" 2>&1 &
+pids+=($!)
+wait_for 120 "the pipeline functions" port_in_use "$PIPELINE_PORT"
+"$VENV/python" scripts/sqs_poller.py "http://127.0.0.1:$PIPELINE_PORT" >"$RUN_DIR/poller.log" 2>&1 &
+pids+=($!)
+
 cat <<MSG
 
 Ready. Create the documentation's example webhook:
@@ -95,9 +110,16 @@ curl -i -X POST http://127.0.0.1:$API_PORT/webhooks \\
     "headers": [{ "name": "Authorization", "value": "Bearer your-internal-token" }]
   }'
 
+Publish an event; every subscribed webhook gets it, signed (webhook URLs on http://127.0.0.1
+are allowed locally):
+
+$admin --env-file local.env events publish --event interview.completed \
+  --company $DEV_COMPANY_ID --data '{"interviewId":"int_123"}'
+
 Read-only key (for a 403): $DEV_READONLY_API_TOKEN    Company: $DEV_COMPANY_ID
-Logs: $RUN_DIR/function-$API_PORT.log and $RUN_DIR/moto-$MOTO_PORT.log. Ctrl-C stops everything.
+Logs: $RUN_DIR/function-$API_PORT.log, $RUN_DIR/pipeline-$PIPELINE_PORT.log,
+$RUN_DIR/poller.log and $RUN_DIR/moto-$MOTO_PORT.log. Ctrl-C stops everything.
 MSG
-tail -n 0 -f "$RUN_DIR/function-$API_PORT.log" &
+tail -n 0 -f "$RUN_DIR/function-$API_PORT.log" "$RUN_DIR/pipeline-$PIPELINE_PORT.log" &
 pids+=($!)
 wait "${pids[0]}"

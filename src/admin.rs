@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::domain::{ApiKey, ApiKeyStatus, ApiToken, Pepper, RateLimits};
 use crate::store::dynamodb::{
-    api_key_from_item, api_key_hash_of, api_key_item, Item, API_KEY_HASH, BY_API_KEY_INDEX,
-    RATE_PER_HOUR, RATE_PER_MINUTE, WEBHOOK_ID,
+    api_key_from_item, api_key_hash_of, api_key_item, Item, API_KEYS_BY_ID_INDEX, API_KEY_HASH,
+    BY_API_KEY_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, RATE_PER_HOUR, RATE_PER_MINUTE, WEBHOOK_ID,
 };
 use crate::store::secrets_manager::SecretsManagerStore;
 use crate::store::SecretStore;
@@ -120,7 +120,8 @@ impl Admin {
     }
 
     /// Creates a table keyed on `key`; with `by_owner`, also the index of webhooks by API key
-    /// (as template.yaml declares it).
+    /// and the pipeline's fan-out index by company; without, the index of API keys by id (as
+    /// template.yaml declares them).
     async fn create_table(
         &self,
         table: &str,
@@ -149,8 +150,34 @@ impl Admin {
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attribute(key)?)
             .key_schema(key_element(key, KeyType::Hash)?);
+        let all = || {
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build()
+        };
+        if !by_owner {
+            request = request
+                .attribute_definitions(attribute("apiKeyId")?)
+                .global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name(API_KEYS_BY_ID_INDEX)
+                        .key_schema(key_element("apiKeyId", KeyType::Hash)?)
+                        .projection(all())
+                        .build()
+                        .map_err(invalid)?,
+                );
+        }
         if by_owner {
             request = request
+                .attribute_definitions(attribute(FANOUT_COMPANY)?)
+                .global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name(BY_COMPANY_INDEX)
+                        .key_schema(key_element(FANOUT_COMPANY, KeyType::Hash)?)
+                        .projection(all())
+                        .build()
+                        .map_err(invalid)?,
+                )
                 .attribute_definitions(attribute("apiKeyId")?)
                 .attribute_definitions(attribute("createdAt")?)
                 .global_secondary_indexes(

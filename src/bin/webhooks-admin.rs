@@ -1,4 +1,4 @@
-//! `webhooks-admin`: set up the tables and pepper, and manage API keys.
+//! `webhooks-admin`: set up the tables and pepper, manage API keys, publish events.
 //! Works against real AWS and the local emulator alike (it honours `AWS_ENDPOINT_URL`).
 
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use instaview_webhooks::admin::{Admin, CreatedKey, KeySpec, Resources};
 use instaview_webhooks::domain::time_format::{parse_rfc3339, rfc3339};
 use instaview_webhooks::domain::{ApiKey, ApiToken, RateLimits};
+use instaview_webhooks::pipeline::Event;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -48,6 +49,73 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(Keys),
+    /// Publish events to the event pipeline, as InstaView's platform does.
+    #[command(subcommand)]
+    Events(Events),
+}
+
+#[derive(Subcommand)]
+enum Events {
+    /// Publish one event to the events queue; every subscribed webhook gets a delivery.
+    Publish {
+        /// The events queue (the stack output EventsQueueUrl).
+        #[arg(long, env = "EVENTS_QUEUE_URL")]
+        queue_url: String,
+        /// The event type, e.g. interview.completed.
+        #[arg(long)]
+        event: String,
+        /// The company the event belongs to.
+        #[arg(long)]
+        company: Uuid,
+        /// The event's data, a JSON value (e.g. '{"interviewId":"int_123"}').
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// When it happened, RFC 3339 (default: now).
+        #[arg(long)]
+        occurred_at: Option<String>,
+    },
+}
+
+/// Checks the event as the fan-out will, then sends it; prints the queue's message id.
+async fn publish(
+    queue_url: String,
+    event: String,
+    company: Uuid,
+    data: String,
+    occurred_at: Option<String>,
+) -> Result<String, String> {
+    let data: serde_json::Value =
+        serde_json::from_str(&data).map_err(|e| format!("--data must be JSON: {e}"))?;
+    let occurred_at = occurred_at.unwrap_or_else(|| {
+        rfc3339(
+            time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap(),
+        )
+    });
+    let body = json!({
+        "event": event,
+        "companyId": company.to_string(),
+        "data": data,
+        "occurredAt": occurred_at,
+    })
+    .to_string();
+    Event::parse(&body).map_err(|e| format!("not a valid event: {e}"))?;
+    let sdk = instaview_webhooks::aws::sdk_config().await;
+    let output = aws_sdk_sqs::Client::new(&sdk)
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            use aws_sdk_sqs::error::ProvideErrorMetadata;
+            format!(
+                "sqs.SendMessage failed: {}",
+                e.code().unwrap_or("connection or timeout error")
+            )
+        })?;
+    Ok(output.message_id.unwrap_or_default())
 }
 
 #[derive(Subcommand)]
@@ -262,6 +330,20 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             print_key(&key, as_json);
+        }
+        Command::Events(Events::Publish {
+            queue_url,
+            event,
+            company,
+            data,
+            occurred_at,
+        }) => {
+            let id = publish(queue_url, event, company, data, occurred_at).await?;
+            if as_json {
+                println!("{}", json!({ "messageId": id }));
+            } else {
+                println!("published {id}");
+            }
         }
         Command::Keys(Keys::Revoke { names, api_key_id }) => {
             let key = admin(names)

@@ -40,6 +40,15 @@ pub const WEBHOOK_ID: &str = "id";
 pub const FENCE: &str = "fence";
 /// The index of webhook records by owner: partition `apiKeyId`, sort `createdAt`.
 pub const BY_API_KEY_INDEX: &str = "byApiKey";
+/// The fan-out index of webhook records (src/pipeline): partition [`FANOUT_COMPANY`].
+pub const BY_COMPANY_INDEX: &str = "byCompany";
+/// A webhook's company id, or [`ALL_COMPANIES`] for a webhook without one (which gets the
+/// events of every company its key may act for).
+pub const FANOUT_COMPANY: &str = "fanoutCompany";
+/// [`FANOUT_COMPANY`] of webhooks without a company.
+pub const ALL_COMPANIES: &str = "ALL";
+/// The index of API key records by key id (partition `apiKeyId`): the fan-out's key lookups.
+pub const API_KEYS_BY_ID_INDEX: &str = "byApiKeyId";
 /// How long a deleted webhook's tombstone is kept (a retried DELETE finds it), in seconds.
 const TOMBSTONE_TTL_SECONDS: i64 = 7 * 24 * 60 * 60;
 
@@ -876,6 +885,10 @@ pub fn webhook_item(stored: &StoredWebhook) -> Item {
         (WEBHOOK_ID.to_owned(), s(&webhook.id.to_string())),
         ("apiKeyId".to_owned(), s(&webhook.api_key_id)),
         ("companyId".to_owned(), opt_s(company.as_deref())),
+        (
+            FANOUT_COMPANY.to_owned(),
+            s(company.as_deref().unwrap_or(ALL_COMPANIES)),
+        ),
         ("url".to_owned(), s(&webhook.url)),
         ("name".to_owned(), opt_s(webhook.name.as_deref())),
         (

@@ -1,0 +1,34 @@
+//! The fan-out Lambda: events queue in, one delivery per subscribed webhook out
+//! (`instaview_webhooks::pipeline::fanout`).
+
+use instaview_webhooks::pipeline::queue::Queues;
+use instaview_webhooks::pipeline::store::PipelineStore;
+use instaview_webhooks::pipeline::{Fanout, PipelineConfig, SqsBatchResponse, SqsEvent};
+use instaview_webhooks::{aws, telemetry};
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use lambda_http::{service_fn, Error};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = PipelineConfig::from_env()?;
+    let events_dlq_url = config
+        .events_dlq_url
+        .ok_or("configuration: EVENTS_DLQ_URL must be set")?;
+    let sdk = aws::sdk_config().await;
+    let fanout = Fanout {
+        store: PipelineStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.webhooks_table,
+            config.api_keys_table,
+        ),
+        queues: Queues::new(aws_sdk_sqs::Client::new(&sdk)),
+        deliveries_queue_url: config.deliveries_queue_url,
+        events_dlq_url,
+    };
+    let fanout = &fanout;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, std::convert::Infallible>(fanout.handle(event.payload).await)
+    }))
+    .await
+}

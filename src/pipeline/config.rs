@@ -1,0 +1,115 @@
+//! The pipeline functions' settings, read from the environment once per container.
+
+use crate::domain::UrlPolicy;
+
+use super::retry::RetryPolicy;
+
+/// A setting is missing or malformed; the function refuses to start.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
+/// What the fan-out and delivery functions need to know about their deployment.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// `WEBHOOKS_TABLE_NAME`.
+    pub webhooks_table: String,
+    /// `API_KEYS_TABLE_NAME` (fan-out: the companies of a key).
+    pub api_keys_table: String,
+    /// `DELIVERIES_QUEUE_URL`: where fan-out queues deliveries and deliver queues retries.
+    pub deliveries_queue_url: String,
+    /// `EVENTS_DLQ_URL`: where fan-out moves malformed events (fan-out only).
+    pub events_dlq_url: Option<String>,
+    /// `RETRY_DELAYS_SECONDS`, default `5,300,1800`.
+    pub retry: RetryPolicy,
+    /// `ALLOW_LOCALHOST_URLS`, as for the API.
+    pub url_policy: UrlPolicy,
+}
+
+impl PipelineConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required =
+            |name: &str| get(name).ok_or_else(|| ConfigError::new(format!("{name} must be set")));
+        let retry = match get("RETRY_DELAYS_SECONDS") {
+            None => RetryPolicy::default(),
+            Some(text) => RetryPolicy::parse(&text).ok_or_else(|| {
+                ConfigError::new(
+                    "RETRY_DELAYS_SECONDS must be whole seconds separated by commas".into(),
+                )
+            })?,
+        };
+        let allow_localhost = match get("ALLOW_LOCALHOST_URLS").as_deref() {
+            Some("true") | Some("1") => true,
+            None | Some("false") | Some("0") => false,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "ALLOW_LOCALHOST_URLS must be true or false".into(),
+                ))
+            }
+        };
+        Ok(Self {
+            webhooks_table: required("WEBHOOKS_TABLE_NAME")?,
+            api_keys_table: required("API_KEYS_TABLE_NAME")?,
+            deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
+            events_dlq_url: get("EVENTS_DLQ_URL"),
+            retry,
+            url_policy: UrlPolicy { allow_localhost },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const REQUIRED: &[(&str, &str)] = &[
+        ("WEBHOOKS_TABLE_NAME", "w"),
+        ("API_KEYS_TABLE_NAME", "k"),
+        ("DELIVERIES_QUEUE_URL", "http://q"),
+    ];
+
+    #[test]
+    fn retry_delays_default_to_the_specification() {
+        let config = PipelineConfig::from_lookup(lookup(REQUIRED)).unwrap();
+        assert_eq!(config.retry, RetryPolicy::default());
+        assert!(!config.url_policy.allow_localhost);
+    }
+
+    #[test]
+    fn retry_delays_can_be_shortened_and_are_checked() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("RETRY_DELAYS_SECONDS", "1,1,1"));
+        let pairs: &'static [(&str, &str)] = Box::leak(pairs.into_boxed_slice());
+        let config = PipelineConfig::from_lookup(lookup(pairs)).unwrap();
+        assert_eq!(config.retry, RetryPolicy::parse("1,1,1").unwrap());
+        let mut bad = REQUIRED.to_vec();
+        bad.push(("RETRY_DELAYS_SECONDS", "soon"));
+        let bad: &'static [(&str, &str)] = Box::leak(bad.into_boxed_slice());
+        assert!(PipelineConfig::from_lookup(lookup(bad)).is_err());
+    }
+
+    #[test]
+    fn a_missing_queue_is_an_error() {
+        assert!(PipelineConfig::from_lookup(lookup(&REQUIRED[..2])).is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! The delivery function: one attempt per deliveries-queue message.
+//!
+//! - **Checks first, every attempt**: a webhook that is gone (deleted), inactive, has an open
+//!   circuit or no longer subscribes to the event drops the delivery, with a log line. That is
+//!   how deleting a webhook or opening its circuit cancels pending deliveries.
+//! - **Waiting is done by SQS, never in the function**: a failed attempt sends the next one to
+//!   the deliveries queue with `notBefore` = now + the retry delay (the receiver's `Retry-After`
+//!   when longer) and a message delay of at most 15 minutes (SQS's maximum). A message that
+//!   arrives before its `notBefore` (the 30-minute step, a long `Retry-After`) is sent again
+//!   with the remaining delay, at most 15 minutes at a time, and no attempt is made. New
+//!   messages rather than a longer visibility timeout: the receive count of a message then
+//!   only counts the function's own failures, so the queue's redrive to the dead-letter queue
+//!   means "this message broke the function", never "the receiver was down for a while".
+//! - **The circuit's counters change atomically** ([`PipelineStore::record_failure`]).
+//! - **Every message of a batch is handled at once** (one task each), and each is answered on
+//!   its own (partial batch answer): one slow receiver costs its own attempt, not the others'.
+//! - **At least once**: the next attempt is queued before this message is reported done; a
+//!   failure of the function's own calls reports the message failed, and SQS brings it back
+//!   (the receiver may then see the same `webhook-id` twice).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+
+use super::messages::DeliveryMessage;
+use super::queue::Queues;
+use super::retry::{random_unit, RetryPolicy};
+use super::sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
+use super::store::{AttemptRecord, CircuitChange, PipelineStore};
+use crate::delivery::{DeliveryBody, Outcome, Sender, SignedRequest, Signer};
+use crate::domain::{EventType, UrlPolicy, WebhookUrl};
+use crate::store::dynamodb::DynamoWebhooks;
+use crate::store::secrets_manager::SecretsManagerStore;
+use crate::store::{SecretDocument, SecretStore, StoreError, WebhookReads};
+
+/// Secret versions kept in memory (a version never changes, so a cached one is never stale).
+const SECRET_CACHE_ENTRIES: usize = 1_000;
+
+/// The delivery function's dependencies, built once per container.
+pub struct Deliverer {
+    pub webhooks: DynamoWebhooks,
+    pub secrets: SecretsManagerStore,
+    pub store: PipelineStore,
+    pub queues: Queues,
+    pub sender: Sender,
+    pub retry: RetryPolicy,
+    /// The deliveries queue, where the next attempts go (`DELIVERIES_QUEUE_URL`).
+    pub deliveries_queue_url: String,
+    secret_cache: Mutex<HashMap<(String, String), Arc<SecretDocument>>>,
+}
+
+/// What became of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// The attempt failed; the next one is queued.
+    Retrying { next_attempt: u32, delay: Duration },
+    /// The attempt failed and was the last one (`maxRetries` retries made), or opened the
+    /// circuit.
+    GaveUp,
+    /// Not yet time: sent again with a delay, no attempt made.
+    Waiting,
+    /// No attempt: the webhook is gone, inactive, its circuit is open or it no longer
+    /// subscribes to the event.
+    Dropped(&'static str),
+}
+
+/// Why a message must come back (reported as a batch item failure).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("malformed delivery message")]
+    Malformed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("custom header {0} cannot be sent")]
+    Header(String),
+    #[error("the webhook's signing secret is malformed")]
+    Secret,
+}
+
+impl Deliverer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        webhooks: DynamoWebhooks,
+        secrets: SecretsManagerStore,
+        store: PipelineStore,
+        queues: Queues,
+        sender: Sender,
+        retry: RetryPolicy,
+        deliveries_queue_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            webhooks,
+            secrets,
+            store,
+            queues,
+            sender,
+            retry,
+            deliveries_queue_url: deliveries_queue_url.into(),
+            secret_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Handles one batch, every message at once; `deadline` is when the last attempt must have
+    /// its answer (the function's deadline less the time to record it).
+    pub async fn handle(self: &Arc<Self>, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let ids: Vec<String> = event.records.iter().map(|m| m.message_id.clone()).collect();
+        let mut tasks = JoinSet::new();
+        for message in event.records {
+            let this = Arc::clone(self);
+            tasks.spawn(async move {
+                let result = this.deliver(&message, deadline).await;
+                (message.message_id, result)
+            });
+        }
+        let mut done = std::collections::HashSet::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((message_id, Ok(_))) => {
+                    done.insert(message_id);
+                }
+                Ok((message_id, Err(error))) => {
+                    tracing::error!(
+                        message_id = %message_id,
+                        error = %error,
+                        "delivery message failed; it will come back"
+                    );
+                }
+                // A task that panicked takes its message id with it: every message that did not
+                // answer is reported failed below, so none is lost.
+                Err(_) => tracing::error!("a delivery task panicked"),
+            }
+        }
+        let failed = ids.into_iter().filter(|id| !done.contains(id));
+        SqsBatchResponse::failed(failed)
+    }
+
+    /// One message: wait, drop, or attempt (and queue the next attempt on failure).
+    pub async fn deliver(
+        &self,
+        message: &SqsMessage,
+        deadline: Instant,
+    ) -> Result<Handled, DeliverError> {
+        let Some(pending) = DeliveryMessage::parse(&message.body) else {
+            return Err(DeliverError::Malformed);
+        };
+        let now = OffsetDateTime::now_utc();
+        if let Some(not_before) = pending.not_before {
+            let wait = not_before - now.unix_timestamp();
+            if wait > 0 {
+                self.queues
+                    .send(
+                        &self.deliveries_queue_url,
+                        &message.body,
+                        Duration::from_secs(wait as u64),
+                    )
+                    .await?;
+                return Ok(Handled::Waiting);
+            }
+        }
+        let dropped = |why: &'static str| {
+            tracing::info!(
+                delivery_id = %pending.delivery_id,
+                webhook_id = %pending.webhook_id,
+                event = %pending.event,
+                attempt = pending.attempt,
+                reason = why,
+                "delivery dropped"
+            );
+            Ok(Handled::Dropped(why))
+        };
+        let Some(stored) = self.webhooks.get(pending.webhook_id).await? else {
+            return dropped("webhook deleted");
+        };
+        let webhook = &stored.webhook;
+        if !webhook.is_active {
+            return dropped("webhook inactive");
+        }
+        if webhook.circuit_opened_at.is_some() {
+            return dropped("circuit open");
+        }
+        let subscribed =
+            EventType::parse(&pending.event).is_some_and(|event| webhook.events.contains(&event));
+        if !subscribed {
+            return dropped("no longer subscribed");
+        }
+
+        let document = self.secret(&stored.secret).await?;
+        let mut signer = Signer::new(&document.signing_secret).map_err(|_| DeliverError::Secret)?;
+        if let Some(previous) = &document.previous {
+            signer = signer
+                .with_previous(&previous.signing_secret, previous.expires_at, now)
+                .map_err(|_| DeliverError::Secret)?;
+        }
+        let body = DeliveryBody::from_stored(pending.delivery_id, pending.body.clone());
+        let request = SignedRequest::new(&body, now, &signer, &document.headers)
+            .map_err(|e| DeliverError::Header(e.name))?;
+        // The sender re-checks the URL under its own policy; a URL that no longer parses at
+        // all is refused the same way.
+        let outcome = match WebhookUrl::parse(
+            &webhook.url,
+            UrlPolicy {
+                allow_localhost: true,
+            },
+        ) {
+            Ok(url) => {
+                let timeout = Duration::from_millis(u64::from(webhook.timeout_ms));
+                self.sender.send(&url, &request, timeout, deadline).await
+            }
+            Err(_) => Outcome::AddressNotAllowed,
+        };
+
+        let gone = outcome.http_status() == Some(410);
+        let circuit = if outcome.is_success() {
+            self.store.record_success(webhook.id, now).await?;
+            None
+        } else {
+            Some(self.store.record_failure(webhook.id, gone, now).await?)
+        };
+        let last = pending.attempt > webhook.max_retries;
+        let stop = gone
+            || last
+            || matches!(
+                circuit,
+                Some(CircuitChange::Opened | CircuitChange::AlreadyOpen | CircuitChange::Gone)
+            );
+        let handled = if outcome.is_success() {
+            Handled::Delivered
+        } else if stop {
+            Handled::GaveUp
+        } else {
+            let delay =
+                self.retry
+                    .delay_after(pending.attempt, outcome.retry_after(), random_unit());
+            let next = DeliveryMessage {
+                attempt: pending.attempt + 1,
+                not_before: Some(now.unix_timestamp() + delay.as_secs() as i64),
+                ..pending.clone()
+            };
+            self.queues
+                .send(&self.deliveries_queue_url, &next.to_json(), delay)
+                .await?;
+            Handled::Retrying {
+                next_attempt: next.attempt,
+                delay,
+            }
+        };
+
+        let record = AttemptRecord {
+            delivery_id: pending.delivery_id,
+            webhook_id: webhook.id,
+            event: pending.event.clone(),
+            attempt: pending.attempt,
+            at: now,
+            outcome: if outcome.is_success() {
+                "delivered"
+            } else if gone {
+                "gone"
+            } else {
+                "failed"
+            },
+            reason: (!outcome.is_success()).then(|| outcome.reason()),
+            http_status: outcome.http_status(),
+            duration_ms: outcome.duration().map(|d| d.as_millis() as u64),
+        };
+        log_attempt(&record, &handled, circuit);
+        // The attempt is made and its consequences are queued: a missing record (DynamoDB
+        // unavailable) is logged, not retried, since a retry would repeat the request.
+        if let Err(error) = self.store.put_attempt(&record).await {
+            tracing::warn!(
+                delivery_id = %record.delivery_id,
+                attempt = record.attempt,
+                error = %error,
+                "attempt record not written"
+            );
+        }
+        Ok(handled)
+    }
+
+    /// The webhook's secret at the version its record points at (cached: versions never change).
+    async fn secret(
+        &self,
+        secret: &crate::store::SecretRef,
+    ) -> Result<Arc<SecretDocument>, StoreError> {
+        let key = secret
+            .version
+            .as_ref()
+            .map(|version| (secret.arn.clone(), version.clone()));
+        if let Some(key) = &key {
+            if let Some(found) = self.secret_cache.lock().expect("cache lock").get(key) {
+                return Ok(Arc::clone(found));
+            }
+        }
+        let document = Arc::new(self.secrets.read_webhook_secret(secret).await?);
+        if let Some(key) = key {
+            let mut cache = self.secret_cache.lock().expect("cache lock");
+            if cache.len() >= SECRET_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, Arc::clone(&document));
+        }
+        Ok(document)
+    }
+}
+
+/// One JSON line per attempt: ids, event, attempt number, outcome, status, duration. Never a
+/// body, a secret or a header value (the record holds none).
+fn log_attempt(record: &AttemptRecord, handled: &Handled, circuit: Option<CircuitChange>) {
+    let next = match handled {
+        Handled::Retrying {
+            next_attempt,
+            delay,
+        } => Some((next_attempt, delay.as_secs())),
+        _ => None,
+    };
+    tracing::info!(
+        delivery_id = %record.delivery_id,
+        webhook_id = %record.webhook_id,
+        event = %record.event,
+        attempt = record.attempt,
+        outcome = record.outcome,
+        reason = record.reason.as_deref(),
+        http_status = record.http_status,
+        duration_ms = record.duration_ms,
+        next_attempt = next.map(|(n, _)| *n),
+        next_in_seconds = next.map(|(_, s)| s),
+        circuit = circuit.map(|c| match c {
+            CircuitChange::Counted(_) => "counted",
+            CircuitChange::Opened => "opened",
+            CircuitChange::AlreadyOpen => "open",
+            CircuitChange::Gone => "webhook gone",
+        }),
+        consecutive_failures = match circuit {
+            Some(CircuitChange::Counted(n)) => Some(n),
+            _ => None,
+        },
+        "delivery attempt"
+    );
+}

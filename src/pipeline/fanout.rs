@@ -1,0 +1,119 @@
+//! The fan-out function: one platform event in, one delivery per subscribed webhook out.
+//!
+//! - Subscribers are found by two queries on the `byCompany` index (the event's company, and
+//!   `ALL` for webhooks without a company, kept when their key may act for the company), never
+//!   a scan. A key's companies are read once per invocation.
+//! - Each delivery's id is derived from the event's queue message id and the webhook id, so a
+//!   fan-out that runs again (SQS is at least once; a batch is retried after a failure) makes
+//!   the very same deliveries, whose `webhook-id` receivers use to drop duplicates.
+//! - A malformed event is sent to the events dead-letter queue at once, with a log line, and
+//!   counts as handled: it can never succeed, so it must not come back and hold the queue.
+//!   Transient failures (DynamoDB, SQS) report the message as failed: SQS brings it back after
+//!   the visibility timeout, and the queue's redrive moves it to the dead-letter queue after
+//!   a few tries. Other messages of the batch are unaffected (partial batch answer).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::messages::{delivery_id, DeliveryMessage, Event};
+use super::queue::Queues;
+use super::sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
+use super::store::PipelineStore;
+use crate::delivery::DeliveryBody;
+use crate::store::StoreError;
+
+/// The fan-out function's dependencies, built once per container.
+#[derive(Clone, Debug)]
+pub struct Fanout {
+    pub store: PipelineStore,
+    pub queues: Queues,
+    /// Where deliveries go (`DELIVERIES_QUEUE_URL`).
+    pub deliveries_queue_url: String,
+    /// Where malformed events go (`EVENTS_DLQ_URL`).
+    pub events_dlq_url: String,
+}
+
+/// What became of one event message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fanned {
+    /// This many deliveries were queued.
+    Out(usize),
+    /// Malformed: moved to the dead-letter queue.
+    DeadLettered,
+}
+
+impl Fanout {
+    /// Handles one batch; the answer lists the messages that must come back.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut key_companies = HashMap::new();
+        let mut failed = Vec::new();
+        for message in &event.records {
+            if let Err(error) = self.fan_out(message, &mut key_companies).await {
+                tracing::error!(
+                    message_id = %message.message_id,
+                    error = %error,
+                    "fan-out failed; the event will be retried"
+                );
+                failed.push(message.message_id.clone());
+            }
+        }
+        SqsBatchResponse::failed(failed)
+    }
+
+    /// Fans one event message out.
+    pub async fn fan_out(
+        &self,
+        message: &SqsMessage,
+        key_companies: &mut HashMap<String, Vec<Uuid>>,
+    ) -> Result<Fanned, StoreError> {
+        let event = match Event::parse(&message.body) {
+            Ok(event) => event,
+            Err(malformed) => {
+                self.queues
+                    .send(&self.events_dlq_url, &message.body, Duration::ZERO)
+                    .await?;
+                tracing::error!(
+                    message_id = %message.message_id,
+                    reason = %malformed,
+                    bytes = message.body.len(),
+                    "malformed event moved to the dead-letter queue"
+                );
+                return Ok(Fanned::DeadLettered);
+            }
+        };
+        let webhooks = self
+            .store
+            .subscribers(event.event, event.company_id, key_companies)
+            .await?;
+        let bodies: Vec<String> = webhooks
+            .iter()
+            .map(|stored| {
+                let id = delivery_id(&message.message_id, stored.webhook.id);
+                DeliveryMessage {
+                    delivery_id: id,
+                    webhook_id: stored.webhook.id,
+                    event: event.event.as_str().to_owned(),
+                    body: DeliveryBody::new(event.event, event.occurred_at, id, &event.data)
+                        .as_str()
+                        .to_owned(),
+                    attempt: 1,
+                    not_before: None,
+                }
+                .to_json()
+            })
+            .collect();
+        self.queues
+            .send_all(&self.deliveries_queue_url, &bodies)
+            .await?;
+        tracing::info!(
+            message_id = %message.message_id,
+            event = event.event.as_str(),
+            company_id = %event.company_id,
+            deliveries = bodies.len(),
+            "event fanned out"
+        );
+        Ok(Fanned::Out(bodies.len()))
+    }
+}

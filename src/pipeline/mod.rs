@@ -1,0 +1,29 @@
+//! The event pipeline (DELIVERY.md, "The event pipeline"): platform events in through the
+//! events queue, one delivery per subscribed webhook through the deliveries queue, signed,
+//! retried by SQS, with a circuit breaker on the webhook record.
+//!
+//! ```text
+//! platform ─▶ events queue ─▶ fanout ─▶ deliveries queue ─▶ deliver ─▶ receiver
+//!               │ (DLQ)                   ▲     │ (DLQ)          │
+//!               ▼                         └─────┴── next attempt ┘ (delayed by SQS)
+//! ```
+//! - [`fanout`]: parse the event, query the subscribers, queue one delivery each.
+//! - [`deliver`]: check the webhook, sign, send, count the outcome, queue the next attempt.
+//! - [`store`]: the DynamoDB calls (subscriber queries, circuit counters, attempt records).
+//! - [`queue`], [`messages`], [`retry`], [`sqs_event`], [`config`]: the parts they share.
+
+pub mod config;
+pub mod deliver;
+pub mod fanout;
+pub mod messages;
+pub mod queue;
+pub mod retry;
+pub mod sqs_event;
+pub mod store;
+
+pub use config::PipelineConfig;
+pub use deliver::{Deliverer, Handled};
+pub use fanout::{Fanned, Fanout};
+pub use messages::{DeliveryMessage, Event};
+pub use retry::RetryPolicy;
+pub use sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};

@@ -1,0 +1,805 @@
+//! The event pipeline against moto (DynamoDB, Secrets Manager, SQS) and real receivers on
+//! 127.0.0.1. The fan-out and delivery handlers are called as functions with SQS batches built
+//! from what the queues hold, as Lambda's event source mapping would; no poller is needed.
+//! Retry delays are 0 here (`RetryPolicy::parse("0")`), so that a retry can be taken from the
+//! queue at once.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Request, Response};
+use hyper_util::rt::TokioIo;
+use instaview_webhooks::admin::KeySpec;
+use instaview_webhooks::config::Settings;
+use instaview_webhooks::delivery::{Sender, SystemResolver};
+use instaview_webhooks::domain::{UrlPolicy, WRITE_WEBHOOKS};
+use instaview_webhooks::pipeline::queue::Queues;
+use instaview_webhooks::pipeline::store::PipelineStore;
+use instaview_webhooks::pipeline::{
+    Deliverer, DeliveryMessage, Fanned, Fanout, Handled, RetryPolicy, SqsEvent, SqsMessage,
+};
+use instaview_webhooks::store::dynamodb::DynamoWebhooks;
+use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
+use lambda_http::http::Method;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use support::moto::{endpoint, patient_sdk_config_for, AwsEnv};
+use support::{parse, post, COMPANY, GENEROUS_LIMITS, OTHER_COMPANY};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+const LOCAL: UrlPolicy = UrlPolicy {
+    allow_localhost: true,
+};
+
+// ---------------------------------------------------------------------------------------------
+// A receiver that answers from a script of statuses (then 200) and reports every request.
+
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// The statuses (and `Retry-After`s) still to answer, in order.
+type Script = Arc<Mutex<VecDeque<(u16, Option<String>)>>>;
+
+struct Receiver {
+    url: String,
+    requests: mpsc::UnboundedReceiver<Received>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Receiver {
+    /// Answers `script` in order, then `then` for ever.
+    async fn start(script: &[(u16, Option<&str>)], then: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (report, requests) = mpsc::unbounded_channel();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        let script: Script = Arc::new(Mutex::new(
+            script
+                .iter()
+                .map(|(s, r)| (*s, r.map(str::to_owned)))
+                .collect(),
+        ));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (report, script, counter) = (report.clone(), script.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let (report, script, counter) =
+                            (report.clone(), script.clone(), counter.clone());
+                        async move {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let (status, retry_after) =
+                                script.lock().unwrap().pop_front().unwrap_or((then, None));
+                            let _ = report.send(Received {
+                                headers: parts.headers,
+                                body,
+                            });
+                            let mut response = Response::builder().status(status);
+                            if let Some(seconds) = retry_after {
+                                response = response.header("retry-after", seconds);
+                            }
+                            Ok::<_, Infallible>(response.body(Full::new(Bytes::new())).unwrap())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            url,
+            requests,
+            count,
+        }
+    }
+
+    /// Every request received so far.
+    fn received(&mut self) -> Vec<Received> {
+        let mut all = Vec::new();
+        while let Ok(request) = self.requests.try_recv() {
+            all.push(request);
+        }
+        all
+    }
+}
+
+fn header<'a>(received: &'a Received, name: &str) -> &'a str {
+    received.headers.get(name).unwrap().to_str().unwrap()
+}
+
+/// Checks `webhook-signature` the way a receiver would: HMAC-SHA256 with the 32 bytes the
+/// 64-hex signing secret encodes, over `{id}.{timestamp}.{body}`.
+fn signature_is_valid(received: &Received, signing_secret: &str) -> bool {
+    let key = hex::decode(signing_secret).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(
+        format!(
+            "{}.{}.{}",
+            header(received, "webhook-id"),
+            header(received, "webhook-timestamp"),
+            std::str::from_utf8(&received.body).unwrap()
+        )
+        .as_bytes(),
+    );
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    header(received, "webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stack: this test's tables and queues, the API (to register webhooks as customers do),
+// and the two handlers.
+
+struct Stack {
+    env: AwsEnv,
+    sqs: aws_sdk_sqs::Client,
+    deliveries: String,
+    events_dlq: String,
+    fanout: Fanout,
+    deliverer: Arc<Deliverer>,
+    app: support::moto::AwsApp,
+    token: String,
+    /// A key that may act for OTHER_COMPANY only.
+    other_token: String,
+    next_message: std::sync::atomic::AtomicUsize,
+}
+
+impl Stack {
+    async fn new() -> Self {
+        let env = AwsEnv::new().await;
+        let patient = patient_sdk_config_for(endpoint()).await;
+        let sqs = aws_sdk_sqs::Client::new(&patient);
+        let suffix = Uuid::new_v4().simple().to_string();
+        let queue = |name: String| {
+            let sqs = sqs.clone();
+            async move {
+                sqs.create_queue()
+                    .queue_name(name)
+                    .send()
+                    .await
+                    .unwrap()
+                    .queue_url
+                    .unwrap()
+            }
+        };
+        let deliveries = queue(format!("deliveries-{suffix}")).await;
+        let events_dlq = queue(format!("events-dlq-{suffix}")).await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&patient);
+        let store = PipelineStore::new(
+            dynamodb.clone(),
+            &env.resources.webhooks_table,
+            &env.resources.api_keys_table,
+        );
+        let queues = Queues::new(sqs.clone());
+        let fanout = Fanout {
+            store: store.clone(),
+            queues: queues.clone(),
+            deliveries_queue_url: deliveries.clone(),
+            events_dlq_url: events_dlq.clone(),
+        };
+        let deliverer = Arc::new(Deliverer::new(
+            DynamoWebhooks::new(dynamodb, &env.resources.webhooks_table),
+            SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&patient), "", None, ""),
+            store,
+            queues,
+            Sender::with_parts(
+                LOCAL,
+                Arc::new(SystemResolver),
+                rustls::RootCertStore::empty(),
+            ),
+            RetryPolicy::parse("0").unwrap(),
+            &deliveries,
+        ));
+        let app = env.patient_app(Settings {
+            url_policy: LOCAL,
+            ..Settings::default()
+        });
+        let (_, token) = env.create_key(&[WRITE_WEBHOOKS, "read:webhooks"]).await;
+        let other = env
+            .admin()
+            .create_key(KeySpec {
+                name: "other company".into(),
+                scopes: vec![WRITE_WEBHOOKS.into()],
+                company_ids: vec![Uuid::parse_str(OTHER_COMPANY).unwrap()],
+                expires_at: None,
+                token: None,
+                rate_limits: GENEROUS_LIMITS,
+            })
+            .await
+            .unwrap();
+        Self {
+            env,
+            sqs,
+            deliveries,
+            events_dlq,
+            fanout,
+            deliverer,
+            app,
+            token: token.expose().to_owned(),
+            other_token: other.token.expose().to_owned(),
+            next_message: Default::default(),
+        }
+    }
+
+    /// Registers a webhook through the API; returns its id and signing secret.
+    async fn register(&self, token: &str, body: Value) -> (Uuid, String) {
+        let answer = parse(
+            instaview_webhooks::http::handle(
+                &self.app,
+                post(&body.to_string()).token(token).build(),
+            )
+            .await,
+        );
+        assert_eq!(answer.status, 201, "{}", answer.raw);
+        let data = &answer.json["data"];
+        (
+            Uuid::parse_str(data["id"].as_str().unwrap()).unwrap(),
+            data["signingSecret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn webhook(&self, url: &str, events: &[&str], company: Option<&str>) -> (Uuid, String) {
+        let mut body = json!({"url": url, "events": events});
+        if let Some(company) = company {
+            body["companyId"] = company.into();
+        }
+        self.register(&self.token, body).await
+    }
+
+    async fn call(&self, method: Method, path: &str) -> u16 {
+        parse(
+            instaview_webhooks::http::handle(
+                &self.app,
+                post("")
+                    .method(method)
+                    .path(path)
+                    .token(&self.token)
+                    .build(),
+            )
+            .await,
+        )
+        .status
+    }
+
+    /// An events-queue message as Lambda hands it over (a fresh message id each).
+    fn event_message(&self, body: &str) -> SqsMessage {
+        let n = self
+            .next_message
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SqsMessage::new(format!("event-{n}-{}", Uuid::new_v4()), body)
+    }
+
+    fn event(&self, event: &str, company: &str) -> SqsMessage {
+        self.event_message(
+            &json!({
+                "event": event,
+                "companyId": company,
+                "data": {"interviewId": "int_123", "score": 87},
+                "occurredAt": "2026-11-27T12:00:00Z",
+            })
+            .to_string(),
+        )
+    }
+
+    /// Takes every message out of a queue (as the event source mapping would hand them over).
+    async fn drain(&self, queue: &str) -> Vec<SqsMessage> {
+        let mut all = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return all;
+            }
+            for message in messages {
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(message.receipt_handle.clone().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                all.push(SqsMessage::new(
+                    message.message_id.unwrap(),
+                    message.body.unwrap(),
+                ));
+            }
+        }
+    }
+
+    async fn deliver(&self, message: &SqsMessage) -> Handled {
+        self.deliverer
+            .deliver(message, Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap()
+    }
+
+    async fn record(
+        &self,
+        id: Uuid,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        self.env
+            .dynamodb
+            .get_item()
+            .table_name(&self.env.resources.webhooks_table)
+            .key(
+                "id",
+                aws_sdk_dynamodb::types::AttributeValue::S(id.to_string()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_default()
+    }
+
+    async fn number(&self, id: Uuid, name: &str) -> u64 {
+        self.record(id).await[name].as_n().unwrap().parse().unwrap()
+    }
+}
+
+fn webhook_ids(messages: &[SqsMessage]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = messages
+        .iter()
+        .map(|m| DeliveryMessage::parse(&m.body).unwrap().webhook_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fans_out_by_event_type_and_company_and_delivers_signed() {
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[], 200).await;
+    let url = receiver.url.clone();
+    let (of_company, secret_a) = stack
+        .webhook(&url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let (without_company, secret_b) = stack.webhook(&url, &["interview.completed"], None).await;
+    // Not these: another event type; another company; a key without the company; inactive.
+    stack
+        .webhook(&url, &["analysis.completed"], Some(COMPANY))
+        .await;
+    stack
+        .register(
+            &stack.other_token,
+            json!({"url": url, "events": ["interview.completed"], "companyId": OTHER_COMPANY}),
+        )
+        .await;
+    stack
+        .register(
+            &stack.other_token,
+            json!({"url": url, "events": ["interview.completed"]}),
+        )
+        .await;
+    let (inactive, _) = stack
+        .webhook(&url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let patch = parse(
+        instaview_webhooks::http::handle(
+            &stack.app,
+            post(r#"{"isActive": false}"#)
+                .method(Method::PATCH)
+                .path(&format!("/webhooks/{inactive}"))
+                .token(&stack.token)
+                .build(),
+        )
+        .await,
+    );
+    assert_eq!(patch.status, 200, "{}", patch.raw);
+
+    let event = stack.event("interview.completed", COMPANY);
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: vec![event.clone()],
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let deliveries = stack.drain(&stack.deliveries).await;
+    let mut expected = vec![of_company, without_company];
+    expected.sort();
+    assert_eq!(webhook_ids(&deliveries), expected);
+
+    // The same queue message fanned out again (at least once) makes the same deliveries.
+    let again = stack
+        .fanout
+        .fan_out(&event, &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(again, Fanned::Out(2));
+    let repeated = stack.drain(&stack.deliveries).await;
+    let ids = |messages: &[SqsMessage]| {
+        let mut ids: Vec<Uuid> = messages
+            .iter()
+            .map(|m| DeliveryMessage::parse(&m.body).unwrap().delivery_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&repeated), ids(&deliveries));
+
+    // Both deliveries arrive once each, signed with their own webhook's secret.
+    let answer = stack
+        .deliverer
+        .handle(
+            SqsEvent {
+                records: deliveries.clone(),
+            },
+            Instant::now() + Duration::from_secs(20),
+        )
+        .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    for request in &received {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["event"], "interview.completed");
+        assert_eq!(body["timestamp"], "2026-11-27T12:00:00Z");
+        assert_eq!(body["data"], json!({"interviewId": "int_123", "score": 87}));
+        assert_eq!(body["deliveryId"], header(request, "webhook-id"));
+        assert!(
+            signature_is_valid(request, &secret_a) || signature_is_valid(request, &secret_b),
+            "signed by the webhook's secret"
+        );
+    }
+    // One attempt record each, delivered.
+    for message in &deliveries {
+        let pending = DeliveryMessage::parse(&message.body).unwrap();
+        let record = stack
+            .record_by_key(&format!("attempt#{}#1", pending.delivery_id))
+            .await;
+        assert_eq!(record["outcome"].as_s().unwrap(), "delivered");
+        assert_eq!(record["httpStatus"].as_n().unwrap(), "200");
+        let expires: i64 = record["expiresAt"].as_n().unwrap().parse().unwrap();
+        let in_days = (expires - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+        assert!((29..=30).contains(&in_days), "kept 30 days");
+    }
+
+    // An event of another company reaches none of them.
+    let other = stack.event("interview.completed", &Uuid::new_v4().to_string());
+    let fanned = stack
+        .fanout
+        .fan_out(&other, &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(fanned, Fanned::Out(0));
+}
+
+fn receiver_requests(receiver: &Receiver) -> usize {
+    receiver.count.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+impl Stack {
+    /// Messages SQS holds back (DelaySeconds).
+    async fn delayed(&self, queue: &str) -> u64 {
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+            )
+            .send()
+            .await
+            .unwrap();
+        output
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn record_by_key(
+        &self,
+        id: &str,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        self.env
+            .dynamodb
+            .get_item()
+            .table_name(&self.env.resources.webhooks_table)
+            .key(
+                "id",
+                aws_sdk_dynamodb::types::AttributeValue::S(id.to_owned()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("the item exists")
+    }
+
+    /// Fans one event out to `webhook` and answers its delivery message.
+    async fn one_delivery(&self, event: &str) -> SqsMessage {
+        let message = self.event(event, COMPANY);
+        self.fanout
+            .fan_out(&message, &mut Default::default())
+            .await
+            .unwrap();
+        let mut deliveries = self.drain(&self.deliveries).await;
+        assert_eq!(deliveries.len(), 1);
+        deliveries.remove(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_keeps_its_webhook_id_and_body() {
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[(500, None), (503, None)], 200).await;
+    let (webhook, secret) = stack
+        .webhook(&receiver.url, &["analysis.completed"], Some(COMPANY))
+        .await;
+    let mut message = stack.one_delivery("analysis.completed").await;
+    let mut handled = Vec::new();
+    loop {
+        let outcome = stack.deliver(&message).await;
+        handled.push(outcome.clone());
+        if !matches!(outcome, Handled::Retrying { .. }) {
+            break;
+        }
+        let mut next = stack.drain(&stack.deliveries).await;
+        assert_eq!(next.len(), 1, "exactly one next attempt is queued");
+        message = next.remove(0);
+    }
+    assert_eq!(
+        handled,
+        vec![
+            Handled::Retrying {
+                next_attempt: 2,
+                delay: Duration::ZERO
+            },
+            Handled::Retrying {
+                next_attempt: 3,
+                delay: Duration::ZERO
+            },
+            Handled::Delivered
+        ]
+    );
+    let received = receiver.received();
+    assert_eq!(received.len(), 3);
+    let id = header(&received[0], "webhook-id");
+    for request in &received {
+        assert_eq!(header(request, "webhook-id"), id);
+        assert_eq!(request.body, received[0].body);
+        assert!(signature_is_valid(request, &secret));
+    }
+    // Two failures counted, then the success set the count back to 0.
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 0);
+    for (attempt, outcome, status) in [
+        (1, "failed", "500"),
+        (2, "failed", "503"),
+        (3, "delivered", "200"),
+    ] {
+        let record = stack
+            .record_by_key(&format!("attempt#{id}#{attempt}"))
+            .await;
+        assert_eq!(record["outcome"].as_s().unwrap(), outcome);
+        assert_eq!(record["httpStatus"].as_n().unwrap(), status);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured_when_longer_and_retries_stop_after_max_retries() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start(&[(429, Some("120"))], 500).await;
+    stack
+        .webhook(&receiver.url, &["analysis.completed"], Some(COMPANY))
+        .await;
+    let message = stack.one_delivery("analysis.completed").await;
+    let handled = stack.deliver(&message).await;
+    assert!(
+        matches!(handled, Handled::Retrying { next_attempt: 2, delay } if delay >= Duration::from_secs(120))
+    );
+    // The next attempt waits in SQS (a delayed message), not in the function.
+    assert_eq!(stack.delayed(&stack.deliveries).await, 1);
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+    // A message that arrives before its time (a wait longer than SQS's 15-minute delay) is sent
+    // on with the rest of the wait, and no request is made.
+    let pending = DeliveryMessage::parse(&message.body).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let early = DeliveryMessage {
+        attempt: 2,
+        not_before: Some(now + 1_800),
+        ..pending.clone()
+    };
+    let handled = stack
+        .deliver(&SqsMessage::new("early", early.to_json()))
+        .await;
+    assert_eq!(handled, Handled::Waiting);
+    assert_eq!(stack.delayed(&stack.deliveries).await, 2);
+    assert_eq!(receiver_requests(&receiver), 1);
+
+    // Attempts 2..=4 (maxRetries 3) fail; the 4th is the last.
+    let mut last = DeliveryMessage {
+        not_before: None,
+        ..pending
+    };
+    for attempt in 2..=4 {
+        last.attempt = attempt;
+        let handled = stack
+            .deliver(&SqsMessage::new(format!("m{attempt}"), last.to_json()))
+            .await;
+        if attempt < 4 {
+            assert!(
+                matches!(handled, Handled::Retrying { next_attempt, .. } if next_attempt == attempt + 1)
+            );
+        } else {
+            assert_eq!(handled, Handled::GaveUp);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveries() {
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[], 500).await;
+    let (webhook, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let version_before = stack.number(webhook, "version").await;
+    // Ten deliveries (ten events), attempted at the same time in one batch.
+    for _ in 0..10 {
+        let event = stack.event("interview.completed", COMPANY);
+        stack
+            .fanout
+            .fan_out(&event, &mut Default::default())
+            .await
+            .unwrap();
+    }
+    let first = stack.drain(&stack.deliveries).await;
+    assert_eq!(first.len(), 10);
+    let answer = stack
+        .deliverer
+        .handle(
+            SqsEvent { records: first },
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(receiver.received().len(), 10);
+    let record = stack.record(webhook).await;
+    assert_eq!(record["consecutiveFailures"].as_n().unwrap(), "10");
+    assert!(record["circuitOpenedAt"].as_s().is_ok(), "circuit open");
+    // Ten counted failures and one opening, each a change of the ETag.
+    assert_eq!(stack.number(webhook, "version").await, version_before + 11);
+
+    // The nine retries queued before the circuit opened are dropped: no request is made.
+    let retries = stack.drain(&stack.deliveries).await;
+    assert_eq!(retries.len(), 9);
+    for retry in &retries {
+        assert_eq!(stack.deliver(retry).await, Handled::Dropped("circuit open"));
+    }
+    assert_eq!(receiver.received().len(), 0);
+    // New events no longer fan out to it, until reset-circuit.
+    let event = stack.event("interview.completed", COMPANY);
+    let fanned = stack
+        .fanout
+        .fan_out(&event, &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(fanned, Fanned::Out(0));
+    assert_eq!(
+        stack
+            .call(Method::POST, &format!("/webhooks/{webhook}/reset-circuit"))
+            .await,
+        200
+    );
+    let fanned = stack
+        .fanout
+        .fan_out(&event, &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(fanned, Fanned::Out(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gone_opens_the_circuit_at_once() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start(&[], 410).await;
+    let (webhook, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let message = stack.one_delivery("interview.completed").await;
+    assert_eq!(stack.deliver(&message).await, Handled::GaveUp);
+    let record = stack.record(webhook).await;
+    assert_eq!(record["consecutiveFailures"].as_n().unwrap(), "1");
+    assert!(record["circuitOpenedAt"].as_s().is_ok(), "circuit open");
+    assert!(stack.drain(&stack.deliveries).await.is_empty(), "no retry");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_webhooks_pending_deliveries_stop() {
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[(500, None)], 200).await;
+    let (webhook, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let message = stack.one_delivery("interview.completed").await;
+    assert!(matches!(
+        stack.deliver(&message).await,
+        Handled::Retrying { .. }
+    ));
+    let retry = stack.drain(&stack.deliveries).await.remove(0);
+    assert_eq!(
+        stack
+            .call(Method::DELETE, &format!("/webhooks/{webhook}"))
+            .await,
+        204
+    );
+    assert_eq!(
+        stack.deliver(&retry).await,
+        Handled::Dropped("webhook deleted")
+    );
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "only the first attempt was made"
+    );
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+    // The tombstone stays a tombstone: no counter brought a record back.
+    let record = stack.record(webhook).await;
+    assert!(record.contains_key("fence") && !record.contains_key("consecutiveFailures"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_event_goes_to_the_dead_letter_queue_without_holding_the_others() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start(&[], 200).await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let poison = stack.event_message(r#"{"event":"interview.completed","companyId":"acme"}"#);
+    let not_json = stack.event_message("<xml/>");
+    let good = stack.event("interview.completed", COMPANY);
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: vec![poison.clone(), good, not_json.clone()],
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty(), "nothing comes back");
+    let mut dead: Vec<String> = stack
+        .drain(&stack.events_dlq)
+        .await
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    dead.sort();
+    let mut expected = vec![poison.body, not_json.body];
+    expected.sort();
+    assert_eq!(dead, expected);
+    assert_eq!(stack.drain(&stack.deliveries).await.len(), 1);
+}
