@@ -1677,3 +1677,23 @@ async fn a_key_with_the_default_limits_gets_60_a_minute_and_2000_an_hour() {
     assert_error(&answer, 429, "RATE_LIMIT_EXCEEDED");
     assert_eq!(answer.json["error"]["details"]["limit"], 60);
 }
+
+// --- Findings ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_unknown_id_is_404_whatever_if_match_says() {
+    let app = app();
+    create_one(&app).await;
+    let unknown = Uuid::new_v4().to_string();
+    for if_match in ["\"1\"", "\"999\"", "*", "garbage", "W/\"1\""] {
+        for request in [
+            patch(&path(&unknown), r#"{"name":"n"}"#),
+            patch(&path(&unknown), r#"{"headers":[]}"#),
+            delete(&path(&unknown)),
+        ] {
+            let answer = send(&app, request.header("if-match", if_match)).await;
+            assert_eq!(answer.status, 404, "If-Match: {if_match}: {}", answer.raw);
+            assert_not_found(&answer, &unknown);
+        }
+    }
+}
