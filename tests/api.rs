@@ -1697,3 +1697,26 @@ async fn an_unknown_id_is_404_whatever_if_match_says() {
         }
     }
 }
+
+#[tokio::test]
+async fn reset_circuit_body_over_512_kib_is_413() {
+    let app = app();
+    let id = create_one(&app).await;
+    for (content_type, body) in [
+        (
+            "application/json",
+            format!("{{{}}}", " ".repeat(600 * 1024)),
+        ),
+        ("application/json", " ".repeat(600 * 1024)),
+        ("text/plain", " ".repeat(600 * 1024)),
+    ] {
+        let answer = send(
+            &app,
+            reset(&id)
+                .header("content-type", content_type)
+                .body(Body::Text(body)),
+        )
+        .await;
+        assert_error(&answer, 413, "PAYLOAD_TOO_LARGE");
+    }
+}
