@@ -159,6 +159,35 @@ pub struct RequestBuilder {
     path: String,
     headers: Vec<(String, String)>,
     body: Body,
+    query: Vec<(String, String)>,
+}
+
+/// A request of `method` on `path` with the write key's token, no body and no content type.
+pub fn request(method: Method, path: &str) -> RequestBuilder {
+    RequestBuilder {
+        method,
+        path: path.into(),
+        headers: vec![("authorization".into(), format!("Bearer {TOKEN}"))],
+        body: Body::Empty,
+        query: Vec::new(),
+    }
+}
+
+/// `GET path` with the write key's token.
+pub fn get(path: &str) -> RequestBuilder {
+    request(Method::GET, path)
+}
+
+/// `PATCH path` with a JSON `body` and the write key's token.
+pub fn patch(path: &str, body: &str) -> RequestBuilder {
+    request(Method::PATCH, path)
+        .header("content-type", "application/json")
+        .body(Body::Text(body.into()))
+}
+
+/// `DELETE path` with the write key's token.
+pub fn delete(path: &str) -> RequestBuilder {
+    request(Method::DELETE, path)
 }
 
 pub fn post(body: &str) -> RequestBuilder {
@@ -170,10 +199,17 @@ pub fn post(body: &str) -> RequestBuilder {
             ("content-type".into(), "application/json".into()),
         ],
         body: Body::Text(body.into()),
+        query: Vec::new(),
     }
 }
 
 impl RequestBuilder {
+    /// Adds a query parameter, as API Gateway hands it over (and to the URI).
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.push((name.into(), value.into()));
+        self
+    }
+
     pub fn method(mut self, method: Method) -> Self {
         self.method = method;
         self
@@ -212,17 +248,46 @@ impl RequestBuilder {
     }
 
     pub fn build(self) -> Request {
+        let mut uri = format!("https://api.instaview.sk{}", self.path);
+        if !self.query.is_empty() {
+            let pairs: Vec<String> = self
+                .query
+                .iter()
+                .map(|(n, v)| format!("{}={}", percent(n), percent(v)))
+                .collect();
+            uri = format!("{uri}?{}", pairs.join("&"));
+        }
         let mut builder = lambda_http::http::Request::builder()
             .method(self.method)
-            .uri(format!("https://api.instaview.sk{}", self.path));
+            .uri(uri);
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
-        builder
+        let request = builder
             .body(self.body)
             .unwrap()
-            .with_raw_http_path(self.path)
+            .with_raw_http_path(self.path);
+        if self.query.is_empty() {
+            return request;
+        }
+        let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (name, value) in self.query {
+            map.entry(name).or_default().push(value);
+        }
+        request.with_query_string_parameters(map)
     }
+}
+
+/// Percent-encodes everything but unreserved characters (for a URI's query).
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Sends `count` creates of the seed's body through one app at the same time, as the tasks of
