@@ -1443,6 +1443,40 @@ async fn a_delete_whose_transaction_failed_answers_503_whole_or_gone_and_its_ret
     assert_eq!(requests::quota(&rig.env, &rig.key_id).await, 0);
 }
 
+/// A PATCH with `If-Match` whose conditional write lands but loses its answer: the SDK's
+/// retry meets the request's own change (the version moved on), and the request must not
+/// answer `412` ("changes nothing") for a change it made. UpdateItem has no idempotency token,
+/// so this happens against DynamoDB as it does here.
+#[tokio::test]
+async fn a_conditional_patch_whose_write_lost_its_answer_does_not_answer_412_for_its_own_change() {
+    let (rig, _) = warm_rig(Proxied::DynamoDb).await;
+    let id = only_record(&rig).await;
+    // The first UpdateItem is the request's rate count; the second is the PATCH's write.
+    rig.dynamodb()
+        .script("UpdateItem", [None, Some(Fault::LoseAnswer)]);
+    let request =
+        requests::patch(&rig.token, &id, &json!({"name": "Renamed"})).header("if-match", "\"1\"");
+    let answer = requests::send(&*rig.app, request).await;
+    rig.quiesce().await;
+    assert_eq!(rig.dynamodb().unused_script_steps(), 0);
+    let record = requests::record(&rig.env, &id).await.unwrap();
+    let landed = (
+        requests::s(&record, "name").map(str::to_owned),
+        requests::n(&record, "version"),
+    );
+    assert_eq!(
+        landed,
+        (Some("Renamed".to_owned()), Some(2)),
+        "the write landed"
+    );
+    assert_eq!(
+        (answer.status, answer.code()),
+        (200, ""),
+        "the PATCH's own change is stored (version 2), but it answered {}",
+        answer.raw
+    );
+}
+
 /// The id of the rig's one webhook (the warm-up's).
 async fn only_record(rig: &Rig) -> String {
     let records = rig.env.webhook_records().await;
