@@ -1477,6 +1477,60 @@ async fn a_conditional_patch_whose_write_lost_its_answer_does_not_answer_412_for
     );
 }
 
+/// A header PATCH that has read the record when a DELETE of the same webhook completes: its
+/// read of the (now deleted) secret finds nothing. The webhook no longer exists, so the answer
+/// is the contract's 404, not a 500 ("a bug"). The proxy only holds the PATCH's read of the
+/// secret (0.8 s, inside the attempt timeout) while the DELETE runs on another container.
+#[tokio::test]
+async fn a_header_patch_that_loses_a_race_with_a_delete_answers_404_not_500() {
+    let (rig, _) = warm_rig(Proxied::SecretsManager).await;
+    let rig = Arc::new(rig);
+    let id = only_record(&rig).await;
+    let reads_before = secret_reads(&rig);
+    rig.secrets().set_late_delay(Duration::from_millis(800));
+    rig.secrets()
+        .script("GetSecretValue", [Some(Fault::LateForward)]);
+    let patching = tokio::spawn({
+        let (rig, id) = (rig.clone(), id.clone());
+        async move {
+            let headers = [("X-Late".to_owned(), "late value".to_owned())];
+            let request = requests::patch(&rig.token, &id, &requests::headers_body(&headers));
+            requests::send(&*rig.app, request).await
+        }
+    });
+    let waiting = Instant::now();
+    while secret_reads(&rig) == reads_before {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "the PATCH never read"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let other_container = rig.env.app(Settings::default());
+    let deleted = requests::send(&other_container, requests::delete(&rig.token, &id)).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.raw);
+    let patched = patching.await.expect("PATCH task");
+    rig.quiesce().await;
+    assert_eq!(stored(&rig.env, &id).await, None);
+    assert!(!secret_exists(&rig.env, &id).await);
+    assert_eq!(
+        (patched.status, patched.code()),
+        (404, "RESOURCE_NOT_FOUND"),
+        "{}",
+        patched.raw
+    );
+}
+
+/// GetSecretValue calls the rig's Secrets Manager proxy has seen.
+fn secret_reads(rig: &Rig) -> u64 {
+    rig.secrets()
+        .counts()
+        .calls_by_operation
+        .get("GetSecretValue")
+        .copied()
+        .unwrap_or(0)
+}
+
 /// The id of the rig's one webhook (the warm-up's).
 async fn only_record(rig: &Rig) -> String {
     let records = rig.env.webhook_records().await;
