@@ -9,6 +9,12 @@
 //! without a record, no record without a secret, no record the client was not told about, and
 //! the per-key counter equals the number of records.
 //!
+//! The same proxy over header PATCHes and DELETEs (`header_patches_and_deletes_…` and the
+//! scripted scenarios after it): every answer leaves the webhook entirely as before or entirely
+//! as asked, a DELETE that answered 503 is finished by its retry, and at the end no record is
+//! without its secret, no secret without its record, no record's `headerNames` differ from the
+//! names in the secret version it points at, and the per-key count equals the records.
+//!
 //! Run with `cargo test --test faults -- --nocapture` to see the summary lines. `FAULT_SEED`
 //! picks another fault sequence.
 
