@@ -368,3 +368,31 @@ async fn every_authenticated_request_counts_in_one_rate_item_per_key_and_hour_th
         Some("ENABLED")
     );
 }
+
+#[tokio::test]
+async fn a_record_written_before_versions_were_pinned_is_pinned_by_its_first_header_patch() {
+    let env = AwsEnv::new().await;
+    let (_, token) = env.create_key(&[WRITE_WEBHOOKS, READ_WEBHOOKS]).await;
+    let token = token.expose();
+    let app = env.app(Settings::default());
+    let id = create_one(&app, token, SEED_BODY).await;
+    // As an older release wrote it: no secretVersion (the current version is meant).
+    env.dynamodb
+        .update_item()
+        .table_name(&env.resources.webhooks_table)
+        .key("id", AttributeValue::S(id.clone()))
+        .update_expression("REMOVE secretVersion")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(send(&app, get_one(token, &id)).await.status, 200);
+
+    let headers = vec![("X-Pinned".to_owned(), "pinned value".to_owned())];
+    let patched = send(&app, patch(token, &id, &headers_body(&headers))).await;
+    assert_eq!(patched.status, 200, "{}", patched.raw);
+    let after = record(&env, &id).await.unwrap();
+    assert!(s(&after, "secretVersion").is_some(), "pinned now");
+    assert_eq!(strings(&after, "headerNames"), ["X-Pinned"]);
+    let document = document_of(&env, &after).await.expect("document");
+    assert_eq!(document_headers(&document), headers);
+}
