@@ -9,9 +9,16 @@
 //! without a record, no record without a secret, no record the client was not told about, and
 //! the per-key counter equals the number of records.
 //!
+//! The same proxy over header PATCHes and DELETEs (`header_patches_and_deletes_…` and the
+//! scripted scenarios after it): every answer leaves the webhook entirely as before or entirely
+//! as asked, a DELETE that answered 503 is finished by its retry, and at the end no record is
+//! without its secret, no secret without its record, no record's `headerNames` differ from the
+//! names in the secret version it points at, and the per-key count equals the records.
+//!
 //! Run with `cargo test --test faults -- --nocapture` to see the summary lines. `FAULT_SEED`
 //! picks another fault sequence.
 
+mod requests;
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -920,6 +927,621 @@ async fn when_aws_hangs_after_the_secret_is_created_the_answer_still_comes_in_ti
         "answered after {:?}, over the {LATENCY_BUDGET:?} budget",
         sent.latency
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PATCH (headers) and DELETE under faults: a mixed run, then scripted scenarios.
+// ---------------------------------------------------------------------------------------------
+
+/// A heavier mix than the create run's (a quarter of all calls): a PATCH of headers makes five
+/// calls and a DELETE three, so that 503s, and not only retried successes, are common.
+fn a_quarter() -> RandomFaults {
+    RandomFaults {
+        mix: vec![
+            (Fault::Throttle, 80),
+            (Fault::ServerError, 50),
+            (Fault::Drop, 35),
+            (Fault::LoseAnswer, 55),
+            (Fault::Stall, 15),
+            (Fault::LateForward, 15),
+        ],
+    }
+}
+
+/// A webhook as stored, in the terms the contract speaks of: its fields, the header names of
+/// its record, and the headers (name, value) of the secret version the record points at.
+#[derive(Clone, Debug, PartialEq)]
+struct Stored {
+    fields: Vec<String>,
+    names: Vec<String>,
+    /// `None`: the record's secret version cannot be read.
+    headers: Option<Vec<(String, String)>>,
+}
+
+/// Record attributes a header PATCH must not touch.
+const KEPT_FIELDS: [&str; 9] = [
+    "apiKeyId",
+    "companyId",
+    "url",
+    "name",
+    "description",
+    "events",
+    "isActive",
+    "secretArn",
+    "createdAt",
+];
+
+/// The live webhook `id` as stored (`None`: no record, or only its tombstone).
+async fn stored(env: &AwsEnv, id: &str) -> Option<Stored> {
+    let record = requests::record(env, id).await?;
+    let document = requests::document_of(env, &record).await;
+    Some(Stored {
+        fields: KEPT_FIELDS
+            .iter()
+            .map(|f| format!("{f}={:?}", record.get(*f)))
+            .collect(),
+        names: requests::strings(&record, "headerNames"),
+        headers: document.as_ref().map(requests::document_headers),
+    })
+}
+
+/// Whether the secret of webhook `id` exists in any form (scheduled for deletion included).
+async fn secret_exists(env: &AwsEnv, id: &str) -> bool {
+    let described = env
+        .secretsmanager
+        .describe_secret()
+        .secret_id(format!("{}{id}", env.secret_prefix))
+        .send()
+        .await;
+    match described {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => panic!("describe secret of {id}: {e:?}"),
+    }
+}
+
+/// What one worker does, one request after the other.
+enum Lane {
+    /// PATCH the headers of a seeded webhook with each list in turn, then maybe DELETE it.
+    Manage {
+        id: String,
+        patches: Vec<Vec<(String, String)>>,
+        delete: bool,
+    },
+    /// One create.
+    Create { body: String },
+}
+
+/// What the run's requests led to, as checked right after each answer.
+#[derive(Default)]
+struct ManageRun {
+    tally: BTreeMap<String, usize>,
+    violations: Vec<String>,
+    /// Webhooks whose DELETE answered 503: retried without faults at the end.
+    delete_503: Vec<String>,
+    /// Webhooks the client was told are deleted (204, or 404 on a first DELETE, see below).
+    deleted: HashSet<String>,
+    /// Webhooks a create answered 201 for.
+    created: HashSet<String>,
+    /// 503s after which the webhook was as before / as asked.
+    as_before: usize,
+    as_asked: usize,
+}
+
+impl ManageRun {
+    fn count(&mut self, what: &str, status: u16, code: &str) {
+        *self
+            .tally
+            .entry(format!("{what} {status} {code}").trim().to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// How long a call the proxy holds can still land after its request answered.
+fn late_landing() -> Duration {
+    support::fault_proxy::late_forward_delay() + Duration::from_millis(1_500)
+}
+
+async fn run_lane(rig: &Rig, lane: Lane, run: &Mutex<ManageRun>) {
+    let env = &rig.env;
+    let internals = internals(env);
+    let leaks = |answer: &Answer| {
+        answer.status == 503
+            && (answer.header("retry-after").is_none()
+                || internals.iter().any(|w| answer.raw.contains(w.as_str())))
+    };
+    match lane {
+        Lane::Create { body } => {
+            let answer = rig.send(&body, None).await.answer;
+            let mut run = run.lock().unwrap();
+            run.count("create", answer.status, answer.code());
+            match answer.status {
+                201 => {
+                    let id = answer.json["data"]["id"].as_str().unwrap().to_owned();
+                    run.created.insert(id);
+                }
+                503 if !leaks(&answer) => {}
+                _ => run
+                    .violations
+                    .push(format!("create answered {}: {}", answer.status, answer.raw)),
+            }
+        }
+        Lane::Manage {
+            id,
+            patches,
+            delete,
+        } => {
+            for headers in patches {
+                let before = stored(env, &id).await;
+                let request = requests::patch(&rig.token, &id, &requests::headers_body(&headers));
+                let answer = requests::send(&*rig.app, request).await;
+                if answer.status == 503 {
+                    // Let a call the proxy held land before judging.
+                    tokio::time::sleep(late_landing()).await;
+                }
+                let after = stored(env, &id).await;
+                let names: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
+                let as_asked = after.as_ref().is_some_and(|a| {
+                    a.names == names
+                        && a.headers.as_ref() == Some(&headers)
+                        && before.as_ref().is_some_and(|b| b.fields == a.fields)
+                });
+                let unchanged = after.is_some() && after == before;
+                let mut run = run.lock().unwrap();
+                run.count("patch", answer.status, answer.code());
+                match answer.status {
+                    200 if as_asked => {}
+                    503 if !leaks(&answer) && (as_asked || unchanged) => {
+                        if as_asked {
+                            run.as_asked += 1;
+                        } else {
+                            run.as_before += 1;
+                        }
+                    }
+                    status => run.violations.push(format!(
+                        "PATCH {id} answered {status} {}; before {before:?}, asked {headers:?}, \
+                         after {after:?}{}",
+                        answer.code(),
+                        rig.story_of(&id)
+                    )),
+                }
+            }
+            if !delete {
+                return;
+            }
+            let before = stored(env, &id).await;
+            let answer = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+            if answer.status == 503 {
+                tokio::time::sleep(late_landing()).await;
+            }
+            let after = stored(env, &id).await;
+            let secret = secret_exists(env, &id).await;
+            // moto ignores the transaction's ClientRequestToken, so when the first attempt
+            // landed and its answer was lost (or it landed late), the SDK's retry meets the
+            // tombstone and the DELETE answers 404, where DynamoDB would answer the retry as
+            // the first attempt (204). Allowed only when that happened to this transaction.
+            let transaction_repeated = rig.proxies().any(|p| {
+                p.calls_mentioning(&id).iter().any(|c| {
+                    c.operation == "TransactWriteItems"
+                        && matches!(c.fault, Some(Fault::LoseAnswer | Fault::LateForward))
+                })
+            });
+            let mut run = run.lock().unwrap();
+            run.count("delete", answer.status, answer.code());
+            match answer.status {
+                204 if after.is_none() && !secret => {
+                    run.deleted.insert(id);
+                }
+                404 if after.is_none() && !secret && transaction_repeated => {
+                    run.deleted.insert(id);
+                }
+                503 if !leaks(&answer) && (after.is_none() || after == before) => {
+                    if after.is_none() {
+                        run.as_asked += 1;
+                    } else {
+                        run.as_before += 1;
+                    }
+                    run.delete_503.push(id);
+                }
+                status => run.violations.push(format!(
+                    "DELETE {id} answered {status} {}; before {before:?}, after {after:?}, \
+                     secret exists: {secret}{}",
+                    answer.code(),
+                    rig.story_of(&id)
+                )),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_patches_and_deletes_under_injected_faults_keep_records_and_secrets_in_step() {
+    let started = Instant::now();
+    let seed = seed().wrapping_add(104_729);
+    let rig = Arc::new(Rig::new(Proxied::Both, seed).await);
+    let env = &rig.env;
+    let mut rng = XorShift::new(seed);
+
+    // Twenty-four webhooks with headers, created while nothing fails.
+    let mut seeded = Vec::new();
+    for n in 0..24 {
+        let body = json!({
+            "url": format!("https://hooks.example.com/seed/{n}"),
+            "events": ["ping"],
+            "headers": [{"name": "X-Seed", "value": format!("seed value {n}")}],
+        });
+        let sent = rig.send(&body.to_string(), None).await;
+        assert_eq!(sent.answer.status, 201, "seed: {}", sent.answer.raw);
+        seeded.push(sent.answer.json["data"]["id"].as_str().unwrap().to_owned());
+    }
+
+    // Each seeded webhook: two header PATCHes (1 to 3 headers each), then a DELETE for two in
+    // three; and sixteen creates, all shuffled into one queue for six workers.
+    let mut lanes: Vec<Lane> = seeded
+        .iter()
+        .enumerate()
+        .map(|(n, id)| Lane::Manage {
+            id: id.clone(),
+            patches: (0..2)
+                .map(|round| {
+                    (0..1 + rng.below(3))
+                        .map(|i| {
+                            (
+                                format!("X-Round-{round}-{i}"),
+                                format!("value {n}/{round}/{i} {}", rng.next_u64()),
+                            )
+                        })
+                        .collect()
+                })
+                .collect(),
+            delete: n % 3 != 0,
+        })
+        .collect();
+    for n in 0..16 {
+        lanes.push(Lane::Create {
+            body: random_body(&mut rng, 1_000 + n),
+        });
+    }
+    for i in (1..lanes.len()).rev() {
+        lanes.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let queue = Arc::new(Mutex::new(VecDeque::from(lanes)));
+    let run = Arc::new(Mutex::new(ManageRun::default()));
+    for proxy in rig.proxies() {
+        proxy.set_random(a_quarter());
+    }
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (rig, queue, run) = (rig.clone(), queue.clone(), run.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(lane) = queue.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    run_lane(&rig, lane, &run).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let counts = rig.counts();
+    rig.quiesce().await;
+
+    // A client retries a DELETE that answered 503; without faults it must finish it.
+    let mut run = std::mem::take(&mut *run.lock().unwrap());
+    for id in std::mem::take(&mut run.delete_503) {
+        let answer = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+        run.count("retried delete", answer.status, answer.code());
+        if !matches!(answer.status, 204 | 404) {
+            run.violations
+                .push(format!("retried DELETE {id} answered {}", answer.status));
+        }
+        run.deleted.insert(id);
+    }
+
+    // The end state: every record with its secret and in step with it, no secret without a
+    // record, the count exact, and exactly the webhooks the client was told exist.
+    let records: HashMap<String, requests::Item> = env
+        .webhook_records()
+        .await
+        .into_iter()
+        .map(|r| (requests::s(&r, "id").unwrap().to_owned(), r))
+        .collect();
+    let secrets: HashSet<String> = env
+        .secret_names()
+        .await
+        .into_iter()
+        .map(|name| name.strip_prefix(&env.secret_prefix).unwrap().to_owned())
+        .collect();
+    let (mut without_secret, mut out_of_step) = (0, 0);
+    for (id, record) in &records {
+        match requests::document_of(env, record).await {
+            None => {
+                without_secret += 1;
+                run.violations.push(format!(
+                    "record {id} without its secret{}",
+                    rig.story_of(id)
+                ));
+            }
+            Some(document) => {
+                let names = requests::strings(record, "headerNames");
+                if requests::document_names(&document) != names {
+                    out_of_step += 1;
+                    run.violations.push(format!(
+                        "record {id} names {names:?}, its secret version holds {:?}{}",
+                        requests::document_names(&document),
+                        rig.story_of(id)
+                    ));
+                }
+            }
+        }
+    }
+    let orphans: Vec<&String> = secrets
+        .iter()
+        .filter(|id| !records.contains_key(*id))
+        .collect();
+    for id in &orphans {
+        run.violations.push(format!(
+            "secret of {id} without its record{}",
+            rig.story_of(id)
+        ));
+    }
+    let counted = requests::quota(env, &rig.key_id).await;
+    if counted != records.len() as i64 {
+        run.violations.push(format!(
+            "per-key count {counted}, {} records",
+            records.len()
+        ));
+    }
+    let expected: HashSet<String> = seeded
+        .iter()
+        .filter(|id| !run.deleted.contains(*id))
+        .chain(run.created.iter())
+        .cloned()
+        .collect();
+    let live: HashSet<String> = records.keys().cloned().collect();
+    for id in live.difference(&expected) {
+        run.violations.push(format!(
+            "record {id} the client was not told of{}",
+            rig.story_of(id)
+        ));
+    }
+    for id in expected.difference(&live) {
+        run.violations.push(format!(
+            "webhook {id} the client was told exists is gone{}",
+            rig.story_of(id)
+        ));
+    }
+    println!(
+        "faults[patch+delete]: seed {seed}; {counts}; answers {:?}; 503s as before {}, as \
+         asked {}; {} records, {} secrets, count {counted}; {without_secret} records without \
+         secret, {} secrets without record, {out_of_step} out of step; {:.1}s",
+        run.tally,
+        run.as_before,
+        run.as_asked,
+        records.len(),
+        secrets.len(),
+        orphans.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    for operation in [
+        "UpdateItem",
+        "GetItem",
+        "TransactWriteItems",
+        "PutSecretValue",
+        "GetSecretValue",
+        "DeleteSecret",
+    ] {
+        let faults: Vec<String> = Fault::ALL
+            .iter()
+            .filter(|f| counts.on(**f, operation) > 0)
+            .map(|f| format!("{} {}", f.label(), counts.on(*f, operation)))
+            .collect();
+        println!("faults[patch+delete]:   {operation}: {}", faults.join(", "));
+    }
+    assert!(counts.total() >= 40, "only {counts}");
+    assert!(
+        run.violations.is_empty(),
+        "{} violations:\n{}",
+        run.violations.len(),
+        run.violations.join("\n")
+    );
+}
+
+/// The PATCH's conditional write lands but its answer is lost: the SDK's retry meets the moved
+/// secret pointer, and the PATCH goes round again and answers 200 with names and secret in step.
+#[tokio::test]
+async fn a_header_patch_whose_record_write_lost_its_answer_ends_as_asked() {
+    let (rig, _) = warm_rig(Proxied::DynamoDb).await;
+    let id = only_record(&rig).await;
+    let headers = vec![("X-After".to_owned(), "after value".to_owned())];
+    // The first UpdateItem is the request's rate count; the second is the PATCH's write.
+    rig.dynamodb()
+        .script("UpdateItem", [None, Some(Fault::LoseAnswer)]);
+    let request = requests::patch(&rig.token, &id, &requests::headers_body(&headers));
+    let answer = requests::send(&*rig.app, request).await;
+    rig.quiesce().await;
+    assert_eq!(rig.dynamodb().unused_script_steps(), 0);
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let after = stored(&rig.env, &id).await.unwrap();
+    assert_eq!(after.names, ["X-After"]);
+    assert_eq!(after.headers, Some(headers));
+}
+
+/// The record is deleted but the secret's deletion keeps failing: 503, the record is gone (the
+/// webhook is "entirely as asked" for the client), and the client's retry of the DELETE
+/// finishes the secret and answers 404.
+#[tokio::test]
+async fn a_delete_whose_secret_deletion_failed_is_finished_by_its_retry() {
+    let (rig, _) = warm_rig(Proxied::SecretsManager).await;
+    let id = only_record(&rig).await;
+    rig.secrets()
+        .script("DeleteSecret", [Some(Fault::Throttle); 3]);
+    let first = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+    assert_eq!((first.status, first.code()), (503, "SERVICE_UNAVAILABLE"));
+    assert_eq!(stored(&rig.env, &id).await, None, "the record is gone");
+    assert!(
+        secret_exists(&rig.env, &id).await,
+        "the secret waits for a retry"
+    );
+    assert_eq!(requests::quota(&rig.env, &rig.key_id).await, 0);
+
+    let retried = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+    assert_eq!(retried.status, 404, "{}", retried.raw);
+    assert!(!secret_exists(&rig.env, &id).await, "the retry deleted it");
+    assert_eq!(
+        requests::quota(&rig.env, &rig.key_id).await,
+        0,
+        "counted down once"
+    );
+}
+
+/// The DELETE's transaction fails for good, once before it lands (throttled thrice) and once
+/// after (its answer lost, then throttled): 503 both times, the webhook whole in the first
+/// case and gone in the second; the client's retry finishes both, and the count goes down once
+/// per webhook.
+#[tokio::test]
+async fn a_delete_whose_transaction_failed_answers_503_whole_or_gone_and_its_retry_finishes_it() {
+    let (rig, _) = warm_rig(Proxied::DynamoDb).await;
+    let first = only_record(&rig).await;
+    let second = rig.send(SEED_BODY, None).await.answer.json["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let whole = stored(&rig.env, &first).await;
+    rig.dynamodb()
+        .script("TransactWriteItems", [Some(Fault::Throttle); 3]);
+    let answer = requests::send(&*rig.app, requests::delete(&rig.token, &first)).await;
+    assert_eq!((answer.status, answer.code()), (503, "SERVICE_UNAVAILABLE"));
+    assert_eq!(stored(&rig.env, &first).await, whole, "whole");
+    assert!(secret_exists(&rig.env, &first).await);
+    assert_eq!(requests::quota(&rig.env, &rig.key_id).await, 2);
+
+    rig.dynamodb().script(
+        "TransactWriteItems",
+        [
+            Some(Fault::LoseAnswer),
+            Some(Fault::Throttle),
+            Some(Fault::Throttle),
+        ],
+    );
+    let answer = requests::send(&*rig.app, requests::delete(&rig.token, &second)).await;
+    assert_eq!((answer.status, answer.code()), (503, "SERVICE_UNAVAILABLE"));
+    assert_eq!(stored(&rig.env, &second).await, None, "gone");
+    assert_eq!(requests::quota(&rig.env, &rig.key_id).await, 1);
+
+    assert_eq!(rig.dynamodb().unused_script_steps(), 0);
+    let retried = requests::send(&*rig.app, requests::delete(&rig.token, &first)).await;
+    assert_eq!(retried.status, 204, "{}", retried.raw);
+    let retried = requests::send(&*rig.app, requests::delete(&rig.token, &second)).await;
+    assert_eq!(retried.status, 404, "{}", retried.raw);
+    for id in [&first, &second] {
+        assert_eq!(stored(&rig.env, id).await, None);
+        assert!(!secret_exists(&rig.env, id).await, "secret of {id} left");
+    }
+    assert_eq!(requests::quota(&rig.env, &rig.key_id).await, 0);
+}
+
+/// A PATCH with `If-Match` whose conditional write lands but loses its answer: the SDK's
+/// retry meets the request's own change (the version moved on), and the request must not
+/// answer `412` ("changes nothing") for a change it made. UpdateItem has no idempotency token,
+/// so this happens against DynamoDB as it does here.
+#[tokio::test]
+async fn a_conditional_patch_whose_write_lost_its_answer_does_not_answer_412_for_its_own_change() {
+    let (rig, _) = warm_rig(Proxied::DynamoDb).await;
+    let id = only_record(&rig).await;
+    // The first UpdateItem is the request's rate count; the second is the PATCH's write.
+    rig.dynamodb()
+        .script("UpdateItem", [None, Some(Fault::LoseAnswer)]);
+    let request =
+        requests::patch(&rig.token, &id, &json!({"name": "Renamed"})).header("if-match", "\"1\"");
+    let answer = requests::send(&*rig.app, request).await;
+    rig.quiesce().await;
+    assert_eq!(rig.dynamodb().unused_script_steps(), 0);
+    let record = requests::record(&rig.env, &id).await.unwrap();
+    let landed = (
+        requests::s(&record, "name").map(str::to_owned),
+        requests::n(&record, "version"),
+    );
+    assert_eq!(
+        landed,
+        (Some("Renamed".to_owned()), Some(2)),
+        "the write landed"
+    );
+    assert_eq!(
+        (answer.status, answer.code()),
+        (200, ""),
+        "the PATCH's own change is stored (version 2), but it answered {}",
+        answer.raw
+    );
+}
+
+/// A header PATCH that has read the record when a DELETE of the same webhook completes: its
+/// read of the (now deleted) secret finds nothing. The webhook no longer exists, so the answer
+/// is the contract's 404, not a 500 ("a bug"). The proxy only holds the PATCH's read of the
+/// secret (0.8 s, inside the attempt timeout) while the DELETE runs on another container.
+#[tokio::test]
+async fn a_header_patch_that_loses_a_race_with_a_delete_answers_404_not_500() {
+    let (rig, _) = warm_rig(Proxied::SecretsManager).await;
+    let rig = Arc::new(rig);
+    let id = only_record(&rig).await;
+    let reads_before = secret_reads(&rig);
+    rig.secrets().set_late_delay(Duration::from_millis(800));
+    rig.secrets()
+        .script("GetSecretValue", [Some(Fault::LateForward)]);
+    let patching = tokio::spawn({
+        let (rig, id) = (rig.clone(), id.clone());
+        async move {
+            let headers = [("X-Late".to_owned(), "late value".to_owned())];
+            let request = requests::patch(&rig.token, &id, &requests::headers_body(&headers));
+            requests::send(&*rig.app, request).await
+        }
+    });
+    let waiting = Instant::now();
+    while secret_reads(&rig) == reads_before {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "the PATCH never read"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let other_container = rig.env.app(Settings::default());
+    let deleted = requests::send(&other_container, requests::delete(&rig.token, &id)).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.raw);
+    let patched = patching.await.expect("PATCH task");
+    rig.quiesce().await;
+    assert_eq!(stored(&rig.env, &id).await, None);
+    assert!(!secret_exists(&rig.env, &id).await);
+    assert_eq!(
+        (patched.status, patched.code()),
+        (404, "RESOURCE_NOT_FOUND"),
+        "{}",
+        patched.raw
+    );
+}
+
+/// GetSecretValue calls the rig's Secrets Manager proxy has seen.
+fn secret_reads(rig: &Rig) -> u64 {
+    rig.secrets()
+        .counts()
+        .calls_by_operation
+        .get("GetSecretValue")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The id of the rig's one webhook (the warm-up's).
+async fn only_record(rig: &Rig) -> String {
+    let records = rig.env.webhook_records().await;
+    assert_eq!(records.len(), 1);
+    requests::s(&records[0], "id").unwrap().to_owned()
 }
 
 #[test]

@@ -1,18 +1,30 @@
 //! Round trips to AWS per request, counted against the emulator: an interceptor on the
 //! function's own SDK clients records every HTTP request they send (each attempt, retries
-//! included), by operation.
+//! included), by operation, and when each answer came back.
 //!
-//! - cold (first request of a container): pepper, key, secret, transaction = 4;
-//! - warm: CreateSecret then TransactWriteItems = 2 (pepper kept, key cached);
-//! - `API_KEY_CACHE_TTL_SECONDS=0`: the key is read on every request = 3;
-//! - after the TTL: the key is read again, once.
+//! Every authenticated request makes one rate count (`UpdateItem` on the key's hour item).
+//! - cold create (first request of a container): pepper, key, rate count, secret,
+//!   transaction = 5;
+//! - warm create: the rate count, then CreateSecret and TransactWriteItems = 3 (pepper kept,
+//!   key cached);
+//! - `API_KEY_CACHE_TTL_SECONDS=0`: the key is read on every request = 4;
+//! - after the TTL: the key is read again, once;
+//! - warm `GET /webhooks/{id}`: GetItem beside the rate count = 2 calls, one round trip;
+//! - warm `GET /webhooks`: one Query beside the rate count = 2 calls, one round trip;
+//! - `PATCH` without headers: the rate count, then one conditional UpdateItem;
+//! - `PATCH` with headers: the rate count, GetItem, GetSecretValue, PutSecretValue, UpdateItem;
+//! - `DELETE`: the rate count, one TransactWriteItems, one DeleteSecret;
+//! - `reset-circuit`: the rate count, then one conditional UpdateItem.
 
+mod requests;
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use instaview_webhooks::config::Settings;
@@ -21,20 +33,43 @@ use instaview_webhooks::http::handle;
 use instaview_webhooks::service::App;
 use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
+use serde_json::json;
 use support::moto::{AwsApp, AwsEnv};
 use support::*;
 
-/// Every request the clients put on the wire: (operation, attempt).
+/// Every request the clients put on the wire: (operation, attempt); and, in order, each
+/// request's going out (`true`) and each answer's coming back (`false`).
 #[derive(Clone, Debug, Default)]
-struct Calls(Arc<Mutex<Vec<(String, u32)>>>);
+struct Calls {
+    sent: Arc<Mutex<Vec<(String, u32)>>>,
+    wire: Arc<Mutex<Vec<bool>>>,
+}
 
 impl Calls {
     /// The calls since the last `take`, as operation names; a retry appears twice.
     fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        self.wire.lock().unwrap().clear();
+        std::mem::take(&mut *self.sent.lock().unwrap())
             .into_iter()
             .map(|(operation, _)| operation)
             .collect()
+    }
+
+    /// The calls since the last `take`, sorted (for calls made side by side), and how many
+    /// were on the wire at once at most.
+    fn take_side_by_side(&self) -> (Vec<String>, usize) {
+        let (mut in_flight, mut most) = (0usize, 0usize);
+        for &out in self.wire.lock().unwrap().iter() {
+            if out {
+                in_flight += 1;
+                most = most.max(in_flight);
+            } else {
+                in_flight = in_flight.saturating_sub(1);
+            }
+        }
+        let mut calls = self.take();
+        calls.sort();
+        (calls, most)
     }
 }
 
@@ -64,7 +99,19 @@ impl Intercept for Calls {
             .and_then(|v| v.split(';').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        self.0.lock().unwrap().push((operation, attempt));
+        self.sent.lock().unwrap().push((operation, attempt));
+        self.wire.lock().unwrap().push(true);
+        Ok(())
+    }
+
+    /// Runs once per attempt, when its answer has come back.
+    fn read_before_deserialization(
+        &self,
+        _context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.wire.lock().unwrap().push(false);
         Ok(())
     }
 }
@@ -115,17 +162,20 @@ async fn calls_of(
     calls.take()
 }
 
-const COLD: [&str; 4] = [
+/// The rate count: one UpdateItem on the key's item for the hour.
+const RATE: &str = "UpdateItem";
+const COLD: [&str; 5] = [
     "GetSecretValue",
     "GetItem",
+    RATE,
     "CreateSecret",
     "TransactWriteItems",
 ];
-const WARM: [&str; 2] = ["CreateSecret", "TransactWriteItems"];
-const KEY_NOT_CACHED: [&str; 3] = ["GetItem", "CreateSecret", "TransactWriteItems"];
+const WARM: [&str; 3] = [RATE, "CreateSecret", "TransactWriteItems"];
+const KEY_NOT_CACHED: [&str; 4] = ["GetItem", RATE, "CreateSecret", "TransactWriteItems"];
 
 #[tokio::test]
-async fn a_cold_create_costs_four_calls_and_a_warm_one_two() {
+async fn a_cold_create_costs_five_calls_and_a_warm_one_two_plus_the_rate_count() {
     let env = AwsEnv::new().await;
     let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     let (app, calls) = counted_app(&env, Settings::default());
@@ -175,7 +225,7 @@ async fn the_key_is_read_again_once_its_cache_entry_expires() {
 }
 
 #[tokio::test]
-async fn requests_refused_before_the_store_make_no_write() {
+async fn requests_refused_before_the_store_make_no_call_but_the_rate_count() {
     let env = AwsEnv::new().await;
     let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     let (app, calls) = counted_app(&env, Settings::default());
@@ -183,16 +233,20 @@ async fn requests_refused_before_the_store_make_no_write() {
     // No token at all: no call.
     let anonymous = post(SEED_BODY).without_header("authorization");
     assert!(calls_of(&app, &calls, anonymous, 401).await.is_empty());
-    // An unknown token: the pepper, then a lookup that finds nothing (not cached, so every
-    // unknown token costs one GetItem).
+    // An unknown token: the pepper, then a lookup that finds nothing; the miss is remembered
+    // like a found key, so the same token again costs nothing. Nothing is counted.
     let unknown = || post(SEED_BODY).token(UNKNOWN_TOKEN);
     let made = calls_of(&app, &calls, unknown(), 401).await;
     assert_eq!(made, ["GetSecretValue", "GetItem"], "unknown token, cold");
-    assert_eq!(calls_of(&app, &calls, unknown(), 401).await, ["GetItem"]);
-    // A valid key and an invalid body: the key only, then nothing once it is cached.
+    assert!(calls_of(&app, &calls, unknown(), 401).await.is_empty());
+    // A valid key and an invalid body: the key and the rate count (counted after
+    // authentication), then only the rate count once the key is cached.
     let invalid = || post("{}").token(token.expose());
-    assert_eq!(calls_of(&app, &calls, invalid(), 400).await, ["GetItem"]);
-    assert!(calls_of(&app, &calls, invalid(), 400).await.is_empty());
+    assert_eq!(
+        calls_of(&app, &calls, invalid(), 400).await,
+        ["GetItem", RATE]
+    );
+    assert_eq!(calls_of(&app, &calls, invalid(), 400).await, [RATE]);
 }
 
 #[tokio::test]
@@ -209,14 +263,178 @@ async fn an_idempotent_create_adds_its_claim_and_a_replay_reads_back() {
     // Warm the container first, so that only the request's own calls are counted.
     calls_of(&app, &calls, post(SEED_BODY).token(token.expose()), 201).await;
     let made = calls_of(&app, &calls, create("order-1"), 201).await;
-    assert_eq!(made, ["PutItem", "CreateSecret", "TransactWriteItems"]);
+    assert_eq!(
+        made,
+        [RATE, "PutItem", "CreateSecret", "TransactWriteItems"]
+    );
 
     // The replay: the claim is refused with the old item (or, where the emulator does not
     // return it, read back with a GetItem), then the record and its secret are read.
     let replay = calls_of(&app, &calls, create("order-1"), 201).await;
     let expected: [&[&str]; 2] = [
-        &["PutItem", "GetItem", "GetSecretValue"],
-        &["PutItem", "GetItem", "GetItem", "GetSecretValue"],
+        &[RATE, "PutItem", "GetItem", "GetSecretValue"],
+        &[RATE, "PutItem", "GetItem", "GetItem", "GetSecretValue"],
     ];
     assert!(expected.iter().any(|e| *e == replay), "replay: {replay:?}");
+}
+
+/// A warm container of a key with both scopes, and one webhook of it.
+async fn warm_with_one_webhook() -> (AwsEnv, AwsApp, Calls, String, String) {
+    let env = AwsEnv::new().await;
+    let (_, token) = env.create_key(&[WRITE_WEBHOOKS, "read:webhooks"]).await;
+    let token = token.expose().to_owned();
+    let (app, calls) = counted_app(&env, Settings::default());
+    let created = parse(handle(&app, post(SEED_BODY).token(&token).build()).await);
+    assert_eq!(created.status, 201, "{}", created.raw);
+    let id = created.json["data"]["id"].as_str().unwrap().to_owned();
+    calls.take();
+    (env, app, calls, token, id)
+}
+
+/// Sends `request`, expects `status`, and returns its calls (sorted) and how many of them were
+/// on the wire at once.
+async fn side_by_side(
+    app: &AwsApp,
+    calls: &Calls,
+    request: RequestBuilder,
+    status: u16,
+) -> (Vec<String>, usize) {
+    let answer = parse(handle(app, request.build()).await);
+    assert_eq!(answer.status, status, "{}", answer.raw);
+    calls.take_side_by_side()
+}
+
+#[tokio::test]
+async fn a_warm_get_is_one_round_trip_its_read_beside_the_rate_count() {
+    let (_env, app, calls, token, id) = warm_with_one_webhook().await;
+    for n in 1..=3 {
+        let made = side_by_side(&app, &calls, requests::get_one(&token, &id), 200).await;
+        assert_eq!(made, (vec!["GetItem".into(), RATE.into()], 2), "GET {n}");
+    }
+}
+
+#[tokio::test]
+async fn a_warm_list_is_one_query_beside_the_rate_count() {
+    let (_env, app, calls, token, _) = warm_with_one_webhook().await;
+    for _ in 0..4 {
+        calls_of(&app, &calls, post(SEED_BODY).token(&token), 201).await;
+    }
+    for n in 1..=3 {
+        let made = side_by_side(&app, &calls, requests::list(&token), 200).await;
+        assert_eq!(made, (vec!["Query".into(), RATE.into()], 2), "list {n}");
+    }
+}
+
+#[tokio::test]
+async fn a_patch_without_headers_is_one_conditional_write_after_the_rate_count() {
+    let (_env, app, calls, token, id) = warm_with_one_webhook().await;
+    for (n, body) in [
+        json!({"name": "Renamed"}),
+        json!({"url": "https://hooks.example.com/x", "events": ["ping"], "isActive": false}),
+        json!({"description": null}),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let made = calls_of(&app, &calls, requests::patch(&token, &id, body), 200).await;
+        assert_eq!(made, [RATE, "UpdateItem"], "PATCH {n}");
+    }
+    let reset = calls_of(&app, &calls, requests::reset_circuit(&token, &id), 200).await;
+    assert_eq!(reset, [RATE, "UpdateItem"], "reset-circuit");
+}
+
+#[tokio::test]
+async fn a_patch_of_headers_reads_the_record_and_its_secret_then_writes_a_version_and_the_record() {
+    let (_env, app, calls, token, id) = warm_with_one_webhook().await;
+    let headers = [("X-New".to_owned(), "new value".to_owned())];
+    let body = requests::headers_body(&headers);
+    let made = calls_of(&app, &calls, requests::patch(&token, &id, &body), 200).await;
+    assert_eq!(
+        made,
+        [
+            RATE,
+            "GetItem",
+            "GetSecretValue",
+            "PutSecretValue",
+            "UpdateItem"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_delete_is_one_transaction_and_one_secret_deletion_after_the_rate_count() {
+    let (_env, app, calls, token, id) = warm_with_one_webhook().await;
+    let made = calls_of(&app, &calls, requests::delete(&token, &id), 204).await;
+    assert_eq!(made, [RATE, "TransactWriteItems", "DeleteSecret"]);
+}
+
+/// Wall-clock latencies of warm requests against moto, for docs/PERFORMANCE.md (run with
+/// `--nocapture`). They are moto's (Python, one call at a time, on this machine), not AWS's;
+/// only the assertion on the statuses is a test.
+#[tokio::test]
+async fn warm_latencies_against_moto_are_measured() {
+    const N: usize = 20;
+    let (_env, app, calls, token, _) = warm_with_one_webhook().await;
+    let mut table: Vec<(&str, Vec<Duration>)> = Vec::new();
+    let mut timed = |label: &'static str, latency: Duration| match table
+        .iter_mut()
+        .find(|(l, _)| *l == label)
+    {
+        Some((_, list)) => list.push(latency),
+        None => table.push((label, vec![latency])),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        let started = Instant::now();
+        let created = parse(handle(&app, post(SEED_BODY).token(&token).build()).await);
+        timed("POST /webhooks (warm create)", started.elapsed());
+        assert_eq!(created.status, 201);
+        ids.push(created.json["data"]["id"].as_str().unwrap().to_owned());
+    }
+    let headers = requests::headers_body(&[("X-New".to_owned(), "new value".to_owned())]);
+    let rename = json!({"name": "Renamed"});
+    for id in &ids {
+        let steps: [(&'static str, RequestBuilder, u16); 6] = [
+            ("GET /webhooks/{id}", requests::get_one(&token, id), 200),
+            (
+                "GET /webhooks (21 down to 2 webhooks)",
+                requests::list(&token),
+                200,
+            ),
+            (
+                "PATCH /webhooks/{id} (fields)",
+                requests::patch(&token, id, &rename),
+                200,
+            ),
+            (
+                "PATCH /webhooks/{id} (headers)",
+                requests::patch(&token, id, &headers),
+                200,
+            ),
+            (
+                "POST /webhooks/{id}/reset-circuit",
+                requests::reset_circuit(&token, id),
+                200,
+            ),
+            ("DELETE /webhooks/{id}", requests::delete(&token, id), 204),
+        ];
+        for (label, request, status) in steps {
+            let started = Instant::now();
+            let answer = parse(handle(&app, request.build()).await);
+            timed(label, started.elapsed());
+            assert_eq!(answer.status, status, "{label}: {}", answer.raw);
+        }
+    }
+    calls.take();
+    for (label, mut latencies) in table {
+        latencies.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "round_trips[latency]: {label}: median {:.2} ms, p90 {:.2} ms, max {:.2} ms ({} requests)",
+            ms(latencies[latencies.len() / 2]),
+            ms(latencies[latencies.len() * 9 / 10]),
+            ms(*latencies.last().unwrap()),
+            latencies.len()
+        );
+    }
 }
