@@ -202,13 +202,13 @@ def _kms_key_arn(region, key):
 
 
 def secretsmanager_checks(operation, body, region, describe):
-    """describe(secret_id) -> moto's DescribeSecret answer (dict) or None when it is unknown."""
+    """describe(secret_id, region) -> moto's DescribeSecret answer (dict), None if unknown."""
     if operation in ("ListSecrets", "BatchGetSecretValue", "GetRandomPassword"):
         return [Check(f"secretsmanager:{operation}", "*")]
     secret_id = body.get("Name") if operation == "CreateSecret" else body.get("SecretId")
     if not secret_id:
         raise ValueError(f"{operation} without a secret id")
-    existing = None if operation == "CreateSecret" else describe(secret_id)
+    existing = None if operation == "CreateSecret" else describe(secret_id, region)
     if secret_id.startswith("arn:"):
         arn = secret_id
     elif existing:
@@ -259,11 +259,11 @@ class IamProxy:
             self.log.close()
 
     # moto, asked directly (unchecked): what a secret is, for its ARN and KMS key
-    def describe_secret(self, secret_id):
+    def describe_secret(self, secret_id, region):
         status, _, data = self.upstream("POST", "/", json.dumps({"SecretId": secret_id}).encode(), {
             "Content-Type": "application/x-amz-json-1.1",
             "X-Amz-Target": "secretsmanager.DescribeSecret",
-            "Authorization": "AWS4-HMAC-SHA256 Credential=iamproxy/20260101/us-east-1/"
+            "Authorization": f"AWS4-HMAC-SHA256 Credential=iamproxy/20260101/{region}/"
                              "secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
         })
         return json.loads(data) if status == 200 else None
