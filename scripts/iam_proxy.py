@@ -380,6 +380,83 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
 
+def self_test():
+    """Checks of the evaluator and of the request model (run by the proof before it starts)."""
+    region, table = "eu-central-1", f"arn:aws:dynamodb:eu-central-1:{ACCOUNT}:table/t"
+    secret = f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:app/hooks/"
+    key = f"arn:aws:kms:eu-central-1:{ACCOUNT}:key/k"
+    via = {"kms:ViaService": "secretsmanager.eu-central-1.amazonaws.com"}
+    policy = [{"Statement": [
+        {"Sid": "Rows", "Effect": "Allow", "Action": ["dynamodb:GetItem", "DynamoDB:PutItem"],
+         "Resource": table},
+        {"Sid": "Index", "Effect": "Allow", "Action": "dynamodb:Query",
+         "Resource": f"{table}/index/byApiKey"},
+        {"Sid": "Secrets", "Effect": "Allow", "Action": "secretsmanager:*Secret*",
+         "Resource": f"{secret}*"},
+        {"Sid": "Exact", "Effect": "Allow", "Action": "secretsmanager:DeleteSecret",
+         "Resource": f"{secret}fixed-??????"},
+        {"Sid": "Key", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key,
+         "Condition": {"StringEquals": {"kms:ViaService": via["kms:ViaService"]}}},
+        {"Sid": "NoPuts", "Effect": "Deny", "Action": "dynamodb:PutItem",
+         "Resource": f"{table}-audit"},
+    ]}]
+    unknown = UNKNOWN * 6
+    cases = [
+        ("dynamodb:getitem", table, {}, "Allow"),                    # actions: any case
+        ("dynamodb:PutItem", table, {}, "Allow"),
+        ("dynamodb:UpdateItem", table, {}, "ImplicitDeny"),
+        ("dynamodb:GetItem", table + "2", {}, "ImplicitDeny"),       # no prefix match
+        ("dynamodb:Query", table, {}, "ImplicitDeny"),               # the table is not the index
+        ("dynamodb:Query", f"{table}/index/byApiKey", {}, "Allow"),
+        ("dynamodb:Query", f"{table}/index/other", {}, "ImplicitDeny"),
+        ("secretsmanager:GetSecretValue", f"{secret}x-AbCdEf", {}, "Allow"),
+        ("secretsmanager:CreateSecret", f"{secret}new-{unknown}", {}, "Allow"),
+        ("secretsmanager:DeleteSecret", f"{secret}fixed-{unknown}", {}, "Allow"),
+        ("secretsmanager:DeleteSecret", f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:"
+         f"other-{unknown}", {}, "ImplicitDeny"),
+        ("secretsmanager:TagResource", f"{secret}x-AbCdEf", {}, "ImplicitDeny"),
+        ("kms:Decrypt", key, via, "Allow"),
+        ("kms:Decrypt", key, {}, "ImplicitDeny"),                    # not through the service
+        ("kms:Decrypt", key, {"kms:ViaService": "ec2.eu-central-1.amazonaws.com"},
+         "ImplicitDeny"),
+        ("dynamodb:PutItem", f"{table}-audit", {}, "Deny"),
+    ]
+    deny = [{"Statement": policy[0]["Statement"] + [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}]}]
+    failures = [f"{a} on {r} {c}: {evaluate(policy, a, r, c)[0]}, expected {want}"
+                for a, r, c, want in cases if evaluate(policy, a, r, c)[0] != want]
+    if evaluate(deny, "dynamodb:PutItem", f"{table}-audit")[0] != "Deny":
+        failures.append("an explicit Deny does not win over an Allow")
+    if evaluate([{"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*",
+                                 "Condition": {"NumericLessThan": {"x": "1"}}}]}],
+                "s3:GetObject", "*")[0] != "ImplicitDeny":
+        failures.append("an unsupported condition operator does not fail closed")
+    checks = dynamodb_checks("TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": "t"}}, {"Update": {"TableName": "t"}},
+        {"Delete": {"TableName": "t"}}, {"ConditionCheck": {"TableName": "u"}}]}, region)
+    if [(c.action, c.resource) for c in checks] != [
+            ("dynamodb:PutItem", table), ("dynamodb:UpdateItem", table),
+            ("dynamodb:DeleteItem", table), ("dynamodb:ConditionCheckItem", table[:-1] + "u")]:
+        failures.append("transaction items are not checked one by one")
+    checks = dynamodb_checks("Query", {"TableName": "t", "IndexName": "byApiKey"}, region)
+    if [c.resource for c in checks] != [f"{table}/index/byApiKey"]:
+        failures.append("a Query on an index is not checked on the index ARN")
+    checks = secretsmanager_checks("CreateSecret", {
+        "Name": "app/hooks/1", "SecretString": "{}", "Tags": [{"Key": "k", "Value": "v"}],
+        "KmsKeyId": key}, region, lambda *_: None)
+    if [c.action for c in checks] != ["secretsmanager:CreateSecret", "secretsmanager:TagResource",
+                                      "kms:GenerateDataKey"] or checks[2].context.get(
+            "kms:ViaService") != via["kms:ViaService"]:
+        failures.append(f"a tagged create with a key is modelled as {[c.action for c in checks]}")
+    described = {"ARN": f"{secret}1-XyZabc", "KmsKeyId": key}
+    checks = secretsmanager_checks("GetSecretValue", {"SecretId": "app/hooks/1"}, region,
+                                   lambda *_: described)
+    if [(c.action, c.resource) for c in checks] != [
+            ("secretsmanager:GetSecretValue", described["ARN"]), ("kms:Decrypt", key)]:
+        failures.append("a read by name of a secret with a customer key is mis-modelled")
+    return failures
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moto", required=True, help="moto's base URL")
