@@ -96,7 +96,8 @@ def http_event(method, route, path, token, body=None, headers=None, path_id=None
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["requestContext"]["http"]["method"] = method
     event["requestContext"]["requestId"] = uuid.uuid4().hex[:16]
-    base = {k: v for k, v in event["headers"].items() if k not in ("content-length", "content-type")}
+    base = {k: v for k, v in event["headers"].items()
+            if k not in ("content-length", "content-type")}
     base["authorization"] = f"Bearer {token}"
     if body is not None:
         base["content-type"] = "application/json"
@@ -141,9 +142,9 @@ def webhook_id(body):
 
 
 class Stack:
-    """moto, the names the template renders to, and the two proxies of one parameter set."""
+    """moto, the names the template renders to, and the two proxies (check; full policy)."""
 
-    def __init__(self, args):
+    def __init__(self):
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         for name in ("decisions.jsonl", "fixture-decisions.jsonl", "function.log"):
             (RUN_DIR / name).unlink(missing_ok=True)
@@ -358,7 +359,7 @@ def main(argv):
         return 1
     subprocess.run(["cargo", "build", "--quiet", "--bin", "create-webhook",
                     "--bin", "webhooks-admin"], cwd=ROOT, check=True)
-    stack = Stack(args)
+    stack = Stack()
     problems, table, baseline_calls = [], [], {}
     try:
         for label, params in stack.parameter_sets.items():
@@ -385,7 +386,8 @@ def main(argv):
                     if args.only and args.only not in variant:
                         continue
                     results = run_paths(stack, env, without(document, sid, action), variant)
-                    broken = [p for p, r in results.items() if not r["ok"] and action in r["denied"]]
+                    broken = [p for p, r in results.items()
+                              if not r["ok"] and action in r["denied"]]
                     other = [f"{p} ({r['detail']}; denied {r['denied']})"
                              for p, r in results.items()
                              if p not in broken and (not r["ok"] or r["denied"])]
