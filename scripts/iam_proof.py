@@ -249,8 +249,11 @@ def run_paths(stack, env, document, variant):
         status2, body2 = fixture.call("POST", "/webhooks", "/webhooks", token, WEBHOOK)
         doomed = webhook_id(body2)
         if status != 201 or status2 != 201 or not kept or not doomed:
-            raise SystemExit(f"fixtures failed with the full policy: {status} {body} / "
-                             f"{status2} {body2}")
+            denied = sorted({f"{c['action']} on {c['resource']}"
+                             for d in stack.fixture_proxy.decisions if d["decision"] == "DENY"
+                             for c in d["checks"] if c["effect"] != "Allow"})
+            raise SystemExit(f"iam-proof FAILED: creating fixtures with the template's policy "
+                             f"answered {status} / {status2}; denied: {denied}")
     finally:
         fixture.stop()
     doomed_secret = env["WEBHOOK_SECRET_PREFIX"] + doomed
