@@ -10,7 +10,7 @@ CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov.txt | cut -c1-12)
 EVENT ?= events/http-api/create-seed-example.201.json
 
-.PHONY: help venv run test fmt-check clippy unit-test lint deploy-check openapi fuzz-api fuzz-body build invoke bench clean
+.PHONY: help venv run test fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api fuzz-body build invoke bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 run: venv ## Start moto, create tables and dev keys, serve http://127.0.0.1:9000/webhooks
 	scripts/local-stack.sh
 
-test: venv fmt-check clippy unit-test lint deploy-check openapi fuzz-api ## Every test and check (what CI runs)
+test: venv fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api ## Every test and check (what CI runs)
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -55,6 +55,9 @@ lint: venv $(CHECKOV_STAMP) ## Lint the template: cfn-lint, sam validate, checko
 
 deploy-check: venv ## Create the template as a stack in moto's CloudFormation and run the function on it
 	$(PY) scripts/deploy_check.py
+
+iam-proof: venv ## Function's paths under only the template's role policy, each action removed in turn
+	$(PY) scripts/iam_proof.py
 
 openapi: venv ## Validate openapi.yaml and its examples
 	$(PY) scripts/validate_openapi.py openapi.yaml

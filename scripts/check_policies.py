@@ -82,7 +82,7 @@ def expected_grants(refs, attrs, params):
         refs["PepperSecret"]: {"secretsmanager:GetSecretValue"},
     }
     if params.get("WebhookSecretsKmsKeyArn"):
-        grants[params["WebhookSecretsKmsKeyArn"]] = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
+        grants[params["WebhookSecretsKmsKeyArn"]] = {"kms:Decrypt", "kms:GenerateDataKey"}
     return grants
 
 

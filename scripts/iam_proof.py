@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""IAM proof (`make iam-proof`): the function's real code paths, run with exactly the function
+role's policy rendered from template.yaml, checked per resource by scripts/iam_proxy.py.
+
+    .venv/bin/python scripts/iam_proof.py [--only SUBSTRING]
+
+1. Builds the function and webhooks-admin (debug), starts moto (scripts/moto_server.py), and
+   makes the tables, the pepper and a customer KMS key directly in moto (not through the check).
+2. Translates the template (samtranslator, offline) and renders, per parameter set (defaults;
+   a customer KMS key), the role's inline policy and the function's environment variables
+   with the names moto has (tables, pepper ARN, key ARN, stack name and id).
+3. Runs the paths: create, replay (same Idempotency-Key), undo (a create refused for the key's
+   webhook limit: its secret must be deleted and its claim released), list, get, patch
+   (fields), patch (headers), reset-circuit, delete. Each path runs in a fresh function
+   process (a cold start: pepper and key are read again) whose AWS endpoint is the IAM proxy.
+   What a path needs beforehand (an API key, a webhook to read or delete, a quota at its
+   limit) is made through a second proxy with the full policy, or directly in moto.
+4. With the template's policy every path must succeed without a denial. Then, for each action
+   of each statement (except the log permissions, which Lambda itself uses), a policy without
+   it: at least one path must fail (wrong answer or missing effect) with that action denied.
+   A granted action whose removal breaks nothing fails the proof: the template should drop it.
+
+Decisions are logged to .run/iam-proof/decisions.jsonl (one JSON line each, tagged
+variant/path); the function's logs go to .run/iam-proof/function.log.
+"""
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import check_policies  # noqa: E402
+import iam_proxy  # noqa: E402
+import lambda_stand_in as stand_in  # noqa: E402
+import template_render  # noqa: E402
+
+REGION, ACCOUNT = "eu-central-1", iam_proxy.ACCOUNT
+STACK = check_policies.STACK
+STACK_UUID = check_policies.STACK_UUID
+ROLE_POLICY = "CreateWebhookFunctionRole/create-webhook"
+FUNCTION_LOGICAL_ID = "CreateWebhookFunction"
+# Used by the Lambda service to write the function's logs, never by the function's code.
+NOT_CALLED_BY_CODE = {"logs:CreateLogStream", "logs:PutLogEvents"}
+COMPANY = "3f1c2a9e-8b4d-4e6f-9a7b-1c2d3e4f5a6b"
+RUN_DIR = ROOT / ".run" / "iam-proof"
+
+
+def target_dir():
+    path = Path(os.environ.get("CARGO_TARGET_DIR", "target"))
+    return path if path.is_absolute() else ROOT / path
+
+
+class Aws:
+    """boto3 clients straight to moto (setup and effect checks; never through the proxy)."""
+
+    def __init__(self, endpoint):
+        import boto3
+
+        session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                        region_name=REGION)
+        self.dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+        self.secrets = session.client("secretsmanager", endpoint_url=endpoint)
+        self.kms = session.client("kms", endpoint_url=endpoint)
+
+    def live_secrets_of(self, api_key_id):
+        names = []
+        for page in self.secrets.get_paginator("list_secrets").paginate():
+            for secret in page["SecretList"]:
+                tags = {t["Key"]: t["Value"] for t in secret.get("Tags") or []}
+                if tags.get("apiKeyId") == api_key_id and not secret.get("DeletedDate"):
+                    names.append(secret["Name"])
+        return names
+
+    def secret_exists(self, secret_id):
+        try:
+            found = self.secrets.describe_secret(SecretId=secret_id)
+        except self.secrets.exceptions.ResourceNotFoundException:
+            return False
+        return not found.get("DeletedDate")
+
+
+def http_event(method, route, path, token, body=None, headers=None, path_id=None):
+    """An API Gateway HTTP API (payload 2.0) event, shaped like events/http-api/*.json."""
+    event = json.loads(stand_in.SEED_EVENT.read_text())
+    route_key = f"{method} {route}"
+    event["routeKey"] = event["requestContext"]["routeKey"] = route_key
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["requestContext"]["requestId"] = uuid.uuid4().hex[:16]
+    base = {k: v for k, v in event["headers"].items()
+            if k not in ("content-length", "content-type")}
+    base["authorization"] = f"Bearer {token}"
+    if body is not None:
+        base["content-type"] = "application/json"
+        event["body"] = json.dumps(body)
+    else:
+        event.pop("body", None)
+    base.update({k.lower(): v for k, v in (headers or {}).items()})
+    event["headers"] = base
+    if path_id:
+        event["pathParameters"] = {"id": path_id}
+    return json.dumps(event).encode()
+
+
+def answer_of(raw):
+    """(status, body as JSON or text) of what the function posted to the Runtime API."""
+    _, kind, body = raw
+    if kind != "response":
+        return f"{kind}", body[:300].decode("utf-8", "replace")
+    response = json.loads(body)
+    text = response.get("body") or ""
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = text
+    return response.get("statusCode"), parsed
+
+
+WEBHOOK = {
+    "url": "https://api.example.com/webhooks/instaview",
+    "name": "IAM proof",
+    "events": ["interview.completed"],
+    "headers": [{"name": "Authorization", "value": "Bearer proof-token"}],
+}
+
+
+def webhook_id(body):
+    if isinstance(body, dict):
+        data = body.get("data", body)
+        if isinstance(data, dict):
+            return data.get("id")
+    return None
+
+
+class Stack:
+    """moto, the names the template renders to, and the two proxies (check; full policy)."""
+
+    def __init__(self):
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        for name in ("decisions.jsonl", "fixture-decisions.jsonl", "function.log"):
+            (RUN_DIR / name).unlink(missing_ok=True)
+        self.moto_log = open(RUN_DIR / "moto.log", "wb")
+        self.function_log = open(RUN_DIR / "function.log", "ab")
+        port = stand_in.free_port()
+        self.moto_url = f"http://127.0.0.1:{port}"
+        self.moto = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "moto_server.py"), "-H", "127.0.0.1",
+             "-p", str(port)], stdout=self.moto_log, stderr=subprocess.STDOUT)
+        stand_in.wait_for_port(port)
+        self.aws = Aws(self.moto_url)
+        self.cfn = template_render.translate(template_render.load(ROOT / "template.yaml"),
+                                             "s3://example-bucket/function.zip")
+        self.refs, self.attrs = check_policies.example_names(self.cfn)
+        pepper_name = f"{STACK}-PepperSecret-EXAMPLE1234"
+        self.admin_env = dict(os.environ, AWS_ENDPOINT_URL=self.moto_url, AWS_REGION=REGION,
+                              AWS_DEFAULT_REGION=REGION, AWS_ACCESS_KEY_ID="local",
+                              AWS_SECRET_ACCESS_KEY="local",
+                              WEBHOOKS_TABLE_NAME=self.refs["WebhooksTable"],
+                              API_KEYS_TABLE_NAME=self.refs["ApiKeysTable"],
+                              PEPPER_SECRET_ID=pepper_name)
+        self.admin("setup")
+        self.refs["PepperSecret"] = self.aws.secrets.describe_secret(SecretId=pepper_name)["ARN"]
+        self.kms_key = self.aws.kms.create_key(Description="IAM proof")["KeyMetadata"]["Arn"]
+        self.parameter_sets = {"defaults": {}, "customer KMS key": {
+            "WebhookSecretsKmsKeyArn": self.kms_key}}
+        self.fixture_proxy = iam_proxy.IamProxy(self.moto_url, [],
+                                                RUN_DIR / "fixture-decisions.jsonl")
+        self.proxy = iam_proxy.IamProxy(self.moto_url, [], RUN_DIR / "decisions.jsonl")
+
+    def admin(self, *args):
+        out = subprocess.run([str(target_dir() / "debug" / "webhooks-admin"), "--json", *args],
+                             env=self.admin_env, check=True, capture_output=True, text=True)
+        return out.stdout
+
+    def new_key(self, name):
+        created = json.loads(self.admin("keys", "create", "--name", name,
+                                        "--scope", "write:webhooks", "--scope", "read:webhooks",
+                                        "--company", COMPANY))
+        return created["token"], created["apiKeyId"]
+
+    def render(self, params):
+        """(role policy document, function environment) for one parameter set."""
+        pseudo = {"AWS::StackName": STACK, "AWS::Region": REGION, "AWS::StackId":
+                  f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}"}
+        renderer = template_render.Renderer(self.cfn, params=params, pseudo=pseudo,
+                                            refs=self.refs, attrs=self.attrs)
+        policies = dict(renderer.policies())
+        document = policies[ROLE_POLICY]
+        function = self.cfn["Resources"][FUNCTION_LOGICAL_ID]["Properties"]
+        env = renderer.value(function["Environment"]["Variables"])
+        missing = [k for k, v in env.items() if v is template_render.MISSING]
+        if missing or "<missing>" in repr(document):
+            raise SystemExit(f"could not render {missing or document}")
+        return document, {k: str(v) for k, v in env.items()}
+
+    def stop(self):
+        self.proxy.stop()
+        self.fixture_proxy.stop()
+        self.moto.terminate()
+        self.moto.wait()
+        self.moto_log.close()
+        self.function_log.close()
+
+
+class Function:
+    """One cold start of the function with its AWS endpoint at `proxy`."""
+
+    def __init__(self, stack, proxy, env):
+        self.function = stand_in.Function(
+            target_dir() / "debug" / "create-webhook", {"AWS_ENDPOINT_URL": proxy.url},
+            stack.function_log, extra_env=env)
+
+    def call(self, *args, **kwargs):
+        _, raw = self.function.invoke(http_event(*args, **kwargs))
+        return answer_of(raw)
+
+    def stop(self):
+        # The Runtime API's shutdown waits for its 0.5 s poll: let it happen in the background.
+        self.function.process.kill()
+        self.function.process.wait()
+        threading.Thread(target=self.function.api.stop, daemon=True).start()
+
+
+def run_paths(stack, env, document, variant):
+    """Runs every path with `document` as the role's policy. Returns {path: result}."""
+    stack.fixture_proxy.documents = [stack.full_document]
+    stack.proxy.documents = [document]
+    fixture = Function(stack, stack.fixture_proxy, env)
+    stack.fixture_proxy.tag = f"{variant}/fixtures"
+    try:
+        token, key_id = stack.new_key(f"iam proof {variant}")
+        limited_token, limited_key_id = stack.new_key(f"iam proof {variant} (at its limit)")
+        limit = int(env["MAX_WEBHOOKS_PER_API_KEY"])
+        stack.aws.dynamodb.put_item(TableName=stack.refs["WebhooksTable"], Item={
+            "id": {"S": f"quota#{limited_key_id}"}, "webhookCount": {"N": str(limit)}})
+        replay_key = uuid.uuid4().hex
+        status, body = fixture.call("POST", "/webhooks", "/webhooks", token, WEBHOOK,
+                                    {"Idempotency-Key": replay_key})
+        kept = webhook_id(body)
+        status2, body2 = fixture.call("POST", "/webhooks", "/webhooks", token, WEBHOOK)
+        doomed = webhook_id(body2)
+        if status != 201 or status2 != 201 or not kept or not doomed:
+            denied = sorted({f"{c['action']} on {c['resource']}"
+                             for d in stack.fixture_proxy.decisions if d["decision"] == "DENY"
+                             for c in d["checks"] if c["effect"] != "Allow"})
+            raise SystemExit(f"iam-proof FAILED: creating fixtures with the template's policy "
+                             f"answered {status} / {status2}; denied: {denied}")
+    finally:
+        fixture.stop()
+    doomed_secret = env["WEBHOOK_SECRET_PREFIX"] + doomed
+    one = f"/webhooks/{kept}"
+    undo_key = uuid.uuid4().hex
+
+    def create(call):
+        status, body = call("POST", "/webhooks", "/webhooks", token, WEBHOOK,
+                            {"Idempotency-Key": uuid.uuid4().hex})
+        return status == 201 and bool(webhook_id(body)), f"{status}"
+
+    def replay(call):
+        status, body = call("POST", "/webhooks", "/webhooks", token, WEBHOOK,
+                            {"Idempotency-Key": replay_key})
+        return status in (200, 201) and webhook_id(body) == kept, f"{status}"
+
+    def undo(call):
+        answers = []
+        for _ in range(2):  # the retry finds the claim released, not "in progress"
+            status, body = call("POST", "/webhooks", "/webhooks", limited_token, WEBHOOK,
+                                {"Idempotency-Key": undo_key})
+            code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
+            answers.append((status, code))
+        left = stack.aws.live_secrets_of(limited_key_id)
+        ok = all(a == (409, "WEBHOOK_LIMIT_REACHED") for a in answers) and not left
+        return ok, f"{answers}" + (f", secrets left: {len(left)}" if left else "")
+
+    def list_(call):
+        status, body = call("GET", "/webhooks", "/webhooks", token)
+        page = (body.get("data") or {}) if isinstance(body, dict) else {}
+        ids = [w.get("id") for w in page.get("data") or []]
+        return status == 200 and kept in ids, f"{status}"
+
+    def get(call):
+        status, body = call("GET", "/webhooks/{id}", one, token, path_id=kept)
+        return status == 200 and webhook_id(body) == kept, f"{status}"
+
+    def patch_fields(call):
+        status, _ = call("PATCH", "/webhooks/{id}", one, token, {"name": f"renamed {variant}"},
+                         path_id=kept)
+        return status == 200, f"{status}"
+
+    def patch_headers(call):
+        status, _ = call("PATCH", "/webhooks/{id}", one, token,
+                         {"headers": [{"name": "X-Proof", "value": uuid.uuid4().hex}]},
+                         path_id=kept)
+        return status == 200, f"{status}"
+
+    def reset_circuit(call):
+        status, _ = call("POST", "/webhooks/{id}/reset-circuit", f"{one}/reset-circuit", token,
+                         headers={"Idempotency-Key": uuid.uuid4().hex}, path_id=kept)
+        return status == 200, f"{status}"
+
+    def delete(call):
+        status, _ = call("DELETE", "/webhooks/{id}", f"/webhooks/{doomed}", token,
+                         path_id=doomed)
+        left = stack.aws.secret_exists(doomed_secret)
+        return status == 204 and not left, f"{status}" + (", secret left" if left else "")
+
+    paths = {"create": create, "replay": replay, "undo": undo, "list": list_, "get": get,
+             "patch-fields": patch_fields, "patch-headers": patch_headers,
+             "reset-circuit": reset_circuit, "delete": delete}
+    results = {}
+    for name, path in paths.items():
+        stack.proxy.tag = f"{variant}/{name}"
+        first = len(stack.proxy.decisions)
+        function = Function(stack, stack.proxy, env)
+        try:
+            ok, detail = path(function.call)
+        finally:
+            function.stop()
+        decisions = stack.proxy.decisions[first:]
+        denied = sorted({c["action"] for d in decisions if d["decision"] == "DENY"
+                         for c in d["checks"] if c["effect"] != "Allow"} |
+                        {f"unmodelled {d['service']}.{d['operation']}" for d in decisions
+                         if d.get("reason")})
+        results[name] = {"ok": ok, "detail": detail, "denied": denied,
+                         "calls": len(decisions)}
+    return results
+
+
+def without(document, sid, action):
+    """`document` with `action` removed from statement `sid` (the statement goes if empty)."""
+    reduced = copy.deepcopy(document)
+    statements = []
+    for statement in reduced["Statement"]:
+        if statement.get("Sid") == sid:
+            actions = [a for a in iam_proxy._as_list(statement["Action"]) if a != action]
+            if not actions:
+                continue
+            statement["Action"] = actions
+        statements.append(statement)
+    reduced["Statement"] = statements
+    return reduced
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description="IAM proof against the template's role policy")
+    parser.add_argument("--only", help="run only removal variants whose name contains this")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    failures = iam_proxy.self_test()
+    if failures:
+        print("iam-proof FAILED: the IAM proxy's self-test:", *failures, sep="\n  - ",
+              file=sys.stderr)
+        return 1
+    subprocess.run(["cargo", "build", "--quiet", "--bin", "create-webhook",
+                    "--bin", "webhooks-admin"], cwd=ROOT, check=True)
+    stack = Stack()
+    problems, table, baseline_calls = [], [], {}
+    try:
+        for label, params in stack.parameter_sets.items():
+            document, env = stack.render(params)
+            stack.full_document = document
+            results = run_paths(stack, env, document, f"{label}: full policy")
+            for path, result in results.items():
+                baseline_calls[(label, path)] = result["calls"]
+                if not result["ok"] or result["denied"]:
+                    problems.append(f"[{label}] path {path} fails with the template's policy: "
+                                    f"{result['detail']}, denied {result['denied']}")
+            print(f"[{label}] template's policy: "
+                  + ", ".join(f"{p} {'ok' if r['ok'] and not r['denied'] else 'FAILED'}"
+                              for p, r in results.items()), flush=True)
+            for statement in document["Statement"]:
+                sid = statement.get("Sid")
+                if label != "defaults" and not sid.startswith("UseWebhookSecretsKey"):
+                    continue  # the other statements were proved with the defaults
+                for action in iam_proxy._as_list(statement["Action"]):
+                    if action in NOT_CALLED_BY_CODE:
+                        table.append((label, sid, action, "not exercised (Lambda's own use)"))
+                        continue
+                    variant = f"{label}: without {sid} {action}"
+                    if args.only and args.only not in variant:
+                        continue
+                    results = run_paths(stack, env, without(document, sid, action), variant)
+                    broken = [p for p, r in results.items()
+                              if not r["ok"] and action in r["denied"]]
+                    other = [f"{p} ({r['detail']}; denied {r['denied']})"
+                             for p, r in results.items()
+                             if p not in broken and (not r["ok"] or r["denied"])]
+                    if not broken:
+                        problems.append(f"[{label}] {sid} grants {action}, but no path needs it"
+                                        + (f" (other effects: {other})" if other else "")
+                                        + ": the template should drop it")
+                    table.append((label, sid, action,
+                                  ", ".join(f"{p} ({results[p]['detail']})" for p in broken)
+                                  or "NONE: never needed"))
+                    print(f"  without {sid} {action}: "
+                          f"{', '.join(broken) if broken else 'no path fails'}", flush=True)
+    finally:
+        stack.stop()
+    print("\naction -> paths that fail without it (answer)")
+    for label, sid, action, paths in table:
+        print(f"  [{label}] {sid:22} {action:32} {paths}")
+    report = {"table": [dict(zip(("parameters", "statement", "action", "paths"), row))
+                        for row in table], "problems": problems,
+              "seconds": round(time.monotonic() - started, 1)}
+    (RUN_DIR / "report.json").write_text(json.dumps(report, indent=2))
+    print(f"\ndecisions: {RUN_DIR / 'decisions.jsonl'}; took {report['seconds']} s")
+    if problems:
+        print(f"iam-proof FAILED ({len(problems)} problem(s)):", file=sys.stderr)
+        for line in problems:
+            print(f"  - {line}", file=sys.stderr)
+        return 1
+    print("iam-proof: every path works with the template's policy, and each granted action "
+          "is needed by at least one path")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
