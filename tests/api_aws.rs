@@ -80,7 +80,7 @@ async fn each_call_from_create_to_a_second_delete_stores_exactly_what_it_answers
         "description": null,
         "isActive": false,
     });
-    let patched = send(&app, patch(token, &id, &fields)).await;
+    let patched = send(&app, patch_webhook(token, &id, &fields)).await;
     assert_eq!(patched.status, 200, "{}", patched.raw);
     let after_fields = record(&env, &id).await.unwrap();
     assert_eq!(
@@ -106,7 +106,7 @@ async fn each_call_from_create_to_a_second_delete_stores_exactly_what_it_answers
         ("X-Tenant".to_owned(), "tenant-value-7f3a".to_owned()),
         ("X-Api-Token".to_owned(), "token-value-91bc".to_owned()),
     ];
-    let patched = send(&app, patch(token, &id, &headers_body(&headers))).await;
+    let patched = send(&app, patch_webhook(token, &id, &headers_body(&headers))).await;
     assert_eq!(patched.status, 200, "{}", patched.raw);
     assert_eq!(
         patched.json["data"]["headers"],
@@ -175,7 +175,7 @@ async fn each_call_from_create_to_a_second_delete_stores_exactly_what_it_answers
 
     // DELETE: no record (at most a tombstone with none of its fields), no secret (not even
     // one scheduled for deletion), the count back to 0.
-    let deleted = send(&app, delete(token, &id)).await;
+    let deleted = send(&app, delete_webhook(token, &id)).await;
     assert_eq!((deleted.status, deleted.raw.as_str()), (204, ""));
     assert_eq!(record(&env, &id).await, None);
     if let Some(tombstone) = item(&env, &id).await {
@@ -204,7 +204,7 @@ async fn each_call_from_create_to_a_second_delete_stores_exactly_what_it_answers
     assert_eq!(send(&app, list(token)).await.json["data"]["total"], 0);
 
     // A second DELETE: 404, and the count stays at 0.
-    let again = send(&app, delete(token, &id)).await;
+    let again = send(&app, delete_webhook(token, &id)).await;
     assert_eq!((again.status, again.code()), (404, "RESOURCE_NOT_FOUND"));
     assert_eq!(quota(&env, &key.id).await, 0);
 }
@@ -236,7 +236,10 @@ async fn the_list_reads_the_index_and_returns_exactly_the_keys_live_webhooks_old
     let foreign = create_one(&app, other_token, &body(9, false)).await;
     // One of the key's webhooks is deleted: its tombstone must not be listed.
     let deleted = ids.remove(3);
-    assert_eq!(send(&app, delete(token, &deleted)).await.status, 204);
+    assert_eq!(
+        send(&app, delete_webhook(token, &deleted)).await.status,
+        204
+    );
 
     // Creation times that run against the order of the ids, two of them equal (then the id
     // decides), so that "oldest first" is what orders the answer.
@@ -388,7 +391,7 @@ async fn a_record_written_before_versions_were_pinned_is_pinned_by_its_first_hea
     assert_eq!(send(&app, get_one(token, &id)).await.status, 200);
 
     let headers = vec![("X-Pinned".to_owned(), "pinned value".to_owned())];
-    let patched = send(&app, patch(token, &id, &headers_body(&headers))).await;
+    let patched = send(&app, patch_webhook(token, &id, &headers_body(&headers))).await;
     assert_eq!(patched.status, 200, "{}", patched.raw);
     let after = record(&env, &id).await.unwrap();
     assert!(s(&after, "secretVersion").is_some(), "pinned now");

@@ -178,7 +178,8 @@ async fn two_hundred_mixed_creates_and_deletes_at_a_limit_of_twenty_end_exact_an
                         (len > 0).then(|| live.swap_remove((i as usize * 7) % len))
                     };
                     if let Some(id) = next {
-                        let answer = requests::send(&*app, requests::delete(&token, &id)).await;
+                        let answer =
+                            requests::send(&*app, requests::delete_webhook(&token, &id)).await;
                         return ("delete", answer.status, answer.code().to_owned());
                     }
                     if creates_left.load(Ordering::SeqCst) == 0 {
@@ -284,7 +285,8 @@ async fn sixteen_concurrent_header_patches_of_one_webhook_end_in_one_consistent_
             let (app, token, id, barrier) =
                 (app.clone(), token.clone(), id.clone(), barrier.clone());
             tokio::spawn(async move {
-                let request = requests::patch(&token, &id, &requests::headers_body(&headers));
+                let request =
+                    requests::patch_webhook(&token, &id, &requests::headers_body(&headers));
                 barrier.wait().await;
                 (headers, requests::send(&*app, request).await)
             })

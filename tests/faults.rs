@@ -1078,7 +1078,8 @@ async fn run_lane(rig: &Rig, lane: Lane, run: &Mutex<ManageRun>) {
         } => {
             for headers in patches {
                 let before = stored(env, &id).await;
-                let request = requests::patch(&rig.token, &id, &requests::headers_body(&headers));
+                let request =
+                    requests::patch_webhook(&rig.token, &id, &requests::headers_body(&headers));
                 let answer = requests::send(&*rig.app, request).await;
                 if answer.status == 503 {
                     // Let a call the proxy held land before judging.
@@ -1115,7 +1116,7 @@ async fn run_lane(rig: &Rig, lane: Lane, run: &Mutex<ManageRun>) {
                 return;
             }
             let before = stored(env, &id).await;
-            let answer = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+            let answer = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &id)).await;
             if answer.status == 503 {
                 tokio::time::sleep(late_landing()).await;
             }
@@ -1237,7 +1238,7 @@ async fn header_patches_and_deletes_under_injected_faults_keep_records_and_secre
     // A client retries a DELETE that answered 503; without faults it must finish it.
     let mut run = std::mem::take(&mut *run.lock().unwrap());
     for id in std::mem::take(&mut run.delete_503) {
-        let answer = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+        let answer = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &id)).await;
         run.count("retried delete", answer.status, answer.code());
         if !matches!(answer.status, 204 | 404) {
             run.violations
@@ -1365,7 +1366,7 @@ async fn a_header_patch_whose_record_write_lost_its_answer_ends_as_asked() {
     // The first UpdateItem is the request's rate count; the second is the PATCH's write.
     rig.dynamodb()
         .script("UpdateItem", [None, Some(Fault::LoseAnswer)]);
-    let request = requests::patch(&rig.token, &id, &requests::headers_body(&headers));
+    let request = requests::patch_webhook(&rig.token, &id, &requests::headers_body(&headers));
     let answer = requests::send(&*rig.app, request).await;
     rig.quiesce().await;
     assert_eq!(rig.dynamodb().unused_script_steps(), 0);
@@ -1384,7 +1385,7 @@ async fn a_delete_whose_secret_deletion_failed_is_finished_by_its_retry() {
     let id = only_record(&rig).await;
     rig.secrets()
         .script("DeleteSecret", [Some(Fault::Throttle); 3]);
-    let first = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+    let first = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &id)).await;
     assert_eq!((first.status, first.code()), (503, "SERVICE_UNAVAILABLE"));
     assert_eq!(stored(&rig.env, &id).await, None, "the record is gone");
     assert!(
@@ -1393,7 +1394,7 @@ async fn a_delete_whose_secret_deletion_failed_is_finished_by_its_retry() {
     );
     assert_eq!(requests::quota(&rig.env, &rig.key_id).await, 0);
 
-    let retried = requests::send(&*rig.app, requests::delete(&rig.token, &id)).await;
+    let retried = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &id)).await;
     assert_eq!(retried.status, 404, "{}", retried.raw);
     assert!(!secret_exists(&rig.env, &id).await, "the retry deleted it");
     assert_eq!(
@@ -1418,7 +1419,7 @@ async fn a_delete_whose_transaction_failed_answers_503_whole_or_gone_and_its_ret
     let whole = stored(&rig.env, &first).await;
     rig.dynamodb()
         .script("TransactWriteItems", [Some(Fault::Throttle); 3]);
-    let answer = requests::send(&*rig.app, requests::delete(&rig.token, &first)).await;
+    let answer = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &first)).await;
     assert_eq!((answer.status, answer.code()), (503, "SERVICE_UNAVAILABLE"));
     assert_eq!(stored(&rig.env, &first).await, whole, "whole");
     assert!(secret_exists(&rig.env, &first).await);
@@ -1432,15 +1433,15 @@ async fn a_delete_whose_transaction_failed_answers_503_whole_or_gone_and_its_ret
             Some(Fault::Throttle),
         ],
     );
-    let answer = requests::send(&*rig.app, requests::delete(&rig.token, &second)).await;
+    let answer = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &second)).await;
     assert_eq!((answer.status, answer.code()), (503, "SERVICE_UNAVAILABLE"));
     assert_eq!(stored(&rig.env, &second).await, None, "gone");
     assert_eq!(requests::quota(&rig.env, &rig.key_id).await, 1);
 
     assert_eq!(rig.dynamodb().unused_script_steps(), 0);
-    let retried = requests::send(&*rig.app, requests::delete(&rig.token, &first)).await;
+    let retried = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &first)).await;
     assert_eq!(retried.status, 204, "{}", retried.raw);
-    let retried = requests::send(&*rig.app, requests::delete(&rig.token, &second)).await;
+    let retried = requests::send(&*rig.app, requests::delete_webhook(&rig.token, &second)).await;
     assert_eq!(retried.status, 404, "{}", retried.raw);
     for id in [&first, &second] {
         assert_eq!(stored(&rig.env, id).await, None);
@@ -1460,8 +1461,8 @@ async fn a_conditional_patch_whose_write_lost_its_answer_does_not_answer_412_for
     // The first UpdateItem is the request's rate count; the second is the PATCH's write.
     rig.dynamodb()
         .script("UpdateItem", [None, Some(Fault::LoseAnswer)]);
-    let request =
-        requests::patch(&rig.token, &id, &json!({"name": "Renamed"})).header("if-match", "\"1\"");
+    let request = requests::patch_webhook(&rig.token, &id, &json!({"name": "Renamed"}))
+        .header("if-match", "\"1\"");
     let answer = requests::send(&*rig.app, request).await;
     rig.quiesce().await;
     assert_eq!(rig.dynamodb().unused_script_steps(), 0);
@@ -1500,7 +1501,8 @@ async fn a_header_patch_that_loses_a_race_with_a_delete_answers_404_not_500() {
         let (rig, id) = (rig.clone(), id.clone());
         async move {
             let headers = [("X-Late".to_owned(), "late value".to_owned())];
-            let request = requests::patch(&rig.token, &id, &requests::headers_body(&headers));
+            let request =
+                requests::patch_webhook(&rig.token, &id, &requests::headers_body(&headers));
             requests::send(&*rig.app, request).await
         }
     });
@@ -1513,7 +1515,7 @@ async fn a_header_patch_that_loses_a_race_with_a_delete_answers_404_not_500() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let other_container = rig.env.app(Settings::default());
-    let deleted = requests::send(&other_container, requests::delete(&rig.token, &id)).await;
+    let deleted = requests::send(&other_container, requests::delete_webhook(&rig.token, &id)).await;
     assert_eq!(deleted.status, 204, "{}", deleted.raw);
     let patched = patching.await.expect("PATCH task");
     rig.quiesce().await;

@@ -336,7 +336,13 @@ async fn a_patch_without_headers_is_one_conditional_write_after_the_rate_count()
     .iter()
     .enumerate()
     {
-        let made = calls_of(&app, &calls, requests::patch(&token, &id, body), 200).await;
+        let made = calls_of(
+            &app,
+            &calls,
+            requests::patch_webhook(&token, &id, body),
+            200,
+        )
+        .await;
         assert_eq!(made, [RATE, "UpdateItem"], "PATCH {n}");
     }
     let reset = calls_of(&app, &calls, requests::reset_circuit(&token, &id), 200).await;
@@ -348,7 +354,13 @@ async fn a_patch_of_headers_reads_the_record_and_its_secret_then_writes_a_versio
     let (_env, app, calls, token, id) = warm_with_one_webhook().await;
     let headers = [("X-New".to_owned(), "new value".to_owned())];
     let body = requests::headers_body(&headers);
-    let made = calls_of(&app, &calls, requests::patch(&token, &id, &body), 200).await;
+    let made = calls_of(
+        &app,
+        &calls,
+        requests::patch_webhook(&token, &id, &body),
+        200,
+    )
+    .await;
     assert_eq!(
         made,
         [
@@ -364,7 +376,7 @@ async fn a_patch_of_headers_reads_the_record_and_its_secret_then_writes_a_versio
 #[tokio::test]
 async fn a_delete_is_one_transaction_and_one_secret_deletion_after_the_rate_count() {
     let (_env, app, calls, token, id) = warm_with_one_webhook().await;
-    let made = calls_of(&app, &calls, requests::delete(&token, &id), 204).await;
+    let made = calls_of(&app, &calls, requests::delete_webhook(&token, &id), 204).await;
     assert_eq!(made, [RATE, "TransactWriteItems", "DeleteSecret"]);
 }
 
@@ -403,12 +415,12 @@ async fn warm_latencies_against_moto_are_measured() {
             ),
             (
                 "PATCH /webhooks/{id} (fields)",
-                requests::patch(&token, id, &rename),
+                requests::patch_webhook(&token, id, &rename),
                 200,
             ),
             (
                 "PATCH /webhooks/{id} (headers)",
-                requests::patch(&token, id, &headers),
+                requests::patch_webhook(&token, id, &headers),
                 200,
             ),
             (
@@ -416,7 +428,11 @@ async fn warm_latencies_against_moto_are_measured() {
                 requests::reset_circuit(&token, id),
                 200,
             ),
-            ("DELETE /webhooks/{id}", requests::delete(&token, id), 204),
+            (
+                "DELETE /webhooks/{id}",
+                requests::delete_webhook(&token, id),
+                204,
+            ),
         ];
         for (label, request, status) in steps {
             let started = Instant::now();

@@ -217,14 +217,14 @@ where
             let if_match = if_match(request)?;
             let patch = WebhookPatch::parse(body, app.settings().url_policy)
                 .map_err(ServiceError::Validation)?;
-            let webhook = app.update_webhook(key, id, patch, if_match?).await?;
+            let webhook = app.update_webhook(key, id, patch, if_match).await?;
             Ok(Success::One {
                 webhook,
                 replayed: false,
             })
         }
         Operation::Delete => {
-            app.delete_webhook(key, id, if_match(request)??).await?;
+            app.delete_webhook(key, id, if_match(request)?).await?;
             Ok(Success::Deleted)
         }
         Operation::ResetCircuit => {
@@ -244,6 +244,9 @@ where
         }
         Operation::RotateSecret => {
             let body: &[u8] = request.body().as_ref();
+            if body.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge);
+            }
             let body = if body.iter().all(u8::is_ascii_whitespace) {
                 body
             } else {
@@ -355,16 +358,15 @@ fn claim(
 }
 
 /// `If-Match` (at most one): `Some(version)` to check, `None` for absent or `*`. A value that
-/// names no version we make cannot match: 412.
-fn if_match(request: &Request) -> Result<Result<Option<u64>, ServiceError>, ApiError> {
+/// names no version we make becomes version 0, which no webhook has: it cannot match (412),
+/// but is judged like any stale tag, after the webhook is found.
+fn if_match(request: &Request) -> Result<Option<u64>, ApiError> {
     let value = single(request.headers(), &header::IF_MATCH)
         .map_err(|()| ApiError::invalid("If-Match", "If-Match must be sent once"))?;
     Ok(match value.map(|v| v.to_str().map(str::trim)) {
-        None | Some(Ok("*")) => Ok(None),
-        Some(Ok(text)) => parse_etag(text)
-            .map(Some)
-            .ok_or(ServiceError::PreconditionFailed),
-        Some(Err(_)) => Err(ServiceError::PreconditionFailed),
+        None | Some(Ok("*")) => None,
+        Some(Ok(text)) => Some(parse_etag(text).unwrap_or(0)),
+        Some(Err(_)) => Some(0),
     })
 }
 
@@ -384,6 +386,9 @@ fn json_body<'r>(request: &'r Request, media_types: &[&str]) -> Result<&'r [u8],
 /// A route that takes no body: empty, or `{}` sent as JSON.
 fn empty_body(request: &Request) -> Result<&[u8], ApiError> {
     let body: &[u8] = request.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(body);
     }

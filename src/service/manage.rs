@@ -82,6 +82,20 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         Ok((uuid, stored))
     }
 
+    /// A step on the webhook's secret failed: if the webhook is gone meanwhile (a DELETE won the
+    /// race and deleted its secret), that is the answer; else the failure is.
+    pub(super) async fn secret_failed(
+        &self,
+        key: &ApiKey,
+        id: &str,
+        error: crate::store::StoreError,
+    ) -> ServiceError {
+        match self.owned(key, id).await {
+            Err(gone) => gone,
+            Ok(_) => error.into(),
+        }
+    }
+
     /// Applies `patch` (all of it, or none of it). Without headers this is one conditional
     /// write. With headers, the new values go to a new version of the webhook's secret first,
     /// and the record's pointer moves to it in the same conditional write that changes the
@@ -118,15 +132,22 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             if if_match.is_some_and(|v| v != stored.webhook.version) {
                 return Err(ServiceError::PreconditionFailed);
             }
-            let current = self.secrets.read_webhook_secret(&stored.secret).await?;
+            let current = match self.secrets.read_webhook_secret(&stored.secret).await {
+                Ok(current) => current,
+                Err(error) => return Err(self.secret_failed(key, id, error).await),
+            };
             let document = SecretDocument {
                 headers: headers.clone(),
                 ..current
             };
-            let to = self
+            let to = match self
                 .secrets
                 .put_webhook_secret(&stored.secret, &document)
-                .await?;
+                .await
+            {
+                Ok(to) => to,
+                Err(error) => return Err(self.secret_failed(key, id, error).await),
+            };
             change.secret = Some(SecretSwap {
                 from: stored.secret,
                 to,

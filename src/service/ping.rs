@@ -123,7 +123,10 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 "No delivery was created: its circuit breaker is open",
             ));
         }
-        let document = self.secrets.read_webhook_secret(&stored.secret).await?;
+        let document = match self.secrets.read_webhook_secret(&stored.secret).await {
+            Ok(document) => document,
+            Err(error) => return Err(self.secret_failed(key, id, error).await),
+        };
         let now = OffsetDateTime::now_utc();
         let signer = signer_for(&document, now)
             .map_err(|_| ServiceError::Internal("malformed signing secret".into()))?;

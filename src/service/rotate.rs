@@ -124,7 +124,10 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         };
         for attempt in 0..CHANGE_ATTEMPTS {
             let (uuid, stored) = self.owned(key, id).await?;
-            let current = self.secrets.read_webhook_secret(&stored.secret).await?;
+            let current = match self.secrets.read_webhook_secret(&stored.secret).await {
+                Ok(current) => current,
+                Err(error) => return Err(self.secret_failed(key, id, error).await),
+            };
             let now = OffsetDateTime::now_utc();
             let previous_expires_at = (grace_seconds > 0).then(|| {
                 crate::store::whole_seconds(now) + Duration::seconds(grace_seconds.into())
@@ -137,10 +140,14 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 }),
                 headers: current.headers,
             };
-            let to = self
+            let to = match self
                 .secrets
                 .put_webhook_secret(&stored.secret, &document)
-                .await?;
+                .await
+            {
+                Ok(to) => to,
+                Err(error) => return Err(self.secret_failed(key, id, error).await),
+            };
             let version = to.version.clone().unwrap_or_default();
             let change = WebhookChange {
                 secret: Some(SecretSwap {

@@ -130,6 +130,8 @@ const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 const CLAIM_RESULT: &str = "result";
 /// The key that deleted a webhook, on its tombstone.
 const DELETED_BY: &str = "deletedBy";
+/// The id of the last change written to a record (see `why_refused`).
+const LAST_CHANGE: &str = "lastChange";
 
 /// The code and (where asked for) the old item of each item of a cancelled transaction.
 fn cancellation_reasons(
@@ -366,6 +368,10 @@ impl WebhookWrites for DynamoWebhooks {
             "updatedAt",
             s(&rfc3339(super::whole_seconds(now))),
         );
+        // Marks the record with this very change, so that a retried write that finds its own
+        // change landed (its first answer lost) is taken for the success it is.
+        let change_id = Uuid::new_v4().to_string();
+        set(&mut expression, LAST_CHANGE, s(&change_id));
         let version = expression.name("version");
         let one = expression.value(n(1));
         let update = format!("SET {} ADD {version} {one}", sets.join(", "));
@@ -394,9 +400,10 @@ impl WebhookWrites for DynamoWebhooks {
                     .and_then(webhook_from_item)
                     .ok_or_else(|| malformed("dynamodb.UpdateItem(webhook)").into()),
                 Err(error) => match error.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Err(self
-                        .why_refused(id, failed.item.clone(), caller, change)
-                        .await),
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                        self.why_refused(id, failed.item.clone(), caller, change, &change_id)
+                            .await
+                    }
                     _ => Err(classify("dynamodb.UpdateItem(webhook)", &error).into()),
                 },
             };
@@ -428,16 +435,17 @@ impl WebhookWrites for DynamoWebhooks {
             let Some(reasons) = cancellation_reasons(&error) else {
                 return Err(classify("dynamodb.TransactWriteItems(change webhook)", &error).into());
             };
-            return Err(match reasons.first() {
+            return match reasons.first() {
                 Some((code, item)) if code == CONDITION_FAILED => {
-                    self.why_refused(id, item.clone(), caller, change).await
+                    self.why_refused(id, item.clone(), caller, change, &change_id)
+                        .await
                 }
-                _ => StoreError::Failed {
+                _ => Err(StoreError::Failed {
                     operation: "dynamodb.TransactWriteItems(change webhook)",
                     kind: "idempotency claim lost".into(),
                 }
-                .into(),
-            });
+                .into()),
+            };
         }
         self.get(id)
             .await?
@@ -497,8 +505,10 @@ impl WebhookWrites for DynamoWebhooks {
                     return Ok(Deleted::Earlier);
                 }
                 Err(self
-                    .why_refused(id, item, caller, &WebhookChange::default())
-                    .await)
+                    .why_refused(id, item, caller, &WebhookChange::default(), "")
+                    .await
+                    .err()
+                    .unwrap_or(ChangeError::SecretMoved))
             }
             _ => Err(StoreError::Unavailable {
                 operation: "dynamodb.TransactWriteItems(delete webhook)",
@@ -525,31 +535,34 @@ impl DynamoWebhooks {
     }
 
     /// Why a conditional change was refused, judged on the item it met (read again when the
-    /// answer did not carry it).
+    /// answer did not carry it). A record that carries `change_id` holds this very change: an
+    /// earlier attempt of the same write landed and its answer was lost, so it succeeded.
     async fn why_refused(
         &self,
         id: Uuid,
         item: Option<Item>,
         caller: &Caller<'_>,
         change: &WebhookChange,
-    ) -> ChangeError {
+        change_id: &str,
+    ) -> Result<StoredWebhook, ChangeError> {
         let item = match item {
             Some(item) => Some(item),
-            None => match self.read_item(id).await {
-                Ok(item) => item,
-                Err(error) => return error.into(),
-            },
+            None => self.read_item(id).await?,
         };
-        let existing = item
-            .filter(|item| !item.contains_key(FENCE))
-            .as_ref()
-            .and_then(webhook_from_item);
+        let item = item.filter(|item| !item.contains_key(FENCE));
+        if let Some(item) = &item {
+            if !change_id.is_empty() && get_s(item, LAST_CHANGE) == Some(change_id) {
+                return webhook_from_item(item)
+                    .ok_or_else(|| malformed("dynamodb.UpdateItem(webhook)").into());
+            }
+        }
+        let existing = item.as_ref().and_then(webhook_from_item);
         let expected = change.secret.as_ref().map(|swap| &swap.from);
-        match judge_change(existing.as_ref(), caller, expected) {
+        Err(match judge_change(existing.as_ref(), caller, expected) {
             Err(refused) => refused,
             // The record changed between the write and the read: the caller may try again.
             Ok(()) => ChangeError::SecretMoved,
-        }
+        })
     }
 
     fn complete_claim_item(

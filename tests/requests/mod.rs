@@ -35,14 +35,14 @@ pub fn list(token: &str) -> RequestBuilder {
     bodiless(token, Method::GET, "/webhooks")
 }
 
-pub fn patch(token: &str, id: &str, body: &Value) -> RequestBuilder {
+pub fn patch_webhook(token: &str, id: &str, body: &Value) -> RequestBuilder {
     post(&body.to_string())
         .token(token)
         .method(Method::PATCH)
         .path(&format!("/webhooks/{id}"))
 }
 
-pub fn delete(token: &str, id: &str) -> RequestBuilder {
+pub fn delete_webhook(token: &str, id: &str) -> RequestBuilder {
     bodiless(token, Method::DELETE, &format!("/webhooks/{id}"))
 }
 
