@@ -73,7 +73,9 @@ echo "==> creating tables, pepper and development API keys"
   --company "$DEV_COMPANY_ID" --token "$DEV_READONLY_API_TOKEN" >/dev/null
 
 echo "==> serving the function on http://127.0.0.1:$API_PORT/webhooks"
-"$VENV/cargo-lambda" lambda watch --bin create-webhook -A 127.0.0.1 -P "$API_PORT" \
+# --disable-cors: the emulator otherwise reflects any Origin with credentials (API Gateway
+# sends no CORS headers for this API, and browsers have no business calling it).
+"$VENV/cargo-lambda" lambda watch --bin create-webhook -A 127.0.0.1 -P "$API_PORT" --disable-cors \
   --env-file local.env --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
   >"$RUN_DIR/function-$API_PORT.log" 2>&1 &
 pids+=($!)
@@ -87,7 +89,7 @@ if (($# > 0)); then
 fi
 
 echo "==> starting the event pipeline (fanout and deliver on 127.0.0.1:$PIPELINE_PORT, SQS poller)"
-"$VENV/cargo-lambda" lambda watch -A 127.0.0.1 -P "$PIPELINE_PORT" \
+"$VENV/cargo-lambda" lambda watch -A 127.0.0.1 -P "$PIPELINE_PORT" --disable-cors --timeout 60 \
   --env-file local.env --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \
   >"$RUN_DIR/pipeline-$PIPELINE_PORT.log" 2>&1 &
 pids+=($!)
