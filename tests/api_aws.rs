@@ -332,7 +332,7 @@ async fn every_authenticated_request_counts_in_one_rate_item_per_key_and_hour_th
     let ended = time::OffsetDateTime::now_utc();
 
     let rate_items: Vec<Item> = env
-        .webhook_items()
+        .all_items()
         .await
         .into_iter()
         .filter(|i| s(i, "id").is_some_and(|id| id.starts_with("rate#")))

@@ -74,7 +74,7 @@ fn logs_and_error_answers_hold_no_token_signing_secret_or_header_value_in_any_ou
                 .token(&token),
             // 404, 405, 413, 415.
             post(&body).token(&token).path("/x"),
-            post(&body).token(&token).method(Method::GET),
+            post(&body).token(&token).method(Method::PUT),
             post(&format!("{body}{}", " ".repeat(600 * 1024))).token(&token),
             post(&body)
                 .token(&token)

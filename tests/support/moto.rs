@@ -282,10 +282,25 @@ impl AwsEnv {
         names
     }
 
-    /// Every webhook item in this test's table.
+    /// Every item in this test's webhooks table but the rate counters, which every counted
+    /// request leaves by design.
     pub async fn webhook_items(
         &self,
     ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.all_items()
+            .await
+            .into_iter()
+            .filter(|item| {
+                !item
+                    .get("id")
+                    .and_then(|id| id.as_s().ok())
+                    .is_some_and(|id| id.starts_with("rate#"))
+            })
+            .collect()
+    }
+
+    /// Every item in this test's webhooks table.
+    pub async fn all_items(&self) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         let pages: Result<Vec<_>, _> = self
             .dynamodb
             .scan()
@@ -295,16 +310,6 @@ impl AwsEnv {
             .send()
             .collect()
             .await;
-        // Every counted request leaves its rate counter (by design): the rest is what matters.
-        pages
-            .expect("scan webhooks")
-            .into_iter()
-            .filter(|item| {
-                !item
-                    .get("id")
-                    .and_then(|id| id.as_s().ok())
-                    .is_some_and(|id| id.starts_with("rate#"))
-            })
-            .collect()
+        pages.expect("scan webhooks")
     }
 }
