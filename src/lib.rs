@@ -8,6 +8,7 @@ pub mod aws;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod emf;
 pub mod error;
 pub mod http;
 pub mod http_event;

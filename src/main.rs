@@ -7,7 +7,7 @@ use instaview_webhooks::http_event::{
 use instaview_webhooks::service::App;
 use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
-use instaview_webhooks::{aws, http, telemetry};
+use instaview_webhooks::{aws, emf, http, telemetry};
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{service_fn, Error};
 use serde_json::Value;
@@ -19,8 +19,18 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let sdk = aws::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let secretsmanager = aws_sdk_secretsmanager::Client::new(&sdk);
+    let metrics = emf::init();
+    // Every attempt of every AWS call is timed (`AwsCallLatency`).
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(emf::AwsCallTimer)
+            .build(),
+    );
+    let secretsmanager = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .interceptor(emf::AwsCallTimer)
+            .build(),
+    );
     let app = App::new(
         DynamoApiKeys::new(dynamodb.clone(), config.api_keys_table),
         DynamoWebhooks::new(dynamodb, config.webhooks_table),
@@ -37,6 +47,7 @@ async fn main() -> Result<(), Error> {
     // events (a Host that is not an authority, a bad base64 body); see `http_event`.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let LambdaEvent { payload, context } = event;
+        let request_id = context.request_id.clone();
         let (version, request) = request_from_event(&payload);
         let response = match request {
             Ok(request) => {
@@ -52,9 +63,13 @@ async fn main() -> Result<(), Error> {
                     cause = %rejected,
                     "event refused before routing"
                 );
+                emf::answered(400, Some("VALIDATION_ERROR"), false);
                 rejection_response(&rejected, &context.request_id)
             }
         };
+        if let Some(metrics) = metrics {
+            emf::flush(metrics, &request_id);
+        }
         Ok::<_, std::convert::Infallible>(EventResponse::new(version, response))
     }))
     .await

@@ -99,6 +99,8 @@ where
             )
         };
     }
+    let created = matches!(&result, Ok(Success::Created(created)) if !created.replayed);
+    crate::emf::answered(response.status().as_u16(), error_code, created);
     if cause.is_some() {
         log_request!(tracing::Level::WARN, "request failed");
     } else {
