@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod http_event;
+pub mod reconcile;
 pub mod service;
 pub mod store;
 pub mod telemetry;
