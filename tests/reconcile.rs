@@ -473,3 +473,69 @@ async fn an_empty_prefix_is_refused() {
     reconciler.secret_prefix.clear();
     assert!(reconciler.run(&Options::default()).await.is_err());
 }
+
+/// `webhooks-admin reconcile --dry-run --json` against the emulator: reports the orphan secret
+/// and an unsignable record as JSON, and changes nothing.
+#[tokio::test]
+async fn the_admin_command_reports_without_changing_in_a_dry_run() {
+    let env = AwsEnv::new().await;
+    let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
+    let app = env.app(Settings::default());
+    let (record, _) = create(&app, token.expose()).await;
+    delete_secret(&env, &record).await;
+    let stray = Uuid::new_v4().to_string();
+    env.secretsmanager
+        .create_secret()
+        .name(format!("{}{stray}", env.secret_prefix))
+        .secret_string("{}")
+        .send()
+        .await
+        .expect("create stray secret");
+    let local = support::moto::local_env();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhooks-admin"))
+        .args(["--json", "reconcile", "--dry-run", "--min-age-seconds", "0"])
+        .env_clear()
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_REGION", &local["AWS_REGION"])
+        .env("AWS_ACCESS_KEY_ID", &local["AWS_ACCESS_KEY_ID"])
+        .env("AWS_SECRET_ACCESS_KEY", &local["AWS_SECRET_ACCESS_KEY"])
+        .env("WEBHOOKS_TABLE_NAME", &env.resources.webhooks_table)
+        .env("WEBHOOK_SECRET_PREFIX", &env.secret_prefix)
+        .output()
+        .await
+        .expect("run webhooks-admin");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON report");
+    assert_eq!(report["dryRun"], true);
+    assert_eq!(report["orphanSecretsDeleted"], serde_json::json!([stray]));
+    assert_eq!(report["recordsWithoutSecret"][0]["webhookId"], record);
+    assert_eq!(report["recordsWithoutSecret"][0]["deactivated"], true);
+    // One JSON log line per action, on stderr.
+    let actions: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+        .filter(|line: &serde_json::Value| line.get("action").is_some())
+        .collect();
+    let named = |action: &str| {
+        actions
+            .iter()
+            .filter(|l| l["action"] == action && l["dryRun"] == true)
+            .count()
+    };
+    assert_eq!(named("delete_orphan_secret"), 1, "{actions:?}");
+    assert_eq!(named("deactivate_unsignable_record"), 1, "{actions:?}");
+    assert_eq!(named("reconcile_summary"), 1, "{actions:?}");
+    // Nothing changed.
+    assert!(env
+        .secret_names()
+        .await
+        .contains(&format!("{}{stray}", env.secret_prefix)));
+    let stored = item(&env, &record).await.unwrap();
+    assert!(*stored["isActive"].as_bool().unwrap());
+    assert_eq!(attr_n(&stored, "version"), 1);
+}

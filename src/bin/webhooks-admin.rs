@@ -333,6 +333,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             min_age_seconds,
             dry_run,
         } => {
+            // One JSON line per action on stderr (stdout carries the report).
+            let _ =
+                tracing::subscriber::set_global_default(instaview_webhooks::telemetry::subscriber(
+                    instaview_webhooks::telemetry::filter("info"),
+                    std::io::stderr,
+                ));
             let sdk = instaview_webhooks::aws::sdk_config().await;
             let reconciler = Reconciler {
                 dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
