@@ -518,6 +518,18 @@ def run_function(procs, stack, pepper_arn, pepper_name, endpoint, run_dir):
         Filters=[{"Key": "name", "Values": [stack["prefix"]]}])["SecretList"]
     check_equal([s["Name"] for s in secrets], [stack["prefix"] + str(webhook_id)],
                 "its signing secret is under the stack's prefix")
+    # The reconciler's sweep on the stack (its environment names the same table and prefix,
+    # asserted above): one healthy webhook, nothing to delete or deactivate.
+    swept = subprocess.run(admin + ["reconcile", "--min-age-seconds", "0"],
+                           env={**admin_env, "WEBHOOK_SECRET_PREFIX": stack["prefix"]},
+                           capture_output=True, text=True)
+    check(swept.returncode == 0, "webhooks-admin reconcile against the stack"
+          + (f" ({swept.stderr.strip()[-300:]})" if swept.returncode else ""))
+    sweep = json.loads(swept.stdout or "{}")
+    check_equal((sweep.get("records"), sweep.get("secrets"), sweep.get("orphanSecretsDeleted"),
+                 sweep.get("recordsWithoutSecret"), sweep.get("errors")),
+                (1, 1, [], [], []),
+                "reconcile on the stack: 1 record, 1 secret, nothing orphaned")
 
 
 def main():
