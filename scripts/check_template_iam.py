@@ -9,7 +9,9 @@ AWS::IAM::Policy / ManagedPolicy / RolePolicy / UserPolicy / GroupPolicy documen
 and fails (exit 1) on:
   * an Action that is "*" or contains a wildcard ("*" or "?"), e.g. "s3:*", "dynamodb:Get*";
   * a Resource that is exactly "*" (also as Fn::Sub "*" or a parameter defaulting to "*");
-    an ARN pattern such as "arn:...:secret:prefix/*" is allowed;
+    an ARN pattern such as "arn:...:secret:prefix/*" is allowed. The one exception: a
+    statement whose actions are all in STAR_ONLY_ACTIONS below (actions that AWS authorises
+    only on Resource "*", each with the reason we call it) may name "*", and nothing else;
   * NotAction, NotResource or NotPrincipal;
   * any managed policy attached (ManagedPolicyArns, a SAM policy template or managed
     policy name in `Policies`, PermissionsBoundary) -- and a SAM function without its own
@@ -35,6 +37,16 @@ POLICY_DOCUMENT_TYPES = {
     "AWS::IAM::GroupPolicy",
 }
 PRINCIPAL_TYPES = {"AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group"}
+
+# Documented exceptions to 'no Resource "*"': actions that have no resource type in AWS's
+# Service Authorization Reference, so a policy can grant them only on "*". Each needs a reason
+# (who calls it and why it is safe); a statement granting "*" may name only these actions.
+STAR_ONLY_ACTIONS = {
+    "secretsmanager:ListSecrets": (
+        "the reconciler (src/reconcile.rs) lists webhook secret names under its stack's "
+        "prefix; ListSecrets returns names, ARNs, dates and version ids, never a value"
+    ),
+}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -95,6 +107,7 @@ class Checker:
         self.parameters = self.template.get("Parameters") or {}
         self.errors = []
         self.statements = 0
+        self.star_exceptions = []
 
     def error(self, where, message):
         self.errors.append(f"{where}: {message}")
@@ -161,6 +174,8 @@ class Checker:
         resources = as_list(statement.get("Resource"))
         if not resources and "NotResource" not in statement:
             self.error(where, "statement has no Resource")
+        star_only = bool(actions) and all(
+            isinstance(action, str) and action in STAR_ONLY_ACTIONS for action in actions)
         for resource in resources:
             texts = self.literal_strings(resource)
             if texts is None:
@@ -168,7 +183,12 @@ class Checker:
                 continue
             for text in texts:
                 if text.strip() == "*":
-                    self.error(where, 'Resource "*"; scope it to specific ARNs')
+                    if star_only and len(resources) == 1:
+                        self.star_exceptions.append(where)
+                        continue
+                    self.error(where, 'Resource "*"; scope it to specific ARNs (only actions '
+                                      'AWS authorises on "*" alone, in STAR_ONLY_ACTIONS, may '
+                                      'have it, in a statement of their own)')
 
     # -- resources ----------------------------------------------------------------
     def check_sam_function_properties(self, where, props):
@@ -238,7 +258,13 @@ def main(argv):
     if checker.statements == 0:
         print("IAM policy check FAILED: no IAM policy statements found", file=sys.stderr)
         return 1
-    print(f"IAM policy check: {checker.statements} statements, no wildcard actions or resources")
+    exceptions = ""
+    if checker.star_exceptions:
+        exceptions = (f"; Resource \"*\" only for actions AWS authorises on \"*\" alone "
+                      f"({', '.join(sorted(STAR_ONLY_ACTIONS))}): "
+                      f"{', '.join(checker.star_exceptions)}")
+    print(f"IAM policy check: {checker.statements} statements, no wildcard actions or "
+          f"resources{exceptions}")
     return 0
 
 

@@ -9,6 +9,7 @@ Usage: .venv/bin/python scripts/deploy_check.py [--template template.yaml] [--no
 3. Asserts what moto creates: both tables' keys, billing, attributes and the byApiKey index;
    the log groups and their retention; the function's settings and environment (naming the
    stack's own tables and the stack-scoped secret prefix); one Lambda permission per route;
+   the reconciler's environment, its EventBridge schedule and its own role;
    the role's trust policy and inline policy equal to the template's, rendered here with the
    stack's physical names.
 4. Creates by hand what moto's CloudFormation skips (docs/DEPLOY.md): the pepper secret
@@ -54,6 +55,7 @@ SKIPPED_BY_MOTO = {
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Stage",
     "AWS::CloudWatch::Alarm",
+    "AWS::Lambda::EventInvokeConfig",
 }
 COMPANY = "3f1c2a9e-8b4d-4e6f-9a7b-1c2d3e4f5a6b"
 
@@ -165,7 +167,8 @@ def check_stack(session, cfn):
     expected_ids = {logical for logical, r in cfn["Resources"].items()
                     if r["Type"] not in SKIPPED_BY_MOTO}
     check_equal(sorted(found), sorted(expected_ids),
-                "moto made every resource it supports (all but secrets, HTTP API, stage, alarms)")
+                "moto made every resource it supports (all but secrets, HTTP API, stage, alarms, "
+                "event invoke config)")
     physical = {logical: r.get("PhysicalResourceId") for logical, r in found.items()}
 
     dynamodb = session.client("dynamodb")
@@ -264,8 +267,51 @@ def check_stack(session, cfn):
         check_equal(parse_moto_document(stored["PolicyDocument"]),
                     moto_policy_view(policy["PolicyDocument"]),
                     f"role inline policy {policy['PolicyName']} = template's, rendered")
+    check_reconciler(session, cfn, physical, renderer, prefix)
     return {"stack_id": stack_id, "stack_uuid": stack_uuid, "physical": physical, "env": env,
             "renderer": renderer, "prefix": prefix}
+
+
+def check_reconciler(session, cfn, physical, renderer, prefix):
+    """The scheduled reconciler: its environment, schedule, log group and own role."""
+    account = "123456789012"
+    renderer.refs["ReconcileLogGroup"] = physical["ReconcileLogGroup"]
+    renderer.attrs[("ReconcileLogGroup", "Arn")] = (
+        f"arn:aws:logs:{REGION}:{account}:log-group:{physical['ReconcileLogGroup']}:*")
+    role_name = physical["ReconcileFunctionRole"]
+    renderer.attrs[("ReconcileFunctionRole", "Arn")] = f"arn:aws:iam::{account}:role/{role_name}"
+    function = session.client("lambda").get_function_configuration(
+        FunctionName=physical["ReconcileFunction"])
+    spec = renderer.value(cfn["Resources"]["ReconcileFunction"]["Properties"])
+    for key in ("Runtime", "Handler", "Timeout", "Role"):
+        check_equal(function.get(key), spec[key], f"reconciler {key}")
+    env = function.get("Environment", {}).get("Variables", {})
+    check_equal(env, spec["Environment"]["Variables"], "reconciler environment = template's")
+    check_equal(env.get("WEBHOOKS_TABLE_NAME"), physical["WebhooksTable"],
+                "reconciler sweeps the stack's webhooks table")
+    check_equal(env.get("WEBHOOK_SECRET_PREFIX"), prefix,
+                "reconciler sweeps only the stack's secret prefix")
+    check_equal(physical["ReconcileLogGroup"], f"/aws/lambda/{STACK}-reconcile",
+                "reconciler log group named after the stack")
+    rules = [logical for logical, r in cfn["Resources"].items() if r["Type"] == "AWS::Events::Rule"]
+    events = session.client("events")
+    schedules = []
+    for logical in rules:
+        rule = events.describe_rule(Name=physical[logical])
+        targets = events.list_targets_by_rule(Rule=physical[logical])["Targets"]
+        schedules.append((rule.get("ScheduleExpression"), rule.get("State"),
+                          [t["Arn"] for t in targets] == [function["FunctionArn"]]))
+    check_equal(schedules, [("rate(15 minutes)", "ENABLED", True)],
+                "one EventBridge schedule, every 15 minutes, invoking the reconciler")
+    iam = session.client("iam")
+    role_spec = renderer.value(cfn["Resources"]["ReconcileFunctionRole"]["Properties"])
+    check_equal(iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"], [],
+                "no managed policy attached to the reconciler's role")
+    for policy in role_spec["Policies"]:
+        stored = iam.get_role_policy(RoleName=role_name, PolicyName=policy["PolicyName"])
+        check_equal(parse_moto_document(stored["PolicyDocument"]),
+                    moto_policy_view(policy["PolicyDocument"]),
+                    f"reconciler role inline policy {policy['PolicyName']} = template's, rendered")
 
 
 def cfn_events(cfn):
@@ -302,6 +348,7 @@ def create_skipped(session, cfn, stack):
         FunctionName=stack["physical"]["CreateWebhookFunction"])["FunctionArn"]
     renderer.attrs[("CreateWebhookFunction", "Arn")] = function_arn
     renderer.refs["CreateWebhookFunction"] = stack["physical"]["CreateWebhookFunction"]
+    renderer.refs["ReconcileFunction"] = stack["physical"]["ReconcileFunction"]
 
     apigw = session.client("apigatewayv2")
     api_logical = next(k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::ApiGatewayV2::Api")
@@ -354,6 +401,22 @@ def create_skipped(session, cfn, stack):
         alarm = made.get(f"{STACK}-{logical}", {})
         check_equal((alarm.get("Namespace"), alarm.get("MetricName"), alarm.get("Dimensions")),
                     ("AWS/Lambda", metric, function_dims), f"{logical} watches the stack's function")
+    reconcile_alarm = made.get(f"{STACK}-ReconcileErrorsAlarm", {})
+    check_equal(reconcile_alarm.get("Dimensions"),
+                [{"Name": "FunctionName", "Value": stack["physical"]["ReconcileFunction"]}],
+                "ReconcileErrorsAlarm watches the stack's reconciler")
+    lambda_client = session.client("lambda")
+    for logical, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::EventInvokeConfig":
+            continue
+        props = renderer.value(resource["Properties"])
+        lambda_client.put_function_event_invoke_config(
+            FunctionName=props["FunctionName"],
+            MaximumRetryAttempts=int(props["MaximumRetryAttempts"]))
+        got = lambda_client.get_function_event_invoke_config(FunctionName=props["FunctionName"])
+        check_equal((props["FunctionName"], got.get("MaximumRetryAttempts")),
+                    (stack["physical"]["ReconcileFunction"], 0),
+                    f"{logical}: a failed scheduled run is not retried (made by hand)")
     rate = made.get(f"{STACK}-ApiServerErrorRateAlarm", {})
     dims = [m["MetricStat"]["Metric"]["Dimensions"] for m in rate.get("Metrics", []) if "MetricStat" in m]
     check(dims and all({"Name": "ApiId", "Value": api["ApiId"]} in d for d in dims),
@@ -455,6 +518,18 @@ def run_function(procs, stack, pepper_arn, pepper_name, endpoint, run_dir):
         Filters=[{"Key": "name", "Values": [stack["prefix"]]}])["SecretList"]
     check_equal([s["Name"] for s in secrets], [stack["prefix"] + str(webhook_id)],
                 "its signing secret is under the stack's prefix")
+    # The reconciler's sweep on the stack (its environment names the same table and prefix,
+    # asserted above): one healthy webhook, nothing to delete or deactivate.
+    swept = subprocess.run(admin + ["reconcile", "--min-age-seconds", "0"],
+                           env={**admin_env, "WEBHOOK_SECRET_PREFIX": stack["prefix"]},
+                           capture_output=True, text=True)
+    check(swept.returncode == 0, "webhooks-admin reconcile against the stack"
+          + (f" ({swept.stderr.strip()[-300:]})" if swept.returncode else ""))
+    sweep = json.loads(swept.stdout or "{}")
+    check_equal((sweep.get("records"), sweep.get("secrets"), sweep.get("orphanSecretsDeleted"),
+                 sweep.get("recordsWithoutSecret"), sweep.get("errors")),
+                (1, 1, [], [], []),
+                "reconcile on the stack: 1 record, 1 secret, nothing orphaned")
 
 
 def main():

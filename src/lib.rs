@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod http_event;
 pub mod pipeline;
+pub mod reconcile;
 pub mod service;
 pub mod store;
 pub mod telemetry;

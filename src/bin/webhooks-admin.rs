@@ -1,4 +1,5 @@
-//! `webhooks-admin`: set up the tables and pepper, manage API keys, publish events.
+//! `webhooks-admin`: set up the tables and pepper, manage API keys, publish events, and
+//! reconcile.
 //! Works against real AWS and the local emulator alike (it honours `AWS_ENDPOINT_URL`).
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use instaview_webhooks::admin::{Admin, CreatedKey, KeySpec, Resources};
 use instaview_webhooks::domain::time_format::{parse_rfc3339, rfc3339};
 use instaview_webhooks::domain::{ApiKey, ApiToken, RateLimits};
 use instaview_webhooks::pipeline::Event;
+use instaview_webhooks::reconcile::{self, Reconciler};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -49,6 +51,24 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(Keys),
+    /// Sweep what failed requests left behind: delete secrets without a record (older than
+    /// --min-age-seconds), deactivate records whose secret is missing, delete expired claims
+    /// and fences. Prints a report of ids and counts (never a secret).
+    Reconcile {
+        /// DynamoDB table of webhooks.
+        #[arg(long, env = "WEBHOOKS_TABLE_NAME")]
+        webhooks_table: String,
+        /// Name prefix of the webhook secrets (the function's WEBHOOK_SECRET_PREFIX).
+        #[arg(long, env = "WEBHOOK_SECRET_PREFIX")]
+        secret_prefix: String,
+        /// A secret without a record is deleted only from this age on (in-flight creates are
+        /// younger).
+        #[arg(long, default_value_t = reconcile::DEFAULT_MIN_SECRET_AGE.as_secs())]
+        min_age_seconds: u64,
+        /// Report what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Publish events to the event pipeline, as InstaView's platform does.
     #[command(subcommand)]
     Events(Events),
@@ -211,6 +231,51 @@ fn print_key(key: &ApiKey, as_json: bool) {
     }
 }
 
+fn print_reconcile_report(report: &reconcile::Report) {
+    let verb = if report.dry_run { "would " } else { "" };
+    println!(
+        "read {} webhook records and {} secrets{}",
+        report.records,
+        report.secrets,
+        if report.dry_run { " (dry run)" } else { "" }
+    );
+    for id in &report.orphan_secrets_deleted {
+        println!("{verb}delete secret without record  {id}");
+    }
+    for id in &report.orphan_secrets_kept {
+        println!(
+            "keep secret without record (younger than {} s)  {id}",
+            report.min_secret_age_seconds
+        );
+    }
+    for record in &report.records_without_secret {
+        let done = if record.deactivated {
+            format!("{verb}deactivate")
+        } else {
+            "report".to_owned()
+        };
+        println!(
+            "{done} record without secret  {}  apiKeyId={}  ({})",
+            record.webhook_id,
+            record.api_key_id.as_deref().unwrap_or("?"),
+            record.reason
+        );
+    }
+    println!(
+        "{verb}delete {} expired idempotency claims",
+        report.expired_claims_deleted
+    );
+    for id in &report.expired_fences_deleted {
+        println!("{verb}delete expired fence  {id}");
+    }
+    for line in &report.skipped {
+        println!("skipped  {line}");
+    }
+    for line in &report.errors {
+        println!("error    {line}");
+    }
+}
+
 async fn admin(names: Names) -> Admin {
     let sdk = instaview_webhooks::aws::sdk_config().await;
     Admin {
@@ -343,6 +408,42 @@ async fn run(cli: Cli) -> Result<(), String> {
                 println!("{}", json!({ "messageId": id }));
             } else {
                 println!("published {id}");
+            }
+        }
+        Command::Reconcile {
+            webhooks_table,
+            secret_prefix,
+            min_age_seconds,
+            dry_run,
+        } => {
+            // One JSON line per action on stderr (stdout carries the report).
+            let _ =
+                tracing::subscriber::set_global_default(instaview_webhooks::telemetry::subscriber(
+                    instaview_webhooks::telemetry::filter("info"),
+                    std::io::stderr,
+                ));
+            let sdk = instaview_webhooks::aws::sdk_config().await;
+            let reconciler = Reconciler {
+                dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+                secretsmanager: aws_sdk_secretsmanager::Client::new(&sdk),
+                webhooks_table,
+                secret_prefix,
+            };
+            let options = reconcile::Options {
+                min_secret_age: std::time::Duration::from_secs(min_age_seconds),
+                dry_run,
+            };
+            let report = reconciler.run(&options).await.map_err(|e| e.to_string())?;
+            if as_json {
+                println!("{}", json!(report));
+            } else {
+                print_reconcile_report(&report);
+            }
+            if !report.errors.is_empty() {
+                return Err(format!(
+                    "{} item(s) could not be handled; run again",
+                    report.errors.len()
+                ));
             }
         }
         Command::Keys(Keys::Revoke { names, api_key_id }) => {
