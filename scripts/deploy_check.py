@@ -349,6 +349,16 @@ def create_skipped(session, cfn, stack):
     renderer.attrs[("CreateWebhookFunction", "Arn")] = function_arn
     renderer.refs["CreateWebhookFunction"] = stack["physical"]["CreateWebhookFunction"]
     renderer.refs["ReconcileFunction"] = stack["physical"]["ReconcileFunction"]
+    # The alarms name the pipeline's functions and queues (a queue's Ref is its URL).
+    for logical, resource in cfn["Resources"].items():
+        physical = stack["physical"].get(logical)
+        if physical is None:
+            continue
+        if resource["Type"] == "AWS::Lambda::Function":
+            renderer.refs.setdefault(logical, physical)
+        if resource["Type"] == "AWS::SQS::Queue":
+            renderer.refs.setdefault(logical, physical)
+            renderer.attrs.setdefault((logical, "QueueName"), physical.rsplit("/", 1)[-1])
 
     apigw = session.client("apigatewayv2")
     api_logical = next(k for k, r in cfn["Resources"].items() if r["Type"] == "AWS::ApiGatewayV2::Api")
