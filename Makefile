@@ -68,9 +68,10 @@ fuzz-api: venv ## Schemathesis against a locally served function (FUZZ_EXAMPLES=
 	API_PORT=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
 	scripts/local-stack.sh scripts/fuzz-api.sh $(FUZZ_EXAMPLES)
 
-build: venv ## Release build of the arm64 Lambda bootstrap (no Docker needed)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 --bin create-webhook
-	@ls -l target/lambda/create-webhook/bootstrap
+build: venv ## Release build of the arm64 Lambda bootstraps (no Docker needed)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 \
+	  --bin create-webhook --bin fanout --bin deliver --bin reconcile
+	@ls -l target/lambda/*/bootstrap
 
 invoke: venv ## Send EVENT=events/....json to the function `make run` serves
 	$(VENV)/bin/cargo-lambda lambda invoke create-webhook -A 127.0.0.1 -P 9000 --data-file $(EVENT)

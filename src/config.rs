@@ -32,6 +32,9 @@ pub struct Settings {
     pub api_key_cache_ttl: Duration,
     /// Most webhooks one API key may have (`MAX_WEBHOOKS_PER_API_KEY`, default 100).
     pub max_webhooks_per_key: u32,
+    /// Deliver (test pings) only to loopback addresses (`DELIVER_TO_LOOPBACK_ONLY`, default
+    /// false; `local.env` sets it, so that a local stack or a test run never calls out).
+    pub loopback_only_deliveries: bool,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             url_policy: UrlPolicy::default(),
             api_key_cache_ttl: Duration::from_secs(60),
             max_webhooks_per_key: 100,
+            loopback_only_deliveries: false,
         }
     }
 }
@@ -69,6 +73,15 @@ impl Config {
                 ))
             }
         };
+        let loopback_only_deliveries = match get("DELIVER_TO_LOOPBACK_ONLY").as_deref() {
+            Some("true") | Some("1") => true,
+            None | Some("false") | Some("0") => false,
+            Some(_) => {
+                return Err(ConfigError(
+                    "DELIVER_TO_LOOPBACK_ONLY must be true or false".into(),
+                ))
+            }
+        };
         let ttl = match get("API_KEY_CACHE_TTL_SECONDS") {
             None => 60,
             Some(v) => v.parse::<u64>().map_err(|_| {
@@ -92,6 +105,7 @@ impl Config {
                 url_policy: UrlPolicy { allow_localhost },
                 api_key_cache_ttl: Duration::from_secs(ttl),
                 max_webhooks_per_key,
+                loopback_only_deliveries,
             },
         })
     }

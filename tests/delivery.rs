@@ -648,3 +648,31 @@ async fn the_production_sender_loads_the_system_roots() {
     let sender = Sender::new(PRODUCTION).expect("system roots");
     assert!(format!("{sender:?}").contains("allow_localhost: false"));
 }
+
+#[tokio::test]
+async fn a_loopback_only_sender_refuses_a_public_address_without_connecting() {
+    let resolver = FixedResolver::with("hooks.example.com", &["93.184.216.34"]);
+    let sender = Sender::with_parts(PRODUCTION, resolver.clone(), RootCertStore::empty())
+        .loopback_only(true);
+    let ping = ping(&[]);
+
+    let outcome = sender
+        .send(
+            &url("https://hooks.example.com/in"),
+            &ping.request,
+            TIMEOUT,
+            far_deadline(),
+        )
+        .await;
+
+    assert!(matches!(outcome, Outcome::AddressNotAllowed), "{outcome:?}");
+    let literal = sender
+        .send(
+            &url("https://8.8.8.8/in"),
+            &ping.request,
+            TIMEOUT,
+            far_deadline(),
+        )
+        .await;
+    assert!(matches!(literal, Outcome::AddressNotAllowed), "{literal:?}");
+}

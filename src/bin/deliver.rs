@@ -30,7 +30,10 @@ async fn main() -> Result<(), Error> {
         SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), "", None, ""),
         PipelineStore::new(dynamodb, config.webhooks_table, config.api_keys_table),
         Queues::new(aws_sdk_sqs::Client::new(&sdk)),
-        Sender::new(config.url_policy)?,
+        // DELIVER_TO_LOOPBACK_ONLY (local stacks): nothing leaves the machine.
+        Sender::new(config.url_policy)?.loopback_only(
+            std::env::var("DELIVER_TO_LOOPBACK_ONLY").is_ok_and(|v| v == "true" || v == "1"),
+        ),
         config.retry,
         config.deliveries_queue_url,
     ));

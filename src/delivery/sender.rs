@@ -191,6 +191,8 @@ pub struct Sender {
     policy: UrlPolicy,
     resolver: Arc<dyn Resolve>,
     tls: TlsConnector,
+    /// Deliver only to loopback addresses (local stacks and CI: nothing leaves the machine).
+    loopback_only: bool,
 }
 
 impl fmt::Debug for Sender {
@@ -229,7 +231,15 @@ impl Sender {
             policy,
             resolver,
             tls: TlsConnector::from(Arc::new(config)),
+            loopback_only: false,
         }
+    }
+
+    /// Refuses every address but loopback ("address not allowed"): for local stacks and test
+    /// runs, whose generated webhook URLs must never make this machine call out.
+    pub fn loopback_only(mut self, loopback_only: bool) -> Self {
+        self.loopback_only = loopback_only;
+        self
     }
 
     /// Makes one attempt: `POST url` with `request`, within `min(timeout, deadline - now)`
@@ -305,7 +315,12 @@ impl Sender {
         if addresses.is_empty() {
             return Err(Outcome::ConnectionFailed(ConnectionFailure::HostNotFound));
         }
-        let allowed = |ip: &IpAddr| address::is_public(*ip) || (target.local && ip.is_loopback());
+        let allowed = |ip: &IpAddr| {
+            if self.loopback_only {
+                return ip.is_loopback();
+            }
+            address::is_public(*ip) || (target.local && ip.is_loopback())
+        };
         if addresses.iter().all(allowed) {
             Ok(addresses)
         } else {

@@ -142,7 +142,8 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             return Ok(sender);
         }
         let sender = Sender::new(self.settings.url_policy)
-            .map_err(|_| ServiceError::Internal("no trusted root certificates".into()))?;
+            .map_err(|_| ServiceError::Internal("no trusted root certificates".into()))?
+            .loopback_only(self.settings.loopback_only_deliveries);
         Ok(self.sender.get_or_init(|| sender))
     }
 
