@@ -31,24 +31,6 @@ const HOUR_TOKEN: &str = "sk_TestHourLimitKey0123456789abcdefgh";
 const DEFAULT_LIMITS_TOKEN: &str = "sk_TestDefaultLimitKey0123456789abcde";
 
 const BOTH: &[&str] = &[WRITE_WEBHOOKS, READ_WEBHOOKS];
-/// The view's fields: the create's, without `signingSecret`, in the same order.
-const VIEW_FIELDS: [&str; 15] = [
-    "id",
-    "apiKeyId",
-    "companyId",
-    "url",
-    "name",
-    "description",
-    "headers",
-    "events",
-    "isActive",
-    "maxRetries",
-    "timeoutMs",
-    "consecutiveFailures",
-    "circuitOpenedAt",
-    "createdAt",
-    "updatedAt",
-];
 const RATE_HEADERS: [&str; 6] = [
     "x-ratelimit-limit-minute",
     "x-ratelimit-remaining-minute",
@@ -164,23 +146,6 @@ fn assert_untouched(app: &MemoryApp, id: &str) {
         document["headers"],
         json!([{"name": "Authorization", "value": "Bearer your-internal-token"}])
     );
-}
-
-fn assert_error(answer: &Answer, status: u16, code: &str) {
-    assert_eq!(answer.status, status, "{}", answer.raw);
-    assert_eq!(answer.code(), code, "{}", answer.raw);
-    assert_eq!(answer.json["success"], false);
-    assert_eq!(answer.json["data"], Value::Null);
-    assert!(answer.json["error"]["message"]
-        .as_str()
-        .is_some_and(|m| !m.is_empty()));
-    assert!(answer.json["timestamp"]
-        .as_str()
-        .is_some_and(|t| t.ends_with('Z')));
-    assert_eq!(answer.header("content-type"), Some("application/json"));
-    assert!(answer
-        .header("x-request-id")
-        .is_some_and(|id| !id.is_empty()));
 }
 
 /// The 404 of an id, exactly as the spec writes it.

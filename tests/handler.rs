@@ -29,23 +29,6 @@ fn body_with(key: &str, value: Value) -> String {
     body.to_string()
 }
 
-fn assert_error(answer: &Answer, status: u16, code: &str) {
-    assert_eq!(answer.status, status, "{}", answer.raw);
-    assert_eq!(answer.code(), code, "{}", answer.raw);
-    assert_eq!(answer.json["success"], false);
-    assert_eq!(answer.json["data"], Value::Null);
-    assert!(answer.json["error"]["message"]
-        .as_str()
-        .is_some_and(|m| !m.is_empty()));
-    assert!(answer.json["timestamp"]
-        .as_str()
-        .is_some_and(|t| t.ends_with('Z')));
-    assert_eq!(answer.header("content-type"), Some("application/json"));
-    assert!(answer
-        .header("x-request-id")
-        .is_some_and(|id| !id.is_empty()));
-}
-
 // --- Success -----------------------------------------------------------------------------
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{change_backoff, App, ServiceError, CHANGE_ATTEMPTS};
-use crate::domain::{ApiKey, ClaimOutcome, IdempotencyClaim, Webhook, WebhookPatch};
+use crate::domain::{ApiKey, IdempotencyClaim, Webhook, WebhookPatch};
 use crate::store::{
     ApiKeyStore, Caller, ChangeError, Deleted, SecretDocument, SecretStore, SecretSwap,
     StoredWebhook, WebhookChange, WebhookStore,
@@ -226,21 +226,12 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 replayed: false,
             });
         };
-        match self
-            .webhooks
-            .claim(&claim, OffsetDateTime::now_utc())
-            .await?
-        {
-            ClaimOutcome::Claimed => {}
-            ClaimOutcome::InProgress => return Err(ServiceError::RequestInProgress),
-            ClaimOutcome::Reused => return Err(ServiceError::IdempotencyKeyReused),
-            ClaimOutcome::Completed(_) => {
-                let (_, stored) = self.owned(key, id).await?;
-                return Ok(Answered {
-                    webhook: stored.webhook,
-                    replayed: true,
-                });
-            }
+        if self.begin(&claim).await?.is_some() {
+            let (_, stored) = self.owned(key, id).await?;
+            return Ok(Answered {
+                webhook: stored.webhook,
+                replayed: true,
+            });
         }
         let changed = self
             .webhooks
@@ -258,9 +249,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 replayed: false,
             }),
             Err(error) => {
-                if let Err(release) = self.webhooks.release(&claim).await {
-                    tracing::warn!(error = %release, "could not release an idempotency claim; it lapses by itself");
-                }
+                self.give_up(&claim).await;
                 Err(refused(error, id))
             }
         }

@@ -13,7 +13,9 @@ use crate::config::Settings;
 use crate::delivery::Sender;
 use crate::domain::rate_limit::RateStatus;
 use crate::domain::time_format::rfc3339;
-use crate::domain::{ApiKey, ApiToken, Denied, FieldError, Pepper, Scope, TokenHash};
+use crate::domain::{
+    ApiKey, ApiToken, ClaimOutcome, Denied, FieldError, IdempotencyClaim, Pepper, Scope, TokenHash,
+};
 use crate::store::{ApiKeyStore, SecretStore, StoreError, WebhookStore};
 
 mod create;
@@ -221,6 +223,29 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 }
                 cache.unknown.insert(hash, now);
             }
+        }
+    }
+
+    /// Claims an idempotency key for a request that is not a create: `None` to go ahead,
+    /// `Some(result)` when an earlier request with the key completed (answer it again).
+    async fn begin(&self, claim: &IdempotencyClaim) -> Result<Option<String>, ServiceError> {
+        match self
+            .webhooks
+            .claim(claim, OffsetDateTime::now_utc())
+            .await?
+        {
+            ClaimOutcome::Claimed => Ok(None),
+            ClaimOutcome::InProgress => Err(ServiceError::RequestInProgress),
+            ClaimOutcome::Reused => Err(ServiceError::IdempotencyKeyReused),
+            ClaimOutcome::Completed(result) => Ok(Some(result)),
+        }
+    }
+
+    /// Gives a claim up after a failed request, so that a retry can run again. A claim that
+    /// cannot be released lapses by itself.
+    async fn give_up(&self, claim: &IdempotencyClaim) {
+        if let Err(error) = self.webhooks.release(claim).await {
+            tracing::warn!(error = %error, "could not release an idempotency claim; it lapses by itself");
         }
     }
 

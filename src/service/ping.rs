@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{App, ServiceError};
 use crate::delivery::{signer_for, DeliveryBody, Outcome, SignedRequest};
-use crate::domain::{ApiKey, ClaimOutcome, EventType, IdempotencyClaim, WebhookUrl};
+use crate::domain::{ApiKey, EventType, IdempotencyClaim, WebhookUrl};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
 
 /// What a test ping did (the `data` of its answer).
@@ -69,19 +69,10 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         let Some(claim) = claim else {
             return Ok((self.ping(key, id, deadline).await?, false));
         };
-        match self
-            .webhooks
-            .claim(&claim, OffsetDateTime::now_utc())
-            .await?
-        {
-            ClaimOutcome::Claimed => {}
-            ClaimOutcome::InProgress => return Err(ServiceError::RequestInProgress),
-            ClaimOutcome::Reused => return Err(ServiceError::IdempotencyKeyReused),
-            ClaimOutcome::Completed(result) => {
-                let result = serde_json::from_str(&result)
-                    .map_err(|_| ServiceError::Internal("malformed stored test result".into()))?;
-                return Ok((result, true));
-            }
+        if let Some(result) = self.begin(&claim).await? {
+            let result = serde_json::from_str(&result)
+                .map_err(|_| ServiceError::Internal("malformed stored test result".into()))?;
+            return Ok((result, true));
         }
         let result = self.ping(key, id, deadline).await;
         let stored = match &result {
@@ -91,11 +82,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         };
         match stored {
             Ok(json) => self.webhooks.complete(&claim, &json).await?,
-            Err(_) => {
-                if let Err(error) = self.webhooks.release(&claim).await {
-                    tracing::warn!(error = %error, "could not release an idempotency claim; it lapses by itself");
-                }
-            }
+            Err(_) => self.give_up(&claim).await,
         }
         Ok((result?, false))
     }

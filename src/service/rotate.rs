@@ -11,7 +11,7 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 use super::{change_backoff, App, ServiceError, CHANGE_ATTEMPTS};
-use crate::domain::{ApiKey, ClaimOutcome, FieldError, IdempotencyClaim, SigningSecret, Webhook};
+use crate::domain::{ApiKey, FieldError, IdempotencyClaim, SigningSecret, Webhook};
 use crate::store::{
     ApiKeyStore, Caller, ChangeError, PreviousSecret, SecretDocument, SecretRef, SecretStore,
     SecretSwap, StoreError, WebhookChange, WebhookStore,
@@ -84,25 +84,14 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         claim: Option<IdempotencyClaim>,
     ) -> Result<Rotated, ServiceError> {
         if let Some(claim) = &claim {
-            match self
-                .webhooks
-                .claim(claim, OffsetDateTime::now_utc())
-                .await?
-            {
-                ClaimOutcome::Claimed => {}
-                ClaimOutcome::InProgress => return Err(ServiceError::RequestInProgress),
-                ClaimOutcome::Reused => return Err(ServiceError::IdempotencyKeyReused),
-                ClaimOutcome::Completed(version) => {
-                    return self.replay_rotation(key, id, version).await
-                }
+            if let Some(version) = self.begin(claim).await? {
+                return self.replay_rotation(key, id, version).await;
             }
         }
         let rotated = self.rotate(key, id, grace_seconds, claim.as_ref()).await;
         if rotated.is_err() {
             if let Some(claim) = &claim {
-                if let Err(error) = self.webhooks.release(claim).await {
-                    tracing::warn!(error = %error, "could not release an idempotency claim; it lapses by itself");
-                }
+                self.give_up(claim).await;
             }
         }
         rotated

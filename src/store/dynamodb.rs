@@ -250,14 +250,7 @@ impl WebhookWrites for DynamoWebhooks {
                     .expression_attribute_names("#fence", FENCE)
                     .build(),
             )?;
-            let give_back = build(
-                Update::builder()
-                    .table_name(&self.table)
-                    .key(WEBHOOK_ID, s(&quota_id(api_key_id)))
-                    .update_expression("ADD webhookCount :minus_one")
-                    .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
-                    .build(),
-            )?;
+            let give_back = self.give_back(api_key_id)?;
             let result = self
                 .client
                 .transact_write_items()
@@ -471,14 +464,7 @@ impl WebhookWrites for DynamoWebhooks {
                 )
                 .build(),
         )?;
-        let give_back = build(
-            Update::builder()
-                .table_name(&self.table)
-                .key(WEBHOOK_ID, s(&quota_id(caller.api_key_id)))
-                .update_expression("ADD webhookCount :minus_one")
-                .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
-                .build(),
-        )?;
+        let give_back = self.give_back(caller.api_key_id)?;
         let outcome = self
             .client
             .transact_write_items()
@@ -520,6 +506,18 @@ impl WebhookWrites for DynamoWebhooks {
 }
 
 impl DynamoWebhooks {
+    /// The update that gives a webhook's place in its key's limit back (in a transaction).
+    fn give_back(&self, api_key_id: &str) -> Result<Update, StoreError> {
+        build(
+            Update::builder()
+                .table_name(&self.table)
+                .key(WEBHOOK_ID, s(&quota_id(api_key_id)))
+                .update_expression("ADD webhookCount :minus_one")
+                .expression_attribute_values(":minus_one", AttributeValue::N("-1".into()))
+                .build(),
+        )
+    }
+
     /// The item as stored (tombstones and fences included), strongly consistent.
     async fn read_item(&self, id: Uuid) -> Result<Option<Item>, StoreError> {
         Ok(self

@@ -83,6 +83,43 @@ pub const SEED_FIELDS: [&str; 16] = [
     "updatedAt",
 ];
 
+/// An error answer in the contract's envelope, with the given status and code.
+pub fn assert_error(answer: &Answer, status: u16, code: &str) {
+    assert_eq!(answer.status, status, "{}", answer.raw);
+    assert_eq!(answer.code(), code, "{}", answer.raw);
+    assert_eq!(answer.json["success"], false);
+    assert_eq!(answer.json["data"], Value::Null);
+    assert!(answer.json["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(answer.json["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert!(answer
+        .header("x-request-id")
+        .is_some_and(|id| !id.is_empty()));
+}
+
+/// The view's fields: the create's, without `signingSecret`, in the same order.
+pub const VIEW_FIELDS: [&str; 15] = [
+    "id",
+    "apiKeyId",
+    "companyId",
+    "url",
+    "name",
+    "description",
+    "headers",
+    "events",
+    "isActive",
+    "maxRetries",
+    "timeoutMs",
+    "consecutiveFailures",
+    "circuitOpenedAt",
+    "createdAt",
+    "updatedAt",
+];
+
 pub fn key(id: &str, scopes: &[&str]) -> ApiKey {
     ApiKey {
         id: id.into(),
