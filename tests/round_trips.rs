@@ -40,10 +40,10 @@ use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use lambda_http::http::Method;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use support::moto::{AwsApp, AwsEnv};
 use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// Every request the clients put on the wire: (operation, attempt); and, in order, each
 /// request's going out (`true`) and each answer's coming back (`false`).
@@ -51,6 +51,8 @@ use support::*;
 struct Calls {
     sent: Arc<Mutex<Vec<(String, u32)>>>,
     wire: Arc<Mutex<Vec<bool>>>,
+    /// When the last answer came back.
+    last_answer: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Calls {
@@ -120,6 +122,7 @@ impl Intercept for Calls {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.wire.lock().unwrap().push(false);
+        *self.last_answer.lock().unwrap() = Some(Instant::now());
         Ok(())
     }
 }
@@ -601,7 +604,11 @@ fn test_ping(token: &str, id: &str) -> RequestBuilder {
 }
 
 fn rotate_secret(token: &str, id: &str) -> RequestBuilder {
-    requests::bodiless(token, Method::POST, &format!("/webhooks/{id}/rotate-secret"))
+    requests::bodiless(
+        token,
+        Method::POST,
+        &format!("/webhooks/{id}/rotate-secret"),
+    )
 }
 
 #[tokio::test]
@@ -655,7 +662,8 @@ async fn test_ping_latency_against_moto_is_measured() {
     let answer = parse(handle(&app, test_ping(&token, &id).build()).await);
     assert_eq!(answer.json["data"]["success"], true, "{}", answer.raw);
     receiver.next().await;
-    let (mut to_first_byte, mut to_answer) = (Vec::new(), Vec::new());
+    let (mut to_first_byte, mut to_answer, mut secret_to_first_byte) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..N {
         let started = Instant::now();
         let answer = parse(handle(&app, test_ping(&token, &id).build()).await);
@@ -664,11 +672,21 @@ async fn test_ping_latency_against_moto_is_measured() {
         let (first_byte, _) = receiver.next().await;
         to_first_byte.push(first_byte - started);
         to_answer.push(answered);
+        // GetSecretValue's answer is the last AWS answer before the delivery.
+        let secret_read = calls.last_answer.lock().unwrap().unwrap();
+        secret_to_first_byte.push(first_byte - secret_read);
+        assert_eq!(calls.take().last().map(String::as_str), Some(DELIVERY));
     }
-    calls.take();
     for (label, mut latencies) in [
-        ("test ping: request to the receiver's first byte", to_first_byte),
+        (
+            "test ping: request to the receiver's first byte",
+            to_first_byte,
+        ),
         ("test ping: request to the whole answer", to_answer),
+        (
+            "test ping: GetSecretValue's answer to the receiver's first byte",
+            secret_to_first_byte,
+        ),
     ] {
         latencies.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
