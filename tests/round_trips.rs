@@ -18,7 +18,11 @@
 //! - `test` (ping): the rate count, GetItem, GetSecretValue, then the delivery to the receiver
 //!   (a receiver of this file on 127.0.0.1 logs the delivery's arrival among the calls);
 //! - `rotate-secret`: the rate count, GetItem, GetSecretValue, PutSecretValue, UpdateItem (one
-//!   secret write, one record write).
+//!   secret write, one record write);
+//! - with an `Idempotency-Key`: a ping adds the claim (PutItem) and its completion (UpdateItem
+//!   after the delivery); a rotation adds the claim, writes the record and the claim's completion
+//!   in one TransactWriteItems, and reads the record back (GetItem: a transaction answers no
+//!   attributes). Their replays send nothing and write no secret.
 
 mod requests;
 mod support;
@@ -698,4 +702,59 @@ async fn test_ping_latency_against_moto_is_measured() {
             ms(latencies[N - 1]),
         );
     }
+}
+
+/// The sequences behind `make iam-proof`'s test and rotate-secret paths (which send a key).
+#[tokio::test]
+async fn with_an_idempotency_key_a_ping_and_a_rotation_add_their_claim_and_replays_send_nothing() {
+    let env = AwsEnv::new().await;
+    let (app, calls, token, id, mut receiver) = warm_with_a_local_webhook(&env).await;
+    let ping = || test_ping(&token, &id).header("idempotency-key", "ping-1");
+    let made = calls_of(&app, &calls, ping(), 200).await;
+    assert_eq!(
+        made,
+        [
+            RATE,
+            "PutItem",
+            "GetItem",
+            "GetSecretValue",
+            DELIVERY,
+            "UpdateItem"
+        ],
+        "ping with a claim"
+    );
+    receiver.next().await;
+    let replay = calls_of(&app, &calls, ping(), 200).await;
+    assert!(!replay.iter().any(|c| c == DELIVERY), "replay: {replay:?}");
+    let expected: [&[&str]; 2] = [&[RATE, "PutItem"], &[RATE, "PutItem", "GetItem"]];
+    assert!(
+        expected.iter().any(|e| *e == replay),
+        "ping replay: {replay:?}"
+    );
+    assert!(receiver.nothing_more(), "a replay delivers nothing");
+
+    let rotate = || rotate_secret(&token, &id).header("idempotency-key", "rotate-1");
+    let made = calls_of(&app, &calls, rotate(), 200).await;
+    assert_eq!(
+        made,
+        [
+            RATE,
+            "PutItem",
+            "GetItem",
+            "GetSecretValue",
+            "PutSecretValue",
+            "TransactWriteItems",
+            "GetItem"
+        ],
+        "rotation with a claim"
+    );
+    let replay = calls_of(&app, &calls, rotate(), 200).await;
+    let expected: [&[&str]; 2] = [
+        &[RATE, "PutItem", "GetItem", "GetSecretValue"],
+        &[RATE, "PutItem", "GetItem", "GetItem", "GetSecretValue"],
+    ];
+    assert!(
+        expected.iter().any(|e| *e == replay),
+        "rotation replay: {replay:?}"
+    );
 }
