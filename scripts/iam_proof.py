@@ -11,7 +11,9 @@ role's policy rendered from template.yaml, checked per resource by scripts/iam_p
    with the names moto has (tables, pepper ARN, key ARN, stack name and id).
 3. Runs the paths: create, replay (same Idempotency-Key), undo (a create refused for the key's
    webhook limit: its secret must be deleted and its claim released), list, get, patch
-   (fields), patch (headers), reset-circuit, delete. Each path runs in a fresh function
+   (fields), patch (headers), reset-circuit, test (a signed ping, which must reach a receiver
+   this script runs on 127.0.0.1), rotate-secret (the new secret must be the one stored),
+   delete. Each path runs in a fresh function
    process (a cold start: pepper and key are read again) whose AWS endpoint is the IAM proxy.
    What a path needs beforehand (an API key, a webhook to read or delete, a quota at its
    limit) is made through a second proxy with the full policy, or directly in moto.
@@ -26,12 +28,15 @@ variant/path); the function's logs go to .run/iam-proof/function.log.
 
 import argparse
 import copy
+import http.server
+import ipaddress
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -125,12 +130,56 @@ def answer_of(raw):
     return response.get("statusCode"), parsed
 
 
-WEBHOOK = {
-    "url": "https://api.example.com/webhooks/instaview",
-    "name": "IAM proof",
-    "events": ["interview.completed"],
-    "headers": [{"name": "Authorization", "value": "Bearer proof-token"}],
-}
+# Deliveries (the test path's ping) go only to the receiver below, on 127.0.0.1: every webhook
+# of the proof is registered with its http://127.0.0.1:PORT URL, and every function process
+# runs with these two settings on top of the template's environment (they change no AWS call).
+LOOPBACK_ONLY_ENV = {"ALLOW_LOCALHOST_URLS": "true", "DELIVER_TO_LOOPBACK_ONLY": "true"}
+
+
+class Receiver:
+    """An HTTP receiver on 127.0.0.1 that answers 204 and counts the requests it gets."""
+
+    def __init__(self):
+        receiver = self
+        self.count = 0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                with receiver.lock:
+                    receiver.count += 1
+                self.send_response(204)
+                self.send_header("connection", "close")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        host, port = self.server.server_address[:2]
+        self.url = f"http://{host}:{port}/iam-proof"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def received(self):
+        with self.lock:
+            return self.count
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def webhook_for(url):
+    """The body of the proof's creates: a webhook (subscribed to ping) for a loopback `url`."""
+    if not ipaddress.ip_address(urllib.parse.urlsplit(url).hostname).is_loopback:
+        raise SystemExit(f"iam-proof: refusing a non-loopback webhook URL {url}")
+    return {
+        "url": url,
+        "name": "IAM proof",
+        "events": ["interview.completed", "ping"],
+        "headers": [{"name": "Authorization", "value": "Bearer proof-token"}],
+    }
 
 
 def webhook_id(body):
@@ -157,6 +206,8 @@ class Stack:
              "-p", str(port)], stdout=self.moto_log, stderr=subprocess.STDOUT)
         stand_in.wait_for_port(port)
         self.aws = Aws(self.moto_url)
+        self.receiver = Receiver()
+        self.webhook = webhook_for(self.receiver.url)
         self.cfn = template_render.translate(template_render.load(ROOT / "template.yaml"),
                                              "s3://example-bucket/function.zip")
         self.refs, self.attrs = check_policies.example_names(self.cfn)
@@ -200,11 +251,12 @@ class Stack:
         missing = [k for k, v in env.items() if v is template_render.MISSING]
         if missing or "<missing>" in repr(document):
             raise SystemExit(f"could not render {missing or document}")
-        return document, {k: str(v) for k, v in env.items()}
+        return document, dict({k: str(v) for k, v in env.items()}, **LOOPBACK_ONLY_ENV)
 
     def stop(self):
         self.proxy.stop()
         self.fixture_proxy.stop()
+        self.receiver.stop()
         self.moto.terminate()
         self.moto.wait()
         self.moto_log.close()
@@ -232,6 +284,7 @@ class Function:
 
 def run_paths(stack, env, document, variant):
     """Runs every path with `document` as the role's policy. Returns {path: result}."""
+    webhook = stack.webhook
     stack.fixture_proxy.documents = [stack.full_document]
     stack.proxy.documents = [document]
     fixture = Function(stack, stack.fixture_proxy, env)
@@ -243,10 +296,10 @@ def run_paths(stack, env, document, variant):
         stack.aws.dynamodb.put_item(TableName=stack.refs["WebhooksTable"], Item={
             "id": {"S": f"quota#{limited_key_id}"}, "webhookCount": {"N": str(limit)}})
         replay_key = uuid.uuid4().hex
-        status, body = fixture.call("POST", "/webhooks", "/webhooks", token, WEBHOOK,
+        status, body = fixture.call("POST", "/webhooks", "/webhooks", token, webhook,
                                     {"Idempotency-Key": replay_key})
         kept = webhook_id(body)
-        status2, body2 = fixture.call("POST", "/webhooks", "/webhooks", token, WEBHOOK)
+        status2, body2 = fixture.call("POST", "/webhooks", "/webhooks", token, webhook)
         doomed = webhook_id(body2)
         if status != 201 or status2 != 201 or not kept or not doomed:
             denied = sorted({f"{c['action']} on {c['resource']}"
@@ -261,19 +314,19 @@ def run_paths(stack, env, document, variant):
     undo_key = uuid.uuid4().hex
 
     def create(call):
-        status, body = call("POST", "/webhooks", "/webhooks", token, WEBHOOK,
+        status, body = call("POST", "/webhooks", "/webhooks", token, webhook,
                             {"Idempotency-Key": uuid.uuid4().hex})
         return status == 201 and bool(webhook_id(body)), f"{status}"
 
     def replay(call):
-        status, body = call("POST", "/webhooks", "/webhooks", token, WEBHOOK,
+        status, body = call("POST", "/webhooks", "/webhooks", token, webhook,
                             {"Idempotency-Key": replay_key})
         return status in (200, 201) and webhook_id(body) == kept, f"{status}"
 
     def undo(call):
         answers = []
         for _ in range(2):  # the retry finds the claim released, not "in progress"
-            status, body = call("POST", "/webhooks", "/webhooks", limited_token, WEBHOOK,
+            status, body = call("POST", "/webhooks", "/webhooks", limited_token, webhook,
                                 {"Idempotency-Key": undo_key})
             code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
             answers.append((status, code))
@@ -307,6 +360,30 @@ def run_paths(stack, env, document, variant):
                          headers={"Idempotency-Key": uuid.uuid4().hex}, path_id=kept)
         return status == 200, f"{status}"
 
+    def test(call):
+        before = stack.receiver.received()
+        status, body = call("POST", "/webhooks/{id}/test", f"{one}/test", token,
+                            headers={"Idempotency-Key": uuid.uuid4().hex}, path_id=kept)
+        data = (body.get("data") or {}) if isinstance(body, dict) else {}
+        delivered = stack.receiver.received() - before
+        ok = status == 200 and data.get("success") is True and delivered == 1
+        return ok, f"{status}" + (f", success {data.get('success')}" if status == 200 else "") \
+            + (f", {delivered} deliveries" if delivered != 1 else "")
+
+    def rotate_secret(call):
+        status, body = call("POST", "/webhooks/{id}/rotate-secret", f"{one}/rotate-secret",
+                            token, headers={"Idempotency-Key": uuid.uuid4().hex}, path_id=kept)
+        data = (body.get("data") or {}) if isinstance(body, dict) else {}
+        new = data.get("signingSecret")
+        # The secret version the record now points at must hold the new secret.
+        record = stack.aws.dynamodb.get_item(TableName=stack.refs["WebhooksTable"],
+                                             Key={"id": {"S": kept}}, ConsistentRead=True)["Item"]
+        stored = stack.aws.secrets.get_secret_value(SecretId=record["secretArn"]["S"],
+                                                    VersionId=record["secretVersion"]["S"])
+        current = json.loads(stored["SecretString"]).get("signingSecret")
+        ok = status == 200 and bool(new) and new == current
+        return ok, f"{status}" + (", new secret not stored" if status == 200 and not ok else "")
+
     def delete(call):
         status, _ = call("DELETE", "/webhooks/{id}", f"/webhooks/{doomed}", token,
                          path_id=doomed)
@@ -315,7 +392,8 @@ def run_paths(stack, env, document, variant):
 
     paths = {"create": create, "replay": replay, "undo": undo, "list": list_, "get": get,
              "patch-fields": patch_fields, "patch-headers": patch_headers,
-             "reset-circuit": reset_circuit, "delete": delete}
+             "reset-circuit": reset_circuit, "test": test, "rotate-secret": rotate_secret,
+             "delete": delete}
     results = {}
     for name, path in paths.items():
         stack.proxy.tag = f"{variant}/{name}"

@@ -15,10 +15,19 @@
 //! - `PATCH` with headers: the rate count, GetItem, GetSecretValue, PutSecretValue, UpdateItem;
 //! - `DELETE`: the rate count, one TransactWriteItems, one DeleteSecret;
 //! - `reset-circuit`: the rate count, then one conditional UpdateItem.
+//! - `test` (ping): the rate count, GetItem, GetSecretValue, then the delivery to the receiver
+//!   (a receiver of this file on 127.0.0.1 logs the delivery's arrival among the calls);
+//! - `rotate-secret`: the rate count, GetItem, GetSecretValue, PutSecretValue, UpdateItem (one
+//!   secret write, one record write);
+//! - with an `Idempotency-Key`: a ping adds the claim (PutItem) and its completion (UpdateItem
+//!   after the delivery); a rotation adds the claim, writes the record and the claim's completion
+//!   in one TransactWriteItems, and reads the record back (GetItem: a transaction answers no
+//!   attributes). Their replays send nothing and write no secret.
 
 mod requests;
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,9 +42,12 @@ use instaview_webhooks::http::handle;
 use instaview_webhooks::service::App;
 use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
+use lambda_http::http::Method;
 use serde_json::json;
 use support::moto::{AwsApp, AwsEnv};
 use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// Every request the clients put on the wire: (operation, attempt); and, in order, each
 /// request's going out (`true`) and each answer's coming back (`false`).
@@ -43,6 +55,8 @@ use support::*;
 struct Calls {
     sent: Arc<Mutex<Vec<(String, u32)>>>,
     wire: Arc<Mutex<Vec<bool>>>,
+    /// When the last answer came back.
+    last_answer: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Calls {
@@ -112,6 +126,7 @@ impl Intercept for Calls {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.wire.lock().unwrap().push(false);
+        *self.last_answer.lock().unwrap() = Some(Instant::now());
         Ok(())
     }
 }
@@ -453,4 +468,293 @@ async fn warm_latencies_against_moto_are_measured() {
             latencies.len()
         );
     }
+}
+
+// --- POST /webhooks/{id}/test and /rotate-secret ----------------------------------------------
+
+/// What the delivery is called among the AWS calls: [`TimedReceiver`] logs it there when the
+/// request's first byte arrives, so that its place in the sequence is checked too.
+const DELIVERY: &str = "delivery (first byte at the receiver)";
+
+/// A receiver on 127.0.0.1 for one request per connection (the sender opens one per attempt):
+/// it notes when the request's first byte arrives, reads the head and the `content-length`
+/// body, answers 204 and closes. Each request is reported as (first byte, whole request).
+struct TimedReceiver {
+    address: SocketAddr,
+    arrivals: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
+}
+
+impl TimedReceiver {
+    /// Starts it; when `log` is given, each first byte also appends [`DELIVERY`] to the calls.
+    async fn start(log: Option<Calls>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        assert!(address.ip().is_loopback());
+        let (report, arrivals) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (report, log) = (report.clone(), log.clone());
+                tokio::spawn(async move {
+                    if let Some(arrival) = receive(&stream, log.as_ref()).await {
+                        let _ = report.send(arrival);
+                    }
+                });
+            }
+        });
+        Self { address, arrivals }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks", self.address.port())
+    }
+
+    /// The next request: when its first byte arrived, and the request.
+    async fn next(&mut self) -> (Instant, Vec<u8>) {
+        tokio::time::timeout(Duration::from_secs(5), self.arrivals.recv())
+            .await
+            .expect("the receiver got a request")
+            .unwrap()
+    }
+
+    fn nothing_more(&mut self) -> bool {
+        self.arrivals.try_recv().is_err()
+    }
+}
+
+/// Reads one HTTP/1.1 request from `stream`, answers 204, and returns when its first byte came.
+async fn receive(stream: &TcpStream, log: Option<&Calls>) -> Option<(Instant, Vec<u8>)> {
+    let mut request = Vec::new();
+    let mut first = None;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        stream.readable().await.ok()?;
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => {
+                if first.is_none() {
+                    first = Some(Instant::now());
+                    if let Some(calls) = log {
+                        calls.sent.lock().unwrap().push((DELIVERY.to_owned(), 0));
+                    }
+                }
+                request.extend_from_slice(&chunk[..n]);
+                if complete(&request) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
+    let answer = b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n";
+    let mut written = 0;
+    while written < answer.len() {
+        stream.writable().await.ok()?;
+        match stream.try_write(&answer[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
+    Some((first?, request))
+}
+
+/// True once `request` holds its head and the `content-length` bytes of body after it.
+fn complete(request: &[u8]) -> bool {
+    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    request.len() >= end + 4 + length
+}
+
+/// Deliveries go only to loopback addresses in these tests (and localhost URLs are allowed).
+fn loopback_only() -> Settings {
+    let settings = Settings {
+        loopback_only_deliveries: true,
+        ..Settings::default()
+    };
+    assert!(settings.url_policy.allow_localhost);
+    settings
+}
+
+/// A warm container (loopback deliveries only) with one webhook subscribed to `ping` whose URL
+/// is the receiver's; returns the app, its calls, the token, the webhook's id and the receiver.
+async fn warm_with_a_local_webhook(env: &AwsEnv) -> (AwsApp, Calls, String, String, TimedReceiver) {
+    let (_, token) = env.create_key(&[WRITE_WEBHOOKS, "read:webhooks"]).await;
+    let token = token.expose().to_owned();
+    let (app, calls) = counted_app(env, loopback_only());
+    let receiver = TimedReceiver::start(Some(calls.clone())).await;
+    let body = json!({
+        "url": receiver.url(),
+        "name": "Round trips",
+        "events": ["ping"],
+        "headers": [{"name": "X-Customer-Auth", "value": "Bearer receiver-token-7"}],
+    });
+    let created = parse(handle(&app, post(&body.to_string()).token(&token).build()).await);
+    assert_eq!(created.status, 201, "{}", created.raw);
+    let id = created.json["data"]["id"].as_str().unwrap().to_owned();
+    calls.take();
+    (app, calls, token, id, receiver)
+}
+
+fn test_ping(token: &str, id: &str) -> RequestBuilder {
+    requests::bodiless(token, Method::POST, &format!("/webhooks/{id}/test"))
+}
+
+fn rotate_secret(token: &str, id: &str) -> RequestBuilder {
+    requests::bodiless(
+        token,
+        Method::POST,
+        &format!("/webhooks/{id}/rotate-secret"),
+    )
+}
+
+#[tokio::test]
+async fn a_warm_test_ping_reads_the_record_and_its_secret_then_delivers() {
+    let env = AwsEnv::new().await;
+    let (app, calls, token, id, mut receiver) = warm_with_a_local_webhook(&env).await;
+    for n in 1..=3 {
+        let answer = parse(handle(&app, test_ping(&token, &id).build()).await);
+        assert_eq!(answer.status, 200, "{}", answer.raw);
+        assert_eq!(answer.json["data"]["success"], true, "{}", answer.raw);
+        assert_eq!(answer.json["data"]["httpStatus"], 204, "{}", answer.raw);
+        assert_eq!(
+            calls.take(),
+            [RATE, "GetItem", "GetSecretValue", DELIVERY],
+            "test ping {n}"
+        );
+        let (_, request) = receiver.next().await;
+        assert!(request.starts_with(b"POST /hooks HTTP/1.1\r\n"));
+        assert!(receiver.nothing_more(), "one delivery per ping");
+    }
+}
+
+#[tokio::test]
+async fn a_warm_rotation_is_one_secret_write_and_one_record_write() {
+    let (_env, app, calls, token, id) = warm_with_one_webhook().await;
+    for n in 1..=3 {
+        let made = calls_of(&app, &calls, rotate_secret(&token, &id), 200).await;
+        assert_eq!(
+            made,
+            [
+                RATE,
+                "GetItem",
+                "GetSecretValue",
+                "PutSecretValue",
+                "UpdateItem"
+            ],
+            "rotation {n}"
+        );
+    }
+}
+
+/// Time from the test ping's request to the receiver's first byte, and to the whole answer,
+/// against moto, for docs/PERFORMANCE.md (run with `--nocapture`). moto's and a debug build's
+/// times, not AWS's or Lambda's; only the statuses are a test.
+#[tokio::test]
+async fn test_ping_latency_against_moto_is_measured() {
+    const N: usize = 30;
+    let env = AwsEnv::new().await;
+    let (app, calls, token, id, mut receiver) = warm_with_a_local_webhook(&env).await;
+    // One ping first, so that the sender (and its root store) exists, as in a warm container.
+    let answer = parse(handle(&app, test_ping(&token, &id).build()).await);
+    assert_eq!(answer.json["data"]["success"], true, "{}", answer.raw);
+    receiver.next().await;
+    let (mut to_first_byte, mut to_answer, mut secret_to_first_byte) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..N {
+        let started = Instant::now();
+        let answer = parse(handle(&app, test_ping(&token, &id).build()).await);
+        let answered = started.elapsed();
+        assert_eq!(answer.json["data"]["success"], true, "{}", answer.raw);
+        let (first_byte, _) = receiver.next().await;
+        to_first_byte.push(first_byte - started);
+        to_answer.push(answered);
+        // GetSecretValue's answer is the last AWS answer before the delivery.
+        let secret_read = calls.last_answer.lock().unwrap().unwrap();
+        secret_to_first_byte.push(first_byte - secret_read);
+        assert_eq!(calls.take().last().map(String::as_str), Some(DELIVERY));
+    }
+    for (label, mut latencies) in [
+        (
+            "test ping: request to the receiver's first byte",
+            to_first_byte,
+        ),
+        ("test ping: request to the whole answer", to_answer),
+        (
+            "test ping: GetSecretValue's answer to the receiver's first byte",
+            secret_to_first_byte,
+        ),
+    ] {
+        latencies.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "round_trips[ping]: {label}: min {:.2} ms, median {:.2} ms, p90 {:.2} ms, max {:.2} ms ({N} pings)",
+            ms(latencies[0]),
+            ms(latencies[N / 2]),
+            ms(latencies[N * 9 / 10]),
+            ms(latencies[N - 1]),
+        );
+    }
+}
+
+/// The sequences behind `make iam-proof`'s test and rotate-secret paths (which send a key).
+#[tokio::test]
+async fn with_an_idempotency_key_a_ping_and_a_rotation_add_their_claim_and_replays_send_nothing() {
+    let env = AwsEnv::new().await;
+    let (app, calls, token, id, mut receiver) = warm_with_a_local_webhook(&env).await;
+    let ping = || test_ping(&token, &id).header("idempotency-key", "ping-1");
+    let made = calls_of(&app, &calls, ping(), 200).await;
+    assert_eq!(
+        made,
+        [
+            RATE,
+            "PutItem",
+            "GetItem",
+            "GetSecretValue",
+            DELIVERY,
+            "UpdateItem"
+        ],
+        "ping with a claim"
+    );
+    receiver.next().await;
+    let replay = calls_of(&app, &calls, ping(), 200).await;
+    assert!(!replay.iter().any(|c| c == DELIVERY), "replay: {replay:?}");
+    let expected: [&[&str]; 2] = [&[RATE, "PutItem"], &[RATE, "PutItem", "GetItem"]];
+    assert!(
+        expected.iter().any(|e| *e == replay),
+        "ping replay: {replay:?}"
+    );
+    assert!(receiver.nothing_more(), "a replay delivers nothing");
+
+    let rotate = || rotate_secret(&token, &id).header("idempotency-key", "rotate-1");
+    let made = calls_of(&app, &calls, rotate(), 200).await;
+    assert_eq!(
+        made,
+        [
+            RATE,
+            "PutItem",
+            "GetItem",
+            "GetSecretValue",
+            "PutSecretValue",
+            "TransactWriteItems",
+            "GetItem"
+        ],
+        "rotation with a claim"
+    );
+    let replay = calls_of(&app, &calls, rotate(), 200).await;
+    let expected: [&[&str]; 2] = [
+        &[RATE, "PutItem", "GetItem", "GetSecretValue"],
+        &[RATE, "PutItem", "GetItem", "GetItem", "GetSecretValue"],
+    ];
+    assert!(
+        expected.iter().any(|e| *e == replay),
+        "rotation replay: {replay:?}"
+    );
 }
