@@ -124,13 +124,27 @@ generation.codec = "ascii"
 include-operation-id = "listWebhooks"
 generation.max-examples = ${some}
 
+# Operations with a request body: positive data only. Negative bodies include bytes that are not
+# UTF-8, which the local HTTP emulator answers with its own 500 before the function runs (see
+# the top of this file); the function's answers to malformed, non-object and non-UTF-8 bodies
+# are tested in tests/handler.rs, tests/api.rs, tests/properties.rs and by make fuzz-body.
 [[operations]]
 include-operation-id = "rotateWebhookSecret"
 generation.max-examples = ${some}
+generation.mode = "positive"
 
 [[operations]]
-include-operation-id = ["getWebhook", "deleteWebhook", "resetWebhookCircuit", "testWebhook"]
+include-operation-id = ["getWebhook", "deleteWebhook"]
 generation.max-examples = ${few}
+
+[[operations]]
+include-operation-id = ["resetWebhookCircuit", "testWebhook"]
+generation.max-examples = ${few}
+generation.mode = "positive"
+
+[[operations]]
+include-operation-id = ["createWebhook", "updateWebhook"]
+generation.mode = "positive"
 TOML
 
 run_schemathesis() { # run_schemathesis NAME ARGS...: one run, with a HAR report for the 429 count
