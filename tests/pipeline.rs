@@ -803,3 +803,302 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_without_holding_the_others
     assert_eq!(dead, expected);
     assert_eq!(stack.drain(&stack.deliveries).await.len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Faults: the fault proxy in front of SQS and DynamoDB while fan-out and delivery run.
+
+/// One request a [`RecordingReceiver`] got: its `webhook-id`, its body and the status answered.
+#[derive(Clone, Debug)]
+struct Seen {
+    webhook_id: String,
+    body: Bytes,
+    status: u16,
+}
+
+/// A receiver on 127.0.0.1 that records every `webhook-id` with its body, and answers `500` to
+/// the first request of each delivery whose id starts with a hex digit below `4` (a quarter of
+/// them: retries happen, and a webhook never piles up 10 failures in a row), `200` otherwise.
+struct RecordingReceiver {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl RecordingReceiver {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let id = parts
+                                .headers
+                                .get("webhook-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let mut log = log.lock().unwrap();
+                            let first = !log.iter().any(|s| s.webhook_id == id);
+                            let fails_first = id.starts_with(['0', '1', '2', '3']);
+                            let status = if first && fails_first { 500 } else { 200 };
+                            log.push(Seen {
+                                webhook_id: id,
+                                body,
+                                status,
+                            });
+                            drop(log);
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The fan-out and delivery handlers with the function's own SDK settings (timeouts, 3
+/// attempts), their DynamoDB and SQS calls through `proxy`; Secrets Manager direct.
+async fn handlers_through(stack: &Stack, proxy: &str) -> (Fanout, Arc<Deliverer>) {
+    let faulty = support::moto::sdk_config_for(proxy).await;
+    let direct = support::moto::sdk_config_for(endpoint()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&faulty);
+    let store = PipelineStore::new(
+        dynamodb.clone(),
+        &stack.env.resources.webhooks_table,
+        &stack.env.resources.api_keys_table,
+    );
+    let queues = Queues::new(aws_sdk_sqs::Client::new(&faulty));
+    let fanout = Fanout {
+        store: store.clone(),
+        queues: queues.clone(),
+        deliveries_queue_url: stack.deliveries.clone(),
+        events_dlq_url: stack.events_dlq.clone(),
+    };
+    let deliverer = Arc::new(Deliverer::new(
+        DynamoWebhooks::new(dynamodb, &stack.env.resources.webhooks_table),
+        SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&direct), "", None, ""),
+        store,
+        queues,
+        Sender::with_parts(
+            LOCAL,
+            Arc::new(SystemResolver),
+            rustls::RootCertStore::empty(),
+        ),
+        RetryPolicy::parse("0").unwrap(),
+        &stack.deliveries,
+    ));
+    (fanout, deliverer)
+}
+
+/// Takes the messages of `pending` whose ids `answer` lists as failed (they come back, as SQS
+/// brings a failed message back after its visibility timeout).
+fn failed_of(
+    batch: Vec<SqsMessage>,
+    answer: &instaview_webhooks::pipeline::SqsBatchResponse,
+) -> Vec<SqsMessage> {
+    batch
+        .into_iter()
+        .filter(|m| {
+            answer
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == m.message_id)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_their_id() {
+    use support::fault_proxy::{Fault, FaultProxy, RandomFaults};
+    const EVENTS: usize = 15;
+    const TIME_LIMIT: Duration = Duration::from_secs(45);
+    let seed: u64 = std::env::var("PIPELINE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0010);
+    eprintln!("PIPELINE_FAULT_SEED={seed}");
+
+    let stack = Stack::new().await;
+    let receivers = [
+        RecordingReceiver::start().await,
+        RecordingReceiver::start().await,
+    ];
+    let mut webhooks = Vec::new();
+    for receiver in &receivers {
+        for _ in 0..2 {
+            let (id, _) = stack
+                .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+                .await;
+            webhooks.push(id);
+        }
+    }
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|_| stack.event("interview.completed", COMPANY))
+        .collect();
+
+    let proxy = FaultProxy::start(endpoint(), seed).await;
+    // Late forwards land just after the client gave up on them.
+    proxy.set_late_delay(instaview_webhooks::aws::ATTEMPT_TIMEOUT + Duration::from_millis(300));
+    proxy.set_random(RandomFaults {
+        mix: vec![
+            (Fault::Drop, 40),
+            (Fault::LoseAnswer, 50),
+            (Fault::ServerError, 40),
+            (Fault::Throttle, 40),
+            (Fault::LateForward, 10),
+            (Fault::Stall, 5),
+        ],
+    });
+    let (fanout, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+
+    // The event source mappings: batches of 10, failed messages back in the next round.
+    let started = Instant::now();
+    let mut to_fan_out = events.clone();
+    let mut to_deliver: Vec<SqsMessage> = Vec::new();
+    let mut rounds = 0;
+    let mut handler_failures = 0;
+    while started.elapsed() < TIME_LIMIT {
+        rounds += 1;
+        let batch: Vec<SqsMessage> = to_fan_out.drain(..to_fan_out.len().min(10)).collect();
+        if !batch.is_empty() {
+            let answer = fanout
+                .handle(SqsEvent {
+                    records: batch.clone(),
+                })
+                .await;
+            handler_failures += answer.batch_item_failures.len();
+            to_fan_out.extend(failed_of(batch, &answer));
+        }
+        let mut deliveries = std::mem::take(&mut to_deliver);
+        deliveries.extend(stack.drain(&stack.deliveries).await);
+        if deliveries.is_empty() && to_fan_out.is_empty() {
+            // Late forwards may still land a message: wait for them, then look once more.
+            proxy.settle(Duration::from_secs(10)).await;
+            let late = stack.drain(&stack.deliveries).await;
+            let quiet = late.is_empty();
+            to_deliver.extend(late);
+            if quiet {
+                break;
+            }
+            continue;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in deliveries.chunks(10) {
+            let (deliverer, chunk) = (deliverer.clone(), chunk.to_vec());
+            tasks.spawn(async move {
+                let answer = deliverer
+                    .handle(
+                        SqsEvent {
+                            records: chunk.clone(),
+                        },
+                        Instant::now() + Duration::from_secs(20),
+                    )
+                    .await;
+                (chunk, answer)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (chunk, answer) = joined.unwrap();
+            handler_failures += answer.batch_item_failures.len();
+            to_deliver.extend(failed_of(chunk, &answer));
+        }
+    }
+    let elapsed = started.elapsed();
+    proxy.clear();
+    proxy.settle(Duration::from_secs(10)).await;
+    let counts = proxy.counts();
+
+    // What is still queued: events not fanned out, deliveries not yet done.
+    let mut still_queued: std::collections::HashSet<Uuid> = to_deliver
+        .iter()
+        .chain(stack.drain(&stack.deliveries).await.iter())
+        .map(|m| DeliveryMessage::parse(&m.body).unwrap().delivery_id)
+        .collect();
+    for event in &to_fan_out {
+        for webhook in &webhooks {
+            still_queued.insert(instaview_webhooks::pipeline::messages::delivery_id(
+                &event.message_id,
+                *webhook,
+            ));
+        }
+    }
+
+    let seen: Vec<Seen> = receivers.iter().flat_map(RecordingReceiver::seen).collect();
+    let mut by_id: std::collections::HashMap<&str, Vec<&Seen>> = Default::default();
+    for request in &seen {
+        by_id
+            .entry(request.webhook_id.as_str())
+            .or_default()
+            .push(request);
+    }
+    // A duplicate only ever comes with the same webhook-id: one id, one body, and the body's
+    // deliveryId is that id.
+    for (id, requests) in &by_id {
+        for request in requests {
+            assert_eq!(request.body, requests[0].body, "one webhook-id, one body");
+        }
+        let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(body["deliveryId"], *id);
+    }
+    // No event is lost: every (event, webhook) pair was delivered (a 2xx) or is still queued.
+    let mut expected = std::collections::HashSet::new();
+    for event in &events {
+        for webhook in &webhooks {
+            expected.insert(instaview_webhooks::pipeline::messages::delivery_id(
+                &event.message_id,
+                *webhook,
+            ));
+        }
+    }
+    let delivered: std::collections::HashSet<Uuid> = seen
+        .iter()
+        .filter(|s| s.status == 200)
+        .map(|s| Uuid::parse_str(&s.webhook_id).unwrap())
+        .collect();
+    let lost: Vec<&Uuid> = expected
+        .iter()
+        .filter(|id| !delivered.contains(id) && !still_queued.contains(id))
+        .collect();
+    assert!(lost.is_empty(), "lost deliveries: {lost:?}");
+    assert!(
+        delivered.is_subset(&expected),
+        "only the expected deliveries"
+    );
+    let duplicates = seen
+        .iter()
+        .filter(|s| s.status == 200)
+        .count()
+        .saturating_sub(delivered.len());
+    eprintln!(
+        "{} pairs: {} delivered, {} still queued; {} requests ({} duplicate 2xx) in {:.1} s, \
+         {rounds} rounds, {handler_failures} messages reported failed; {counts}",
+        expected.len(),
+        delivered.len(),
+        still_queued.len(),
+        seen.len(),
+        duplicates,
+        elapsed.as_secs_f64(),
+    );
+    assert!(counts.total() > 0, "faults were injected");
+    assert!(elapsed < Duration::from_secs(60), "bounded in time");
+}
