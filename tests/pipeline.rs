@@ -1102,3 +1102,300 @@ async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_thei
     assert!(counts.total() > 0, "faults were injected");
     assert!(elapsed < Duration::from_secs(60), "bounded in time");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Load: 1,000 events to 50 webhooks on 50 receivers, every delivery accounted for.
+
+/// How a load receiver answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    /// Always 200.
+    Healthy,
+    /// 500 to every third request, 200 otherwise: retries that succeed.
+    Flaky,
+    /// Always 500: retries, then the circuit opens at 10 failures in a row.
+    Down,
+    /// Always 410: the circuit opens at the first answer.
+    Gone,
+}
+
+/// A receiver on 127.0.0.1 counting its answers by status.
+struct CountingReceiver {
+    url: String,
+    answers: Arc<Mutex<std::collections::BTreeMap<u16, u64>>>,
+}
+
+impl CountingReceiver {
+    async fn start(behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let answers: Arc<Mutex<std::collections::BTreeMap<u16, u64>>> = Arc::default();
+        let log = answers.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let _ = request.into_body().collect().await;
+                            let mut log = log.lock().unwrap();
+                            let so_far: u64 = log.values().sum();
+                            let status = match behaviour {
+                                Behaviour::Healthy => 200,
+                                Behaviour::Flaky if so_far % 3 == 0 => 500,
+                                Behaviour::Flaky => 200,
+                                Behaviour::Down => 500,
+                                Behaviour::Gone => 410,
+                            };
+                            *log.entry(status).or_default() += 1;
+                            drop(log);
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, answers }
+    }
+}
+
+impl Stack {
+    /// Takes at most `limit` messages out of a queue, deleting them in batches of 10.
+    async fn take(&self, queue: &str, limit: usize) -> Vec<SqsMessage> {
+        let mut all = Vec::new();
+        while all.len() < limit {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            let entries = messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle.clone().unwrap())
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let deleted = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(deleted.failed.is_empty(), "every message deleted");
+            all.extend(
+                messages
+                    .into_iter()
+                    .map(|m| SqsMessage::new(m.message_id.unwrap(), m.body.unwrap())),
+            );
+        }
+        all
+    }
+
+    /// The attempt records of this test's table, counted by outcome.
+    async fn attempt_outcomes(&self) -> std::collections::BTreeMap<String, u64> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let mut outcomes = std::collections::BTreeMap::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .env
+                .dynamodb
+                .scan()
+                .table_name(&self.env.resources.webhooks_table)
+                .filter_expression("begins_with(id, :attempt)")
+                .expression_attribute_values(":attempt", AttributeValue::S("attempt#".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in page.items() {
+                *outcomes
+                    .entry(item["outcome"].as_s().unwrap().clone())
+                    .or_default() += 1;
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return outcomes;
+            }
+        }
+    }
+}
+
+/// About 2 minutes against moto (which serves one request at a time): `make load` runs it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "load test, ~2 min: make load"]
+async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for() {
+    const EVENTS: usize = 1_000;
+    const WEBHOOKS: usize = 50;
+    /// Lambda instances of each function running at once (each with a batch of 10).
+    const INSTANCES: usize = 4;
+    let stack = Stack::new().await;
+    // One company per webhook, one key that may act for all of them.
+    let companies: Vec<Uuid> = (0..WEBHOOKS).map(|_| Uuid::new_v4()).collect();
+    let key = stack
+        .env
+        .admin()
+        .create_key(KeySpec {
+            name: "load".into(),
+            scopes: vec![WRITE_WEBHOOKS.into()],
+            company_ids: companies.clone(),
+            expires_at: None,
+            token: None,
+            rate_limits: GENEROUS_LIMITS,
+        })
+        .await
+        .unwrap();
+    let token = key.token.expose().to_owned();
+    // 40 healthy, 5 flaky, 3 down, 2 gone.
+    let behaviour = |i: usize| match i {
+        0..=39 => Behaviour::Healthy,
+        40..=44 => Behaviour::Flaky,
+        45..=47 => Behaviour::Down,
+        _ => Behaviour::Gone,
+    };
+    let mut receivers = Vec::new();
+    let mut webhooks = Vec::new();
+    for (i, company) in companies.iter().enumerate() {
+        let receiver = CountingReceiver::start(behaviour(i)).await;
+        let (id, _) = stack
+            .register(
+                &token,
+                json!({"url": receiver.url, "events": ["interview.completed"],
+                       "companyId": company.to_string()}),
+            )
+            .await;
+        webhooks.push(id);
+        receivers.push(receiver);
+    }
+    let started = Instant::now();
+
+    // Fan-out: 100 batches of 10 events, INSTANCES at a time; every event reaches one webhook.
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|i| stack.event("interview.completed", &companies[i % WEBHOOKS].to_string()))
+        .collect();
+    let fanout = Arc::new(stack.fanout.clone());
+    for wave in events.chunks(10 * INSTANCES) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for batch in wave.chunks(10) {
+            let (fanout, records) = (fanout.clone(), batch.to_vec());
+            tasks.spawn(async move { fanout.handle(SqsEvent { records }).await });
+        }
+        while let Some(answer) = tasks.join_next().await {
+            assert!(answer.unwrap().batch_item_failures.is_empty());
+        }
+    }
+    let fanned_out = started.elapsed();
+
+    // Delivery: batches of 10 from the queue, INSTANCES at a time, until the queue is empty.
+    let mut created = 0u64; // first attempts taken from the queue: the deliveries
+    let mut handled: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    loop {
+        let messages = stack.take(&stack.deliveries, 10 * INSTANCES).await;
+        if messages.is_empty() {
+            break;
+        }
+        created += messages
+            .iter()
+            .filter(|m| DeliveryMessage::parse(&m.body).unwrap().attempt == 1)
+            .count() as u64;
+        let mut tasks = tokio::task::JoinSet::new();
+        for message in messages {
+            let deliverer = stack.deliverer.clone();
+            tasks.spawn(async move {
+                deliverer
+                    .deliver(&message, Instant::now() + Duration::from_secs(20))
+                    .await
+                    .unwrap()
+            });
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            let kind = match outcome.unwrap() {
+                Handled::Delivered => "delivered",
+                Handled::Retrying { .. } => "retried",
+                Handled::GaveUp => "gave up",
+                Handled::Waiting => "waiting",
+                Handled::Dropped("circuit open") => "dropped: circuit open",
+                Handled::Dropped(_) => "dropped: other",
+            };
+            *handled.entry(kind).or_default() += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let count = |kind: &str| handled.get(kind).copied().unwrap_or(0);
+
+    // The receivers' side.
+    let mut answered: std::collections::BTreeMap<u16, u64> = Default::default();
+    for receiver in &receivers {
+        for (status, n) in receiver.answers.lock().unwrap().iter() {
+            *answered.entry(*status).or_default() += n;
+        }
+    }
+    let requests: u64 = answered.values().sum();
+    let records = stack.attempt_outcomes().await;
+    eprintln!(
+        "load: {EVENTS} events to {WEBHOOKS} webhooks: {created} deliveries; handled {handled:?}; \
+         receivers answered {answered:?}; attempt records {records:?}; fan-out {:.1} s, \
+         all {:.1} s",
+        fanned_out.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+
+    // Every delivery ends exactly once: delivered, given up, or dropped by an open circuit.
+    assert_eq!(count("waiting") + count("dropped: other"), 0);
+    assert_eq!(
+        created,
+        count("delivered") + count("gave up") + count("dropped: circuit open")
+    );
+    // Every attempt is one request and one record; every retry is one more message.
+    let attempts = count("delivered") + count("retried") + count("gave up");
+    assert_eq!(requests, attempts);
+    assert_eq!(records.values().sum::<u64>(), attempts);
+    assert_eq!(answered.get(&200).copied().unwrap_or(0), count("delivered"));
+    assert_eq!(
+        records.get("delivered").copied().unwrap_or(0),
+        count("delivered")
+    );
+    assert_eq!(
+        records.get("gone").copied().unwrap_or(0),
+        answered.get(&410).copied().unwrap_or(0)
+    );
+    // The scenario happened: retries, circuits opened (by 410 and by 10 failures), drops.
+    assert!(count("retried") > 0 && count("dropped: circuit open") > 0);
+    let mut open = 0;
+    for webhook in &webhooks {
+        if stack
+            .record(*webhook)
+            .await
+            .get("circuitOpenedAt")
+            .is_some_and(|at| at.as_s().is_ok())
+        {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 5, "the 3 down and 2 gone webhooks have open circuits");
+    assert!(created <= EVENTS as u64);
+}
