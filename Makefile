@@ -10,7 +10,7 @@ CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov.txt | cut -c1-12)
 EVENT ?= events/http-api/create-seed-example.201.json
 
-.PHONY: help venv run test fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api fuzz-body build invoke bench clean
+.PHONY: help venv run test fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api fuzz-body build invoke bench load clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ bench: venv ## Benchmarks: request path (criterion), cold start, peak memory (do
 	$(PY) scripts/cold-start.py
 	$(PY) scripts/cold-start.py --tls
 	$(PY) scripts/peak-rss.py
+
+load: venv ## Pipeline load: 1,000 events to 50 receivers against moto, every delivery accounted for (~2 min; not in `make test`)
+	cargo test --test pipeline load_ -- --ignored --nocapture
 
 clean:
 	cargo clean; rm -rf $(VENV) .run

@@ -88,6 +88,8 @@ if (($# > 0)); then
   exit $?
 fi
 
+# cargo lambda watch sends every invocation the constant deadline 600000 ms (1970); deliver
+# then gives itself 60 s instead (src/bin/deliver.rs), matching --timeout 60 here.
 echo "==> starting the event pipeline (fanout and deliver on 127.0.0.1:$PIPELINE_PORT, SQS poller)"
 "$VENV/cargo-lambda" lambda watch -A 127.0.0.1 -P "$PIPELINE_PORT" --disable-cors --timeout 60 \
   --env-file local.env --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" \

@@ -803,3 +803,813 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_without_holding_the_others
     assert_eq!(dead, expected);
     assert_eq!(stack.drain(&stack.deliveries).await.len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Faults: the fault proxy in front of SQS and DynamoDB while fan-out and delivery run.
+
+/// One request a [`RecordingReceiver`] got: its `webhook-id`, its body and the status answered.
+#[derive(Clone, Debug)]
+struct Seen {
+    webhook_id: String,
+    body: Bytes,
+    status: u16,
+}
+
+/// A receiver on 127.0.0.1 that records every `webhook-id` with its body, and answers `500` to
+/// the first request of each delivery whose id starts with a hex digit below `4` (a quarter of
+/// them: retries happen, and a webhook never piles up 10 failures in a row), `200` otherwise.
+struct RecordingReceiver {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl RecordingReceiver {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let id = parts
+                                .headers
+                                .get("webhook-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let mut log = log.lock().unwrap();
+                            let first = !log.iter().any(|s| s.webhook_id == id);
+                            let fails_first = id.starts_with(['0', '1', '2', '3']);
+                            let status = if first && fails_first { 500 } else { 200 };
+                            log.push(Seen {
+                                webhook_id: id,
+                                body,
+                                status,
+                            });
+                            drop(log);
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The fan-out and delivery handlers with the function's own SDK settings (timeouts, 3
+/// attempts), their DynamoDB and SQS calls through `proxy`; Secrets Manager direct.
+async fn handlers_through(stack: &Stack, proxy: &str) -> (Fanout, Arc<Deliverer>) {
+    let faulty = support::moto::sdk_config_for(proxy).await;
+    let direct = support::moto::sdk_config_for(endpoint()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&faulty);
+    let store = PipelineStore::new(
+        dynamodb.clone(),
+        &stack.env.resources.webhooks_table,
+        &stack.env.resources.api_keys_table,
+    );
+    let queues = Queues::new(aws_sdk_sqs::Client::new(&faulty));
+    let fanout = Fanout {
+        store: store.clone(),
+        queues: queues.clone(),
+        deliveries_queue_url: stack.deliveries.clone(),
+        events_dlq_url: stack.events_dlq.clone(),
+    };
+    let deliverer = Arc::new(Deliverer::new(
+        DynamoWebhooks::new(dynamodb, &stack.env.resources.webhooks_table),
+        SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&direct), "", None, ""),
+        store,
+        queues,
+        Sender::with_parts(
+            LOCAL,
+            Arc::new(SystemResolver),
+            rustls::RootCertStore::empty(),
+        ),
+        RetryPolicy::parse("0").unwrap(),
+        &stack.deliveries,
+    ));
+    (fanout, deliverer)
+}
+
+/// Takes the messages of `pending` whose ids `answer` lists as failed (they come back, as SQS
+/// brings a failed message back after its visibility timeout).
+fn failed_of(
+    batch: Vec<SqsMessage>,
+    answer: &instaview_webhooks::pipeline::SqsBatchResponse,
+) -> Vec<SqsMessage> {
+    batch
+        .into_iter()
+        .filter(|m| {
+            answer
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == m.message_id)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_their_id() {
+    use support::fault_proxy::{Fault, FaultProxy, RandomFaults};
+    const EVENTS: usize = 15;
+    const TIME_LIMIT: Duration = Duration::from_secs(45);
+    let seed: u64 = std::env::var("PIPELINE_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0010);
+    eprintln!("PIPELINE_FAULT_SEED={seed}");
+
+    let stack = Stack::new().await;
+    let receivers = [
+        RecordingReceiver::start().await,
+        RecordingReceiver::start().await,
+    ];
+    let mut webhooks = Vec::new();
+    for receiver in &receivers {
+        for _ in 0..2 {
+            let (id, _) = stack
+                .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+                .await;
+            webhooks.push(id);
+        }
+    }
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|_| stack.event("interview.completed", COMPANY))
+        .collect();
+
+    let proxy = FaultProxy::start(endpoint(), seed).await;
+    // Late forwards land just after the client gave up on them.
+    proxy.set_late_delay(instaview_webhooks::aws::ATTEMPT_TIMEOUT + Duration::from_millis(300));
+    proxy.set_random(RandomFaults {
+        mix: vec![
+            (Fault::Drop, 40),
+            (Fault::LoseAnswer, 50),
+            (Fault::ServerError, 40),
+            (Fault::Throttle, 40),
+            (Fault::LateForward, 10),
+            (Fault::Stall, 5),
+        ],
+    });
+    let (fanout, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+
+    // The event source mappings: batches of 10, failed messages back in the next round.
+    let started = Instant::now();
+    let mut to_fan_out = events.clone();
+    let mut to_deliver: Vec<SqsMessage> = Vec::new();
+    let mut rounds = 0;
+    let mut handler_failures = 0;
+    while started.elapsed() < TIME_LIMIT {
+        rounds += 1;
+        let batch: Vec<SqsMessage> = to_fan_out.drain(..to_fan_out.len().min(10)).collect();
+        if !batch.is_empty() {
+            let answer = fanout
+                .handle(SqsEvent {
+                    records: batch.clone(),
+                })
+                .await;
+            handler_failures += answer.batch_item_failures.len();
+            to_fan_out.extend(failed_of(batch, &answer));
+        }
+        let mut deliveries = std::mem::take(&mut to_deliver);
+        deliveries.extend(stack.drain(&stack.deliveries).await);
+        if deliveries.is_empty() && to_fan_out.is_empty() {
+            // Late forwards may still land a message: wait for them, then look once more.
+            proxy.settle(Duration::from_secs(10)).await;
+            let late = stack.drain(&stack.deliveries).await;
+            let quiet = late.is_empty();
+            to_deliver.extend(late);
+            if quiet {
+                break;
+            }
+            continue;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in deliveries.chunks(10) {
+            let (deliverer, chunk) = (deliverer.clone(), chunk.to_vec());
+            tasks.spawn(async move {
+                let answer = deliverer
+                    .handle(
+                        SqsEvent {
+                            records: chunk.clone(),
+                        },
+                        Instant::now() + Duration::from_secs(20),
+                    )
+                    .await;
+                (chunk, answer)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (chunk, answer) = joined.unwrap();
+            handler_failures += answer.batch_item_failures.len();
+            to_deliver.extend(failed_of(chunk, &answer));
+        }
+    }
+    let elapsed = started.elapsed();
+    proxy.clear();
+    proxy.settle(Duration::from_secs(10)).await;
+    let counts = proxy.counts();
+
+    // What is still queued: events not fanned out, deliveries not yet done.
+    let mut still_queued: std::collections::HashSet<Uuid> = to_deliver
+        .iter()
+        .chain(stack.drain(&stack.deliveries).await.iter())
+        .map(|m| DeliveryMessage::parse(&m.body).unwrap().delivery_id)
+        .collect();
+    for event in &to_fan_out {
+        for webhook in &webhooks {
+            still_queued.insert(instaview_webhooks::pipeline::messages::delivery_id(
+                &event.message_id,
+                *webhook,
+            ));
+        }
+    }
+
+    let seen: Vec<Seen> = receivers.iter().flat_map(RecordingReceiver::seen).collect();
+    let mut by_id: std::collections::HashMap<&str, Vec<&Seen>> = Default::default();
+    for request in &seen {
+        by_id
+            .entry(request.webhook_id.as_str())
+            .or_default()
+            .push(request);
+    }
+    // A duplicate only ever comes with the same webhook-id: one id, one body, and the body's
+    // deliveryId is that id.
+    for (id, requests) in &by_id {
+        for request in requests {
+            assert_eq!(request.body, requests[0].body, "one webhook-id, one body");
+        }
+        let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(body["deliveryId"], *id);
+    }
+    // No event is lost: every (event, webhook) pair was delivered (a 2xx) or is still queued.
+    let mut expected = std::collections::HashSet::new();
+    for event in &events {
+        for webhook in &webhooks {
+            expected.insert(instaview_webhooks::pipeline::messages::delivery_id(
+                &event.message_id,
+                *webhook,
+            ));
+        }
+    }
+    let delivered: std::collections::HashSet<Uuid> = seen
+        .iter()
+        .filter(|s| s.status == 200)
+        .map(|s| Uuid::parse_str(&s.webhook_id).unwrap())
+        .collect();
+    let lost: Vec<&Uuid> = expected
+        .iter()
+        .filter(|id| !delivered.contains(id) && !still_queued.contains(id))
+        .collect();
+    assert!(lost.is_empty(), "lost deliveries: {lost:?}");
+    assert!(
+        delivered.is_subset(&expected),
+        "only the expected deliveries"
+    );
+    let duplicates = seen
+        .iter()
+        .filter(|s| s.status == 200)
+        .count()
+        .saturating_sub(delivered.len());
+    eprintln!(
+        "{} pairs: {} delivered, {} still queued; {} requests ({} duplicate 2xx) in {:.1} s, \
+         {rounds} rounds, {handler_failures} messages reported failed; {counts}",
+        expected.len(),
+        delivered.len(),
+        still_queued.len(),
+        seen.len(),
+        duplicates,
+        elapsed.as_secs_f64(),
+    );
+    assert!(counts.total() > 0, "faults were injected");
+    assert!(elapsed < Duration::from_secs(60), "bounded in time");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load: 1,000 events to 50 webhooks on 50 receivers, every delivery accounted for.
+
+/// How a load receiver answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    /// Always 200.
+    Healthy,
+    /// 500 to every third request, 200 otherwise: retries that succeed.
+    Flaky,
+    /// Always 500: retries, then the circuit opens at 10 failures in a row.
+    Down,
+    /// Always 410: the circuit opens at the first answer.
+    Gone,
+}
+
+/// A receiver on 127.0.0.1 counting its answers by status.
+struct CountingReceiver {
+    url: String,
+    answers: Arc<Mutex<std::collections::BTreeMap<u16, u64>>>,
+}
+
+impl CountingReceiver {
+    async fn start(behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let answers: Arc<Mutex<std::collections::BTreeMap<u16, u64>>> = Arc::default();
+        let log = answers.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let _ = request.into_body().collect().await;
+                            let mut log = log.lock().unwrap();
+                            let so_far: u64 = log.values().sum();
+                            let status = match behaviour {
+                                Behaviour::Healthy => 200,
+                                Behaviour::Flaky if so_far % 3 == 0 => 500,
+                                Behaviour::Flaky => 200,
+                                Behaviour::Down => 500,
+                                Behaviour::Gone => 410,
+                            };
+                            *log.entry(status).or_default() += 1;
+                            drop(log);
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, answers }
+    }
+}
+
+impl Stack {
+    /// Takes at most `limit` messages out of a queue, deleting them in batches of 10.
+    async fn take(&self, queue: &str, limit: usize) -> Vec<SqsMessage> {
+        let mut all = Vec::new();
+        while all.len() < limit {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            let entries = messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle.clone().unwrap())
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let deleted = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(deleted.failed.is_empty(), "every message deleted");
+            all.extend(
+                messages
+                    .into_iter()
+                    .map(|m| SqsMessage::new(m.message_id.unwrap(), m.body.unwrap())),
+            );
+        }
+        all
+    }
+
+    /// The attempt records of this test's table, counted by outcome.
+    async fn attempt_outcomes(&self) -> std::collections::BTreeMap<String, u64> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let mut outcomes = std::collections::BTreeMap::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .env
+                .dynamodb
+                .scan()
+                .table_name(&self.env.resources.webhooks_table)
+                .filter_expression("begins_with(id, :attempt)")
+                .expression_attribute_values(":attempt", AttributeValue::S("attempt#".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in page.items() {
+                *outcomes
+                    .entry(item["outcome"].as_s().unwrap().clone())
+                    .or_default() += 1;
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return outcomes;
+            }
+        }
+    }
+}
+
+/// About 2 minutes against moto (which serves one request at a time): `make load` runs it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "load test, ~2 min: make load"]
+async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for() {
+    const EVENTS: usize = 1_000;
+    const WEBHOOKS: usize = 50;
+    /// Lambda instances of each function running at once (each with a batch of 10).
+    const INSTANCES: usize = 4;
+    let stack = Stack::new().await;
+    // One company per webhook, one key that may act for all of them.
+    let companies: Vec<Uuid> = (0..WEBHOOKS).map(|_| Uuid::new_v4()).collect();
+    let key = stack
+        .env
+        .admin()
+        .create_key(KeySpec {
+            name: "load".into(),
+            scopes: vec![WRITE_WEBHOOKS.into()],
+            company_ids: companies.clone(),
+            expires_at: None,
+            token: None,
+            rate_limits: GENEROUS_LIMITS,
+        })
+        .await
+        .unwrap();
+    let token = key.token.expose().to_owned();
+    // 40 healthy, 5 flaky, 3 down, 2 gone.
+    let behaviour = |i: usize| match i {
+        0..=39 => Behaviour::Healthy,
+        40..=44 => Behaviour::Flaky,
+        45..=47 => Behaviour::Down,
+        _ => Behaviour::Gone,
+    };
+    let mut receivers = Vec::new();
+    let mut webhooks = Vec::new();
+    for (i, company) in companies.iter().enumerate() {
+        let receiver = CountingReceiver::start(behaviour(i)).await;
+        let (id, _) = stack
+            .register(
+                &token,
+                json!({"url": receiver.url, "events": ["interview.completed"],
+                       "companyId": company.to_string()}),
+            )
+            .await;
+        webhooks.push(id);
+        receivers.push(receiver);
+    }
+    let started = Instant::now();
+
+    // Fan-out: 100 batches of 10 events, INSTANCES at a time; every event reaches one webhook.
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|i| stack.event("interview.completed", &companies[i % WEBHOOKS].to_string()))
+        .collect();
+    let fanout = Arc::new(stack.fanout.clone());
+    for wave in events.chunks(10 * INSTANCES) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for batch in wave.chunks(10) {
+            let (fanout, records) = (fanout.clone(), batch.to_vec());
+            tasks.spawn(async move { fanout.handle(SqsEvent { records }).await });
+        }
+        while let Some(answer) = tasks.join_next().await {
+            assert!(answer.unwrap().batch_item_failures.is_empty());
+        }
+    }
+    let fanned_out = started.elapsed();
+
+    // Delivery: batches of 10 from the queue, INSTANCES at a time, until the queue is empty.
+    let mut created = 0u64; // first attempts taken from the queue: the deliveries
+    let mut handled: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    loop {
+        let messages = stack.take(&stack.deliveries, 10 * INSTANCES).await;
+        if messages.is_empty() {
+            break;
+        }
+        created += messages
+            .iter()
+            .filter(|m| DeliveryMessage::parse(&m.body).unwrap().attempt == 1)
+            .count() as u64;
+        let mut tasks = tokio::task::JoinSet::new();
+        for message in messages {
+            let deliverer = stack.deliverer.clone();
+            tasks.spawn(async move {
+                deliverer
+                    .deliver(&message, Instant::now() + Duration::from_secs(20))
+                    .await
+                    .unwrap()
+            });
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            let kind = match outcome.unwrap() {
+                Handled::Delivered => "delivered",
+                Handled::Retrying { .. } => "retried",
+                Handled::GaveUp => "gave up",
+                Handled::Waiting => "waiting",
+                Handled::Dropped("circuit open") => "dropped: circuit open",
+                Handled::Dropped(_) => "dropped: other",
+            };
+            *handled.entry(kind).or_default() += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let count = |kind: &str| handled.get(kind).copied().unwrap_or(0);
+
+    // The receivers' side.
+    let mut answered: std::collections::BTreeMap<u16, u64> = Default::default();
+    for receiver in &receivers {
+        for (status, n) in receiver.answers.lock().unwrap().iter() {
+            *answered.entry(*status).or_default() += n;
+        }
+    }
+    let requests: u64 = answered.values().sum();
+    let records = stack.attempt_outcomes().await;
+    eprintln!(
+        "load: {EVENTS} events to {WEBHOOKS} webhooks: {created} deliveries; handled {handled:?}; \
+         receivers answered {answered:?}; attempt records {records:?}; fan-out {:.1} s, \
+         all {:.1} s",
+        fanned_out.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+
+    // Every delivery ends exactly once: delivered, given up, or dropped by an open circuit.
+    assert_eq!(count("waiting") + count("dropped: other"), 0);
+    assert_eq!(
+        created,
+        count("delivered") + count("gave up") + count("dropped: circuit open")
+    );
+    // Every attempt is one request and one record; every retry is one more message.
+    let attempts = count("delivered") + count("retried") + count("gave up");
+    assert_eq!(requests, attempts);
+    assert_eq!(records.values().sum::<u64>(), attempts);
+    assert_eq!(answered.get(&200).copied().unwrap_or(0), count("delivered"));
+    assert_eq!(
+        records.get("delivered").copied().unwrap_or(0),
+        count("delivered")
+    );
+    assert_eq!(
+        records.get("gone").copied().unwrap_or(0),
+        answered.get(&410).copied().unwrap_or(0)
+    );
+    // The scenario happened: retries, circuits opened (by 410 and by 10 failures), drops.
+    assert!(count("retried") > 0 && count("dropped: circuit open") > 0);
+    let mut open = 0;
+    for webhook in &webhooks {
+        if stack
+            .record(*webhook)
+            .await
+            .get("circuitOpenedAt")
+            .is_some_and(|at| at.as_s().is_ok())
+        {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 5, "the 3 down and 2 gone webhooks have open circuits");
+    assert!(created <= EVENTS as u64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS calls per delivery and per fan-out (an SDK interceptor), deliveries per second per
+// function instance (docs/PERFORMANCE.md, "The event pipeline").
+
+/// Every request the pipeline's clients put on the wire, by operation (a retry counts again).
+#[derive(Clone, Debug, Default)]
+struct CallCounter(Arc<Mutex<Vec<String>>>);
+
+impl CallCounter {
+    /// The calls since the last `take`, sorted and counted.
+    fn take(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counted = std::collections::BTreeMap::new();
+        for operation in std::mem::take(&mut *self.0.lock().unwrap()) {
+            *counted.entry(operation).or_default() += 1;
+        }
+        counted
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "PipelineCallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        // All three services speak the AWS JSON protocol: `X-Amz-Target` names the operation.
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|target| target.rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_owned();
+        self.0.lock().unwrap().push(operation);
+        Ok(())
+    }
+}
+
+fn calls(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    pairs.iter().map(|(o, n)| (o.to_string(), *n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
+    let stack = Stack::new().await;
+    let counter = CallCounter::default();
+    let sdk = patient_sdk_config_for(endpoint()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let store = PipelineStore::new(
+        dynamodb.clone(),
+        &stack.env.resources.webhooks_table,
+        &stack.env.resources.api_keys_table,
+    );
+    let queues = Queues::new(sqs);
+    let fanout = Fanout {
+        store: store.clone(),
+        queues: queues.clone(),
+        deliveries_queue_url: stack.deliveries.clone(),
+        events_dlq_url: stack.events_dlq.clone(),
+    };
+    let deliverer = Arc::new(Deliverer::new(
+        DynamoWebhooks::new(dynamodb, &stack.env.resources.webhooks_table),
+        SecretsManagerStore::new(secrets, "", None, ""),
+        store,
+        queues,
+        Sender::with_parts(
+            LOCAL,
+            Arc::new(SystemResolver),
+            rustls::RootCertStore::empty(),
+        ),
+        RetryPolicy::parse("0").unwrap(),
+        &stack.deliveries,
+    ));
+
+    // 100 webhooks on one healthy receiver: 50 of the company, 50 without a company (their
+    // key may act for it), the key's limit.
+    let receiver = CountingReceiver::start(Behaviour::Healthy).await;
+    for i in 0..100 {
+        let company = (i % 2 == 0).then_some(COMPANY);
+        stack
+            .webhook(&receiver.url, &["interview.completed"], company)
+            .await;
+    }
+
+    // Fan-out of one event to 100 webhooks: two index queries, the key's companies, and ten
+    // batches of ten messages.
+    counter.take();
+    let event = stack.event("interview.completed", COMPANY);
+    let fanned = fanout
+        .fan_out(&event, &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(fanned, Fanned::Out(100));
+    assert_eq!(
+        counter.take(),
+        calls(&[("Query", 3), ("SendMessageBatch", 10)])
+    );
+
+    // Delivery, one instance, batches of 10 one after another. The first delivery to each
+    // webhook reads its secret; after that a delivery is three calls: the webhook record, the
+    // failure count's conditional reset (refused when it is 0 already) and the attempt record.
+    let mut rounds = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            let event = stack.event("interview.completed", COMPANY);
+            fanout
+                .fan_out(&event, &mut Default::default())
+                .await
+                .unwrap();
+        }
+        let messages = stack.take(&stack.deliveries, 100).await;
+        assert_eq!(messages.len(), 100);
+        counter.take();
+        let started = Instant::now();
+        for batch in messages.chunks(10) {
+            let answer = deliverer
+                .handle(
+                    SqsEvent {
+                        records: batch.to_vec(),
+                    },
+                    Instant::now() + Duration::from_secs(20),
+                )
+                .await;
+            assert!(answer.batch_item_failures.is_empty());
+        }
+        rounds.push((started.elapsed(), counter.take()));
+    }
+    let (cold, first) = &rounds[0];
+    let (warm, second) = &rounds[1];
+    assert_eq!(
+        *first,
+        calls(&[
+            ("GetItem", 100),
+            ("GetSecretValue", 100),
+            ("PutItem", 100),
+            ("UpdateItem", 100)
+        ])
+    );
+    assert_eq!(
+        *second,
+        calls(&[("GetItem", 100), ("PutItem", 100), ("UpdateItem", 100)])
+    );
+
+    // A failed attempt adds the next attempt's message: four calls (and here the secret: this
+    // instance has not read it before).
+    let down = CountingReceiver::start(Behaviour::Down).await;
+    stack
+        .register(
+            &stack.other_token,
+            json!({"url": down.url, "events": ["interview.completed"], "companyId": OTHER_COMPANY}),
+        )
+        .await;
+    let event = stack.event("interview.completed", OTHER_COMPANY);
+    fanout
+        .fan_out(&event, &mut Default::default())
+        .await
+        .unwrap();
+    let first_attempt = stack.take(&stack.deliveries, 10).await.remove(0);
+    assert!(matches!(
+        stack
+            .deliverer
+            .deliver(&first_attempt, Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap(),
+        Handled::Retrying { .. }
+    ));
+    let retry = stack.take(&stack.deliveries, 10).await.remove(0);
+    counter.take();
+    assert!(matches!(
+        deliverer
+            .deliver(&retry, Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap(),
+        Handled::Retrying { .. }
+    ));
+    assert_eq!(
+        counter.take(),
+        calls(&[
+            ("GetItem", 1),
+            ("GetSecretValue", 1),
+            ("PutItem", 1),
+            ("SendMessage", 1),
+            ("UpdateItem", 1)
+        ])
+    );
+    eprintln!(
+        "one instance, batches of 10, against moto: first 100 deliveries (secrets read) {:.2} s \
+         = {:.0}/s; next 100 (secrets cached) {:.2} s = {:.0}/s",
+        cold.as_secs_f64(),
+        100.0 / cold.as_secs_f64(),
+        warm.as_secs_f64(),
+        100.0 / warm.as_secs_f64()
+    );
+}
