@@ -83,8 +83,8 @@ bench: venv ## Benchmarks: request path (criterion), cold start, peak memory (do
 	$(PY) scripts/cold-start.py --tls
 	$(PY) scripts/peak-rss.py
 
-load: venv ## Pipeline load: 1,000 events to 50 receivers against moto, every delivery accounted for (~2 min; not in `make test`)
-	cargo test --test pipeline load_ -- --ignored --nocapture
+load: venv ## Pipeline load alone: 1,000 events to 50 receivers against moto, every delivery accounted for (~2 min; `make test` runs it too)
+	cargo test --test pipeline load_ -- --nocapture
 
 clean:
 	cargo clean; rm -rf $(VENV) .run

@@ -1247,7 +1247,6 @@ impl Stack {
 
 /// About 2 minutes against moto (which serves one request at a time): `make load` runs it.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "load test, ~2 min: make load"]
 async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for() {
     const EVENTS: usize = 1_000;
     const WEBHOOKS: usize = 50;
