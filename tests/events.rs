@@ -353,6 +353,41 @@ async fn check_event(path: &Path) -> Vec<String> {
             }
             no_store(&mut problems);
         }
+        // A test ping's result (the seeded webhook's circuit is open: nothing is sent).
+        200 if segments.as_ref().and_then(|s| s.get(1)) == Some(&"test") => {
+            let data = body.get("data").and_then(Value::as_object);
+            let keys: Vec<&str> = data.map_or(vec![], |d| d.keys().map(String::as_str).collect());
+            if keys
+                != [
+                    "success",
+                    "deliveryId",
+                    "httpStatus",
+                    "durationMs",
+                    "message",
+                ]
+            {
+                problems.push(format!("test result keys {keys:?}"));
+            }
+            no_store(&mut problems);
+        }
+        // A rotation: the view's fields, then the new secret and the previous one's expiry.
+        200 if segments.as_ref().and_then(|s| s.get(1)) == Some(&"rotate-secret") => {
+            let data = body.get("data").and_then(Value::as_object);
+            let keys: Vec<&str> = data.map_or(vec![], |d| d.keys().map(String::as_str).collect());
+            let mut expected: Vec<&str> = SEED_FIELDS
+                .iter()
+                .copied()
+                .filter(|f| *f != "signingSecret")
+                .collect();
+            expected.extend(["signingSecret", "previousSecretExpiresAt"]);
+            if keys != expected {
+                problems.push(format!("rotation keys {keys:?}, expected {expected:?}"));
+            }
+            if header("etag").is_none() {
+                problems.push("a rotation without an ETag".into());
+            }
+            no_store(&mut problems);
+        }
         // One webhook's view, with its ETag; a change moves the ETag.
         200 => {
             let data = body.get("data").unwrap_or(&Value::Null);
