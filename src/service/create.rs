@@ -31,7 +31,8 @@ pub struct Created {
 impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
     /// Creates the webhook, at most once per idempotency claim.
     ///
-    /// The writes (claim, secret, record) run within [`WRITE_BUDGET`]. When they fail, or the
+    /// The writes (claim, secret, record) run within the settings' write budget
+    /// ([`WRITE_BUDGET`] in production). When they fail, or the
     /// budget runs out, whatever they may have left is undone within [`UNDO_BUDGET`] before the
     /// answer, so that a failed request leaves nothing behind and still answers in time.
     pub async fn create_webhook(
@@ -52,7 +53,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             headers: request.headers.clone(),
         };
         let write = self.write(key, &webhook, &document, claim.as_ref());
-        let failure = match tokio::time::timeout(WRITE_BUDGET, write).await {
+        let failure = match tokio::time::timeout(self.settings.write_budget, write).await {
             Ok(Ok(Written::New)) => {
                 return Ok(Created {
                     webhook,

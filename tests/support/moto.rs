@@ -239,7 +239,12 @@ impl AwsEnv {
                 None,
                 &self.resources.pepper_secret_id,
             ),
-            settings,
+            // Many concurrent requests queue at the emulator, which serves one at a time:
+            // give their writes time, so that only a real failure answers 503.
+            Settings {
+                write_budget: std::time::Duration::from_secs(120),
+                ..settings
+            },
         )
     }
 
