@@ -370,20 +370,25 @@ impl WebhookWrites for DynamoWebhooks {
         let update = format!("SET {} ADD {version} {one}", sets.join(", "));
         let condition =
             expression.caller_condition(caller, change.secret.as_ref().map(|swap| &swap.from));
-        let Some((claim, result)) = claim else {
-            let outcome = self
-                .client
-                .update_item()
+        // One conditional update of the record, sent alone or, with an idempotency claim, in
+        // one transaction with the claim's completion.
+        let record = build(
+            Update::builder()
                 .table_name(&self.table)
                 .key(WEBHOOK_ID, s(&id.to_string()))
                 .update_expression(update)
                 .condition_expression(condition)
                 .set_expression_attribute_names(Some(expression.names))
                 .set_expression_attribute_values(Some(expression.values))
-                .return_values(ReturnValue::AllNew)
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
+                .build(),
+        )?;
+        let Some((claim, result)) = claim else {
+            let outcome = self
+                .update_item_of(&record)
+                .return_values(ReturnValue::AllNew)
                 .send()
                 .await;
             return match outcome {
@@ -401,21 +406,7 @@ impl WebhookWrites for DynamoWebhooks {
                 },
             };
         };
-        // With an idempotency claim, the change and the claim's completion are one transaction
-        // (which answers no attributes: the record is read back after it).
-        let record = build(
-            Update::builder()
-                .table_name(&self.table)
-                .key(WEBHOOK_ID, s(&id.to_string()))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(expression.names))
-                .set_expression_attribute_values(Some(expression.values))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .build(),
-        )?;
+        // The transaction answers no attributes: the record is read back after it.
         let complete = self.complete_claim_item(claim, result)?;
         let outcome = self
             .client
@@ -506,6 +497,24 @@ impl WebhookWrites for DynamoWebhooks {
 }
 
 impl DynamoWebhooks {
+    /// `update`, a transaction item, as a request of its own (one builder for both uses).
+    fn update_item_of(
+        &self,
+        update: &Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(update.table_name())
+            .set_key(Some(update.key().clone()))
+            .update_expression(update.update_expression())
+            .set_condition_expression(update.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(update.expression_attribute_names().cloned())
+            .set_expression_attribute_values(update.expression_attribute_values().cloned())
+            .set_return_values_on_condition_check_failure(
+                update.return_values_on_condition_check_failure().cloned(),
+            )
+    }
+
     /// The update that gives a webhook's place in its key's limit back (in a transaction).
     fn give_back(&self, api_key_id: &str) -> Result<Update, StoreError> {
         build(
@@ -811,14 +820,7 @@ impl IdempotencyClaims for DynamoWebhooks {
 
     async fn complete(&self, claim: &IdempotencyClaim, result: &str) -> Result<(), StoreError> {
         let complete = self.complete_claim_item(claim, result)?;
-        self.client
-            .update_item()
-            .table_name(complete.table_name())
-            .set_key(Some(complete.key().clone()))
-            .update_expression(complete.update_expression())
-            .set_condition_expression(complete.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(complete.expression_attribute_names().cloned())
-            .set_expression_attribute_values(complete.expression_attribute_values().cloned())
+        self.update_item_of(&complete)
             .send()
             .await
             .map(|_| ())
