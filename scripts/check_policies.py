@@ -14,8 +14,15 @@ It also compares each function role's grants with the calls the code makes (the 
 lead's design notes, mirrored in docs/DEPLOY.md), resource by resource: a grant more or less
 fails the check, so "exactly what the code calls" cannot drift silently.
 
+Why a script and not a cfn-lint or cfn-guard rule (the template's shape rules are in
+rules/cfn-lint/): both rule languages judge the template as written, one property at a time. This
+check needs the policies as AWS would hold them -- the SAM transform run, Fn::Sub, Fn::Select and
+the conditions resolved for each parameter set, ARNs for every resource -- then the set of
+(resource, action) grants of each role compared with the calls its code makes, and parliament's
+audit of each rendered document. Neither language can render a policy or hold the list of calls.
+
 The one Resource "*" is the reconciler's secretsmanager:ListSecrets, which AWS authorises only
-on "*" (no resource type); it is the documented exception of scripts/check_template_iam.py
+on "*" (no resource type); it is the documented exception of rules/cfn-lint/iam_resources.py
 (STAR_ONLY_ACTIONS), and the expected grants below pin it to exactly that one action.
 """
 
