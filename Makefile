@@ -60,8 +60,14 @@ deploy-check: venv ## Create the template as a stack in moto's CloudFormation an
 iam-proof: venv ## Function's paths under only the template's role policy, each action removed in turn
 	$(PY) scripts/iam_proof.py
 
-openapi: venv ## Validate openapi.yaml and its examples
+openapi: venv ## Validate openapi.yaml (openapi-spec-validator), then its examples, links and API rules
+	$(VENV)/bin/openapi-spec-validator openapi.yaml
 	$(PY) scripts/validate_openapi.py openapi.yaml
+
+.PHONY: lint-py
+lint-py: venv ## Lint and format check of the Python in scripts/ and rules/ (ruff; pyproject.toml)
+	$(VENV)/bin/ruff check scripts rules
+	$(VENV)/bin/ruff format --check scripts rules
 
 FUZZ_EXAMPLES ?= 200
 fuzz-api: venv ## Schemathesis against a locally served function (FUZZ_EXAMPLES=N per operation)
