@@ -20,7 +20,10 @@ import urllib.request
 
 TRIES = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 URL = f"http://127.0.0.1:{os.environ['API_PORT']}/webhooks"
-ADMIN = [os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "debug", "webhooks-admin"), "--json"]
+ADMIN = [
+    os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "debug", "webhooks-admin"),
+    "--json",
+]
 
 
 def admin(*args):
@@ -29,8 +32,17 @@ def admin(*args):
 
 
 def key(*extra):
-    created = admin("keys", "create", "--name", "timing", "--scope", "read:webhooks",
-                    "--company", os.environ["DEV_COMPANY_ID"], *extra)
+    created = admin(
+        "keys",
+        "create",
+        "--name",
+        "timing",
+        "--scope",
+        "read:webhooks",
+        "--company",
+        os.environ["DEV_COMPANY_ID"],
+        *extra,
+    )
     return created["apiKeyId"], created["token"]
 
 
@@ -69,7 +81,8 @@ def main():
         medians[name] = statistics.median(values)
         print(f"  {name:9} median {medians[name]:6.2f}  p90 {values[int(len(values) * 0.9)]:6.2f}")
     spread = max(medians[n] for n in ("unknown", "revoked", "expired")) - min(
-        medians[n] for n in ("unknown", "revoked", "expired"))
+        medians[n] for n in ("unknown", "revoked", "expired")
+    )
     print(f"  spread of unknown/revoked/expired medians: {spread:.2f} ms (must be under 1 ms)")
     return 0 if spread < 1.0 else 1
 

@@ -36,6 +36,10 @@ import template_render  # noqa: E402
 
 ACCOUNT, REGION, STACK = "123456789012", "eu-central-1", "instaview-webhooks"
 STACK_UUID = "0f2c3a10-9d4e-11ef-8b8c-0a1b2c3d4e5f"
+# Every webhook's signing secret, under this stack's prefix (name and id).
+WEBHOOK_SECRETS = (
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:instaview/{STACK}/{STACK_UUID}/webhooks/*"
+)
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 PARAMETER_SETS = {
     "defaults": {},
@@ -57,7 +61,8 @@ def example_names(cfn):
             group = name
             if isinstance(props.get("LogGroupName"), dict):
                 group = template_render.Renderer(cfn, pseudo={"AWS::StackName": STACK}).value(
-                    props["LogGroupName"])
+                    props["LogGroupName"]
+                )
             refs[logical] = group
             attrs[(logical, "Arn")] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:*"
         elif kind == "AWS::SecretsManager::Secret":
@@ -84,12 +89,20 @@ def expected_grants(refs, attrs, params):
     grants = {
         attrs[("CreateWebhookLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
         attrs[("ApiKeysTable", "Arn")]: {"dynamodb:GetItem"},
-        table: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+        table: {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        },
         f"{table}/index/byApiKey": {"dynamodb:Query"},
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:instaview/{STACK}/{STACK_UUID}/webhooks/*": {
-            "secretsmanager:CreateSecret", "secretsmanager:TagResource",
-            "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
-            "secretsmanager:DeleteSecret"},
+        WEBHOOK_SECRETS: {
+            "secretsmanager:CreateSecret",
+            "secretsmanager:TagResource",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:DeleteSecret",
+        },
         refs["PepperSecret"]: {"secretsmanager:GetSecretValue"},
     }
     if params.get("WebhookSecretsKmsKeyArn"):
@@ -114,8 +127,7 @@ def expected_pipeline_grants(refs, attrs, params):
         attrs[("DeliverLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
         attrs[("DeliveriesQueue", "Arn")]: consume | {"sqs:SendMessage"},
         webhooks: {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:instaview/{STACK}/{STACK_UUID}/webhooks/*": {
-            "secretsmanager:GetSecretValue"},
+        WEBHOOK_SECRETS: {"secretsmanager:GetSecretValue"},
     }
     if params.get("WebhookSecretsKmsKeyArn"):
         deliver[params["WebhookSecretsKmsKeyArn"]] = {"kms:Decrypt"}
@@ -130,9 +142,11 @@ def expected_reconcile_grants(refs, attrs, params):
         table: {"dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         # The documented exception: AWS authorises ListSecrets only on "*".
         "*": {"secretsmanager:ListSecrets"},
-        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:instaview/{STACK}/{STACK_UUID}/webhooks/*": {
-            "secretsmanager:DescribeSecret", "secretsmanager:ListSecretVersionIds",
-            "secretsmanager:DeleteSecret"},
+        WEBHOOK_SECRETS: {
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:ListSecretVersionIds",
+            "secretsmanager:DeleteSecret",
+        },
     }
 
 
@@ -149,8 +163,14 @@ def expected_all(refs, attrs, params):
 def granted(document):
     out = {}
     for statement in document["Statement"]:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
         for resource in resources:
             out.setdefault(resource, set()).update(actions)
     return out
@@ -163,13 +183,19 @@ def main(argv):
     from parliament import analyze_policy_string
 
     # A placeholder package: SAM wants an S3 URI where `sam package` would put one.
-    cfn = template_render.translate(template_render.load(argv[1]), "s3://example-bucket/function.zip")
+    cfn = template_render.translate(
+        template_render.load(argv[1]), "s3://example-bucket/function.zip"
+    )
     refs, attrs = example_names(cfn)
     problems, audited = [], 0
     for label, params in PARAMETER_SETS.items():
-        pseudo = {"AWS::StackName": STACK, "AWS::StackId":
-                  f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}"}
-        renderer = template_render.Renderer(cfn, params=params, pseudo=pseudo, refs=refs, attrs=attrs)
+        pseudo = {
+            "AWS::StackName": STACK,
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}",
+        }
+        renderer = template_render.Renderer(
+            cfn, params=params, pseudo=pseudo, refs=refs, attrs=attrs
+        )
         seen = set()
         expected = expected_all(refs, attrs, params)
         for where, document in renderer.policies():
@@ -180,11 +206,15 @@ def main(argv):
                     extra = sorted(got.get(resource, set()) - want.get(resource, set()))
                     lacking = sorted(want.get(resource, set()) - got.get(resource, set()))
                     if extra or lacking:
-                        problems.append(f"{where} [{label}]: {resource}: granted but not called "
-                                        f"{extra}, called but not granted {lacking}")
+                        problems.append(
+                            f"{where} [{label}]: {resource}: granted but not called "
+                            f"{extra}, called but not granted {lacking}"
+                        )
             elif "managed" not in document:
-                problems.append(f"{where} [{label}]: a role policy the check does not know; "
-                                "add the calls its code makes to expected_all")
+                problems.append(
+                    f"{where} [{label}]: a role policy the check does not know; "
+                    "add the calls its code makes to expected_all"
+                )
             if "managed" in document:
                 problems.append(f"{where} [{label}]: managed policy {document['managed']} attached")
                 continue
@@ -194,8 +224,10 @@ def main(argv):
                 continue
             audited += 1
             for finding in analyze_policy_string(text).findings:
-                problems.append(f"{where} [{label}]: {finding.severity} {finding.issue}: "
-                                f"{finding.detail} {finding.location}")
+                problems.append(
+                    f"{where} [{label}]: {finding.severity} {finding.issue}: "
+                    f"{finding.detail} {finding.location}"
+                )
         for missing in sorted(set(expected) - seen):
             problems.append(f"{missing} [{label}]: policy not found in the template")
     if problems:
@@ -206,8 +238,10 @@ def main(argv):
     if audited == 0:
         print("parliament FAILED: no policy found to audit", file=sys.stderr)
         return 1
-    print(f"parliament: {audited} rendered policies ({', '.join(PARAMETER_SETS)}), no findings; "
-          "each function role grants exactly the calls its code makes")
+    print(
+        f"parliament: {audited} rendered policies ({', '.join(PARAMETER_SETS)}), no findings; "
+        "each function role grants exactly the calls its code makes"
+    )
     return 0
 
 

@@ -33,11 +33,22 @@ import lambda_stand_in as stand_in  # noqa: E402
 
 
 def sqs_event(body):
-    return json.dumps({"Records": [{
-        "messageId": str(uuid.uuid4()), "receiptHandle": "local", "body": body,
-        "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:local", "awsRegion": "eu-central-1",
-    }]}).encode()
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "messageId": str(uuid.uuid4()),
+                    "receiptHandle": "local",
+                    "body": body,
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:local",
+                    "awsRegion": "eu-central-1",
+                }
+            ]
+        }
+    ).encode()
 
 
 def one_start(binary, env, event, log):
@@ -74,20 +85,31 @@ def main():
     stand_in.ADMIN = target / "debug" / "webhooks-admin"
     if not args.no_build:
         release = ["--release"] if args.profile == "release" else []
-        subprocess.run(["cargo", "build", "--quiet", *release, "--bin", "fanout", "--bin", "deliver"],
-                       cwd=stand_in.ROOT, check=True)
-        subprocess.run(["cargo", "build", "--quiet", "--bin", "webhooks-admin"],
-                       cwd=stand_in.ROOT, check=True)
+        subprocess.run(
+            ["cargo", "build", "--quiet", *release, "--bin", "fanout", "--bin", "deliver"],
+            cwd=stand_in.ROOT,
+            check=True,
+        )
+        subprocess.run(
+            ["cargo", "build", "--quiet", "--bin", "webhooks-admin"], cwd=stand_in.ROOT, check=True
+        )
     local = stand_in.read_local_env()
     logs = stand_in.log_dir()
     moto = stand_in.Moto(logs)
     try:
         import boto3
-        sqs = boto3.client("sqs", endpoint_url=moto.endpoint, region_name=local["AWS_REGION"],
-                           aws_access_key_id=local["AWS_ACCESS_KEY_ID"],
-                           aws_secret_access_key=local["AWS_SECRET_ACCESS_KEY"])
-        queues = {name: sqs.create_queue(QueueName=f"cold-start-{name}")["QueueUrl"]
-                  for name in ("deliveries", "events-dlq")}
+
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=moto.endpoint,
+            region_name=local["AWS_REGION"],
+            aws_access_key_id=local["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=local["AWS_SECRET_ACCESS_KEY"],
+        )
+        queues = {
+            name: sqs.create_queue(QueueName=f"cold-start-{name}")["QueueUrl"]
+            for name in ("deliveries", "events-dlq")
+        }
         env = {
             "AWS_ENDPOINT_URL": moto.endpoint,
             "DELIVERIES_QUEUE_URL": queues["deliveries"],
@@ -95,16 +117,33 @@ def main():
             "DELIVER_TO_LOOPBACK_ONLY": "true",
         }
         events = {
-            "fanout": sqs_event(json.dumps({
-                "event": "interview.completed", "companyId": str(uuid.uuid4()),
-                "data": {"interviewId": "int_1"}, "occurredAt": "2026-11-27T12:00:00Z"})),
-            "deliver": sqs_event(json.dumps({
-                "deliveryId": str(uuid.uuid4()), "webhookId": str(uuid.uuid4()),
-                "event": "interview.completed", "body": "{}", "attempt": 1})),
+            "fanout": sqs_event(
+                json.dumps(
+                    {
+                        "event": "interview.completed",
+                        "companyId": str(uuid.uuid4()),
+                        "data": {"interviewId": "int_1"},
+                        "occurredAt": "2026-11-27T12:00:00Z",
+                    }
+                )
+            ),
+            "deliver": sqs_event(
+                json.dumps(
+                    {
+                        "deliveryId": str(uuid.uuid4()),
+                        "webhookId": str(uuid.uuid4()),
+                        "event": "interview.completed",
+                        "body": "{}",
+                        "attempt": 1,
+                    }
+                )
+            ),
         }
         print(f"machine    {stand_in.machine()}")
-        print(f"backend    moto (plain HTTP); {args.profile} build; {args.runs} starts after "
-              f"{args.warmup} warm-up each")
+        print(
+            f"backend    moto (plain HTTP); {args.profile} build; {args.runs} starts after "
+            f"{args.warmup} warm-up each"
+        )
         with open(logs / "cold-start-pipeline.log", "wb") as log:
             for name, event in events.items():
                 binary = target / args.profile / name
@@ -118,7 +157,9 @@ def main():
                 print(f"  {'':20}{'min':>9}{'median':>9}{'p90':>9}{'max':>9}   (ms)")
                 for key in runs[0]:
                     s = stand_in.stats([r[key] for r in runs])
-                    print(f"  {key:20}{s['min']:9.2f}{s['median']:9.2f}{s['p90']:9.2f}{s['max']:9.2f}")
+                    print(
+                        f"  {key:20}{s['min']:9.2f}{s['median']:9.2f}{s['p90']:9.2f}{s['max']:9.2f}"
+                    )
     finally:
         moto.stop()
 

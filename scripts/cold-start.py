@@ -62,16 +62,28 @@ def one_start(binary, env, event, log):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="measured starts (default 20)")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="starts run first and not counted (default 1: page cache)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="starts run first and not counted (default 1: page cache)",
+    )
     parser.add_argument("--tls", action="store_true", help="HTTPS front before moto")
-    parser.add_argument("--roots", type=Path,
-                        help="with --tls: the roots the function trusts, besides the front's "
-                             "(default: the system bundle)")
+    parser.add_argument(
+        "--roots",
+        type=Path,
+        help="with --tls: the roots the function trusts, besides the front's "
+        "(default: the system bundle)",
+    )
     parser.add_argument("--binary", type=Path, default=stand_in.FUNCTION)
     parser.add_argument("--no-build", action="store_true")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="an extra variable for the function (repeatable), for experiments")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra variable for the function (repeatable), for experiments",
+    )
     parser.add_argument("--json", type=Path, help="write every start's figures here")
     args = parser.parse_args()
     if args.runs < 1:
@@ -106,8 +118,11 @@ def main():
     size = args.binary.stat().st_size
     print(f"binary     {args.binary} ({size:,} bytes)")
     print(f"machine    {stand_in.machine()}")
-    print(f"backend    moto{' behind an HTTPS front (TLS handshakes)' if args.tls else ' (plain HTTP)'}"
-          f"; {args.runs} starts after {args.warmup} warm-up")
+    print(
+        "backend    moto"
+        f"{' behind an HTTPS front (TLS handshakes)' if args.tls else ' (plain HTTP)'}"
+        f"; {args.runs} starts after {args.warmup} warm-up"
+    )
     if extra_env:
         print(f"extra env  {' '.join(args.env)}")
     if front:
@@ -121,9 +136,20 @@ def main():
     verdict = "met" if summary["ready_ms"]["median"] < 20 else "MISSED"
     print(f"target: median exec → ready under 20 ms: {verdict}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "binary": str(args.binary), "bytes": size, "tls": args.tls, "env": extra_env,
-            "machine": stand_in.machine(), "summary": summary, "runs": runs}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "binary": str(args.binary),
+                    "bytes": size,
+                    "tls": args.tls,
+                    "env": extra_env,
+                    "machine": stand_in.machine(),
+                    "summary": summary,
+                    "runs": runs,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ class Aws:
     def __init__(self, endpoint):
         import boto3
 
-        session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
-                                        region_name=REGION)
+        session = boto3.session.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
+        )
         self.dynamodb = session.client("dynamodb", endpoint_url=endpoint)
         self.secrets = session.client("secretsmanager", endpoint_url=endpoint)
         self.kms = session.client("kms", endpoint_url=endpoint)
@@ -101,8 +102,9 @@ def http_event(method, route, path, token, body=None, headers=None, path_id=None
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["requestContext"]["http"]["method"] = method
     event["requestContext"]["requestId"] = uuid.uuid4().hex[:16]
-    base = {k: v for k, v in event["headers"].items()
-            if k not in ("content-length", "content-type")}
+    base = {
+        k: v for k, v in event["headers"].items() if k not in ("content-length", "content-type")
+    }
     base["authorization"] = f"Bearer {token}"
     if body is not None:
         base["content-type"] = "application/json"
@@ -202,48 +204,86 @@ class Stack:
         port = stand_in.free_port()
         self.moto_url = f"http://127.0.0.1:{port}"
         self.moto = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "moto_server.py"), "-H", "127.0.0.1",
-             "-p", str(port)], stdout=self.moto_log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "moto_server.py"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            stdout=self.moto_log,
+            stderr=subprocess.STDOUT,
+        )
         stand_in.wait_for_port(port)
         self.aws = Aws(self.moto_url)
         self.receiver = Receiver()
         self.webhook = webhook_for(self.receiver.url)
-        self.cfn = template_render.translate(template_render.load(ROOT / "template.yaml"),
-                                             "s3://example-bucket/function.zip")
+        self.cfn = template_render.translate(
+            template_render.load(ROOT / "template.yaml"), "s3://example-bucket/function.zip"
+        )
         self.refs, self.attrs = check_policies.example_names(self.cfn)
         pepper_name = f"{STACK}-PepperSecret-EXAMPLE1234"
-        self.admin_env = dict(os.environ, AWS_ENDPOINT_URL=self.moto_url, AWS_REGION=REGION,
-                              AWS_DEFAULT_REGION=REGION, AWS_ACCESS_KEY_ID="local",
-                              AWS_SECRET_ACCESS_KEY="local",
-                              WEBHOOKS_TABLE_NAME=self.refs["WebhooksTable"],
-                              API_KEYS_TABLE_NAME=self.refs["ApiKeysTable"],
-                              PEPPER_SECRET_ID=pepper_name)
+        self.admin_env = dict(
+            os.environ,
+            AWS_ENDPOINT_URL=self.moto_url,
+            AWS_REGION=REGION,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",
+            WEBHOOKS_TABLE_NAME=self.refs["WebhooksTable"],
+            API_KEYS_TABLE_NAME=self.refs["ApiKeysTable"],
+            PEPPER_SECRET_ID=pepper_name,
+        )
         self.admin("setup")
         self.refs["PepperSecret"] = self.aws.secrets.describe_secret(SecretId=pepper_name)["ARN"]
         self.kms_key = self.aws.kms.create_key(Description="IAM proof")["KeyMetadata"]["Arn"]
-        self.parameter_sets = {"defaults": {}, "customer KMS key": {
-            "WebhookSecretsKmsKeyArn": self.kms_key}}
-        self.fixture_proxy = iam_proxy.IamProxy(self.moto_url, [],
-                                                RUN_DIR / "fixture-decisions.jsonl")
+        self.parameter_sets = {
+            "defaults": {},
+            "customer KMS key": {"WebhookSecretsKmsKeyArn": self.kms_key},
+        }
+        self.fixture_proxy = iam_proxy.IamProxy(
+            self.moto_url, [], RUN_DIR / "fixture-decisions.jsonl"
+        )
         self.proxy = iam_proxy.IamProxy(self.moto_url, [], RUN_DIR / "decisions.jsonl")
 
     def admin(self, *args):
-        out = subprocess.run([str(target_dir() / "debug" / "webhooks-admin"), "--json", *args],
-                             env=self.admin_env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [str(target_dir() / "debug" / "webhooks-admin"), "--json", *args],
+            env=self.admin_env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return out.stdout
 
     def new_key(self, name):
-        created = json.loads(self.admin("keys", "create", "--name", name,
-                                        "--scope", "write:webhooks", "--scope", "read:webhooks",
-                                        "--company", COMPANY))
+        created = json.loads(
+            self.admin(
+                "keys",
+                "create",
+                "--name",
+                name,
+                "--scope",
+                "write:webhooks",
+                "--scope",
+                "read:webhooks",
+                "--company",
+                COMPANY,
+            )
+        )
         return created["token"], created["apiKeyId"]
 
     def render(self, params):
         """(role policy document, function environment) for one parameter set."""
-        pseudo = {"AWS::StackName": STACK, "AWS::Region": REGION, "AWS::StackId":
-                  f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}"}
-        renderer = template_render.Renderer(self.cfn, params=params, pseudo=pseudo,
-                                            refs=self.refs, attrs=self.attrs)
+        pseudo = {
+            "AWS::StackName": STACK,
+            "AWS::Region": REGION,
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/{STACK_UUID}",
+        }
+        renderer = template_render.Renderer(
+            self.cfn, params=params, pseudo=pseudo, refs=self.refs, attrs=self.attrs
+        )
         policies = dict(renderer.policies())
         document = policies[ROLE_POLICY]
         function = self.cfn["Resources"][FUNCTION_LOGICAL_ID]["Properties"]
@@ -268,8 +308,11 @@ class Function:
 
     def __init__(self, stack, proxy, env):
         self.function = stand_in.Function(
-            target_dir() / "debug" / "create-webhook", {"AWS_ENDPOINT_URL": proxy.url},
-            stack.function_log, extra_env=env)
+            target_dir() / "debug" / "create-webhook",
+            {"AWS_ENDPOINT_URL": proxy.url},
+            stack.function_log,
+            extra_env=env,
+        )
 
     def call(self, *args, **kwargs):
         _, raw = self.function.invoke(http_event(*args, **kwargs))
@@ -293,20 +336,31 @@ def run_paths(stack, env, document, variant):
         token, key_id = stack.new_key(f"iam proof {variant}")
         limited_token, limited_key_id = stack.new_key(f"iam proof {variant} (at its limit)")
         limit = int(env["MAX_WEBHOOKS_PER_API_KEY"])
-        stack.aws.dynamodb.put_item(TableName=stack.refs["WebhooksTable"], Item={
-            "id": {"S": f"quota#{limited_key_id}"}, "webhookCount": {"N": str(limit)}})
+        stack.aws.dynamodb.put_item(
+            TableName=stack.refs["WebhooksTable"],
+            Item={"id": {"S": f"quota#{limited_key_id}"}, "webhookCount": {"N": str(limit)}},
+        )
         replay_key = uuid.uuid4().hex
-        status, body = fixture.call("POST", "/webhooks", "/webhooks", token, webhook,
-                                    {"Idempotency-Key": replay_key})
+        status, body = fixture.call(
+            "POST", "/webhooks", "/webhooks", token, webhook, {"Idempotency-Key": replay_key}
+        )
         kept = webhook_id(body)
         status2, body2 = fixture.call("POST", "/webhooks", "/webhooks", token, webhook)
         doomed = webhook_id(body2)
         if status != 201 or status2 != 201 or not kept or not doomed:
-            denied = sorted({f"{c['action']} on {c['resource']}"
-                             for d in stack.fixture_proxy.decisions if d["decision"] == "DENY"
-                             for c in d["checks"] if c["effect"] != "Allow"})
-            raise SystemExit(f"iam-proof FAILED: creating fixtures with the template's policy "
-                             f"answered {status} / {status2}; denied: {denied}")
+            denied = sorted(
+                {
+                    f"{c['action']} on {c['resource']}"
+                    for d in stack.fixture_proxy.decisions
+                    if d["decision"] == "DENY"
+                    for c in d["checks"]
+                    if c["effect"] != "Allow"
+                }
+            )
+            raise SystemExit(
+                f"iam-proof FAILED: creating fixtures with the template's policy "
+                f"answered {status} / {status2}; denied: {denied}"
+            )
     finally:
         fixture.stop()
     doomed_secret = env["WEBHOOK_SECRET_PREFIX"] + doomed
@@ -314,20 +368,28 @@ def run_paths(stack, env, document, variant):
     undo_key = uuid.uuid4().hex
 
     def create(call):
-        status, body = call("POST", "/webhooks", "/webhooks", token, webhook,
-                            {"Idempotency-Key": uuid.uuid4().hex})
+        status, body = call(
+            "POST", "/webhooks", "/webhooks", token, webhook, {"Idempotency-Key": uuid.uuid4().hex}
+        )
         return status == 201 and bool(webhook_id(body)), f"{status}"
 
     def replay(call):
-        status, body = call("POST", "/webhooks", "/webhooks", token, webhook,
-                            {"Idempotency-Key": replay_key})
+        status, body = call(
+            "POST", "/webhooks", "/webhooks", token, webhook, {"Idempotency-Key": replay_key}
+        )
         return status in (200, 201) and webhook_id(body) == kept, f"{status}"
 
     def undo(call):
         answers = []
         for _ in range(2):  # the retry finds the claim released, not "in progress"
-            status, body = call("POST", "/webhooks", "/webhooks", limited_token, webhook,
-                                {"Idempotency-Key": undo_key})
+            status, body = call(
+                "POST",
+                "/webhooks",
+                "/webhooks",
+                limited_token,
+                webhook,
+                {"Idempotency-Key": undo_key},
+            )
             code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
             answers.append((status, code))
         left = stack.aws.live_secrets_of(limited_key_id)
@@ -345,55 +407,90 @@ def run_paths(stack, env, document, variant):
         return status == 200 and webhook_id(body) == kept, f"{status}"
 
     def patch_fields(call):
-        status, _ = call("PATCH", "/webhooks/{id}", one, token, {"name": f"renamed {variant}"},
-                         path_id=kept)
+        status, _ = call(
+            "PATCH", "/webhooks/{id}", one, token, {"name": f"renamed {variant}"}, path_id=kept
+        )
         return status == 200, f"{status}"
 
     def patch_headers(call):
-        status, _ = call("PATCH", "/webhooks/{id}", one, token,
-                         {"headers": [{"name": "X-Proof", "value": uuid.uuid4().hex}]},
-                         path_id=kept)
+        status, _ = call(
+            "PATCH",
+            "/webhooks/{id}",
+            one,
+            token,
+            {"headers": [{"name": "X-Proof", "value": uuid.uuid4().hex}]},
+            path_id=kept,
+        )
         return status == 200, f"{status}"
 
     def reset_circuit(call):
-        status, _ = call("POST", "/webhooks/{id}/reset-circuit", f"{one}/reset-circuit", token,
-                         headers={"Idempotency-Key": uuid.uuid4().hex}, path_id=kept)
+        status, _ = call(
+            "POST",
+            "/webhooks/{id}/reset-circuit",
+            f"{one}/reset-circuit",
+            token,
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            path_id=kept,
+        )
         return status == 200, f"{status}"
 
     def test(call):
         before = stack.receiver.received()
-        status, body = call("POST", "/webhooks/{id}/test", f"{one}/test", token,
-                            headers={"Idempotency-Key": uuid.uuid4().hex}, path_id=kept)
+        status, body = call(
+            "POST",
+            "/webhooks/{id}/test",
+            f"{one}/test",
+            token,
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            path_id=kept,
+        )
         data = (body.get("data") or {}) if isinstance(body, dict) else {}
         delivered = stack.receiver.received() - before
         ok = status == 200 and data.get("success") is True and delivered == 1
-        return ok, f"{status}" + (f", success {data.get('success')}" if status == 200 else "") \
-            + (f", {delivered} deliveries" if delivered != 1 else "")
+        return ok, f"{status}" + (f", success {data.get('success')}" if status == 200 else "") + (
+            f", {delivered} deliveries" if delivered != 1 else ""
+        )
 
     def rotate_secret(call):
-        status, body = call("POST", "/webhooks/{id}/rotate-secret", f"{one}/rotate-secret",
-                            token, headers={"Idempotency-Key": uuid.uuid4().hex}, path_id=kept)
+        status, body = call(
+            "POST",
+            "/webhooks/{id}/rotate-secret",
+            f"{one}/rotate-secret",
+            token,
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            path_id=kept,
+        )
         data = (body.get("data") or {}) if isinstance(body, dict) else {}
         new = data.get("signingSecret")
         # The secret version the record now points at must hold the new secret.
-        record = stack.aws.dynamodb.get_item(TableName=stack.refs["WebhooksTable"],
-                                             Key={"id": {"S": kept}}, ConsistentRead=True)["Item"]
-        stored = stack.aws.secrets.get_secret_value(SecretId=record["secretArn"]["S"],
-                                                    VersionId=record["secretVersion"]["S"])
+        record = stack.aws.dynamodb.get_item(
+            TableName=stack.refs["WebhooksTable"], Key={"id": {"S": kept}}, ConsistentRead=True
+        )["Item"]
+        stored = stack.aws.secrets.get_secret_value(
+            SecretId=record["secretArn"]["S"], VersionId=record["secretVersion"]["S"]
+        )
         current = json.loads(stored["SecretString"]).get("signingSecret")
         ok = status == 200 and bool(new) and new == current
         return ok, f"{status}" + (", new secret not stored" if status == 200 and not ok else "")
 
     def delete(call):
-        status, _ = call("DELETE", "/webhooks/{id}", f"/webhooks/{doomed}", token,
-                         path_id=doomed)
+        status, _ = call("DELETE", "/webhooks/{id}", f"/webhooks/{doomed}", token, path_id=doomed)
         left = stack.aws.secret_exists(doomed_secret)
         return status == 204 and not left, f"{status}" + (", secret left" if left else "")
 
-    paths = {"create": create, "replay": replay, "undo": undo, "list": list_, "get": get,
-             "patch-fields": patch_fields, "patch-headers": patch_headers,
-             "reset-circuit": reset_circuit, "test": test, "rotate-secret": rotate_secret,
-             "delete": delete}
+    paths = {
+        "create": create,
+        "replay": replay,
+        "undo": undo,
+        "list": list_,
+        "get": get,
+        "patch-fields": patch_fields,
+        "patch-headers": patch_headers,
+        "reset-circuit": reset_circuit,
+        "test": test,
+        "rotate-secret": rotate_secret,
+        "delete": delete,
+    }
     results = {}
     for name, path in paths.items():
         stack.proxy.tag = f"{variant}/{name}"
@@ -404,12 +501,17 @@ def run_paths(stack, env, document, variant):
         finally:
             function.stop()
         decisions = stack.proxy.decisions[first:]
-        denied = sorted({c["action"] for d in decisions if d["decision"] == "DENY"
-                         for c in d["checks"] if c["effect"] != "Allow"} |
-                        {f"unmodelled {d['service']}.{d['operation']}" for d in decisions
-                         if d.get("reason")})
-        results[name] = {"ok": ok, "detail": detail, "denied": denied,
-                         "calls": len(decisions)}
+        denied = sorted(
+            {
+                c["action"]
+                for d in decisions
+                if d["decision"] == "DENY"
+                for c in d["checks"]
+                if c["effect"] != "Allow"
+            }
+            | {f"unmodelled {d['service']}.{d['operation']}" for d in decisions if d.get("reason")}
+        )
+        results[name] = {"ok": ok, "detail": detail, "denied": denied, "calls": len(decisions)}
     return results
 
 
@@ -435,11 +537,15 @@ def main(argv):
     started = time.monotonic()
     failures = iam_proxy.self_test()
     if failures:
-        print("iam-proof FAILED: the IAM proxy's self-test:", *failures, sep="\n  - ",
-              file=sys.stderr)
+        print(
+            "iam-proof FAILED: the IAM proxy's self-test:", *failures, sep="\n  - ", file=sys.stderr
+        )
         return 1
-    subprocess.run(["cargo", "build", "--quiet", "--bin", "create-webhook",
-                    "--bin", "webhooks-admin"], cwd=ROOT, check=True)
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--bin", "create-webhook", "--bin", "webhooks-admin"],
+        cwd=ROOT,
+        check=True,
+    )
     stack = Stack()
     problems, table, baseline_calls = [], [], {}
     try:
@@ -450,11 +556,18 @@ def main(argv):
             for path, result in results.items():
                 baseline_calls[(label, path)] = result["calls"]
                 if not result["ok"] or result["denied"]:
-                    problems.append(f"[{label}] path {path} fails with the template's policy: "
-                                    f"{result['detail']}, denied {result['denied']}")
-            print(f"[{label}] template's policy: "
-                  + ", ".join(f"{p} {'ok' if r['ok'] and not r['denied'] else 'FAILED'}"
-                              for p, r in results.items()), flush=True)
+                    problems.append(
+                        f"[{label}] path {path} fails with the template's policy: "
+                        f"{result['detail']}, denied {result['denied']}"
+                    )
+            print(
+                f"[{label}] template's policy: "
+                + ", ".join(
+                    f"{p} {'ok' if r['ok'] and not r['denied'] else 'FAILED'}"
+                    for p, r in results.items()
+                ),
+                flush=True,
+            )
             for statement in document["Statement"]:
                 sid = statement.get("Sid")
                 if label != "defaults" and not sid.startswith("UseWebhookSecretsKey"):
@@ -467,28 +580,47 @@ def main(argv):
                     if args.only and args.only not in variant:
                         continue
                     results = run_paths(stack, env, without(document, sid, action), variant)
-                    broken = [p for p, r in results.items()
-                              if not r["ok"] and action in r["denied"]]
-                    other = [f"{p} ({r['detail']}; denied {r['denied']})"
-                             for p, r in results.items()
-                             if p not in broken and (not r["ok"] or r["denied"])]
+                    broken = [
+                        p for p, r in results.items() if not r["ok"] and action in r["denied"]
+                    ]
+                    other = [
+                        f"{p} ({r['detail']}; denied {r['denied']})"
+                        for p, r in results.items()
+                        if p not in broken and (not r["ok"] or r["denied"])
+                    ]
                     if not broken:
-                        problems.append(f"[{label}] {sid} grants {action}, but no path needs it"
-                                        + (f" (other effects: {other})" if other else "")
-                                        + ": the template should drop it")
-                    table.append((label, sid, action,
-                                  ", ".join(f"{p} ({results[p]['detail']})" for p in broken)
-                                  or "NONE: never needed"))
-                    print(f"  without {sid} {action}: "
-                          f"{', '.join(broken) if broken else 'no path fails'}", flush=True)
+                        problems.append(
+                            f"[{label}] {sid} grants {action}, but no path needs it"
+                            + (f" (other effects: {other})" if other else "")
+                            + ": the template should drop it"
+                        )
+                    table.append(
+                        (
+                            label,
+                            sid,
+                            action,
+                            ", ".join(f"{p} ({results[p]['detail']})" for p in broken)
+                            or "NONE: never needed",
+                        )
+                    )
+                    print(
+                        f"  without {sid} {action}: "
+                        f"{', '.join(broken) if broken else 'no path fails'}",
+                        flush=True,
+                    )
     finally:
         stack.stop()
     print("\naction -> paths that fail without it (answer)")
     for label, sid, action, paths in table:
         print(f"  [{label}] {sid:22} {action:32} {paths}")
-    report = {"table": [dict(zip(("parameters", "statement", "action", "paths"), row))
-                        for row in table], "problems": problems,
-              "seconds": round(time.monotonic() - started, 1)}
+    report = {
+        "table": [
+            dict(zip(("parameters", "statement", "action", "paths"), row, strict=True))
+            for row in table
+        ],
+        "problems": problems,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     (RUN_DIR / "report.json").write_text(json.dumps(report, indent=2))
     print(f"\ndecisions: {RUN_DIR / 'decisions.jsonl'}; took {report['seconds']} s")
     if problems:
@@ -496,8 +628,10 @@ def main(argv):
         for line in problems:
             print(f"  - {line}", file=sys.stderr)
         return 1
-    print("iam-proof: every path works with the template's policy, and each granted action "
-          "is needed by at least one path")
+    print(
+        "iam-proof: every path works with the template's policy, and each granted action "
+        "is needed by at least one path"
+    )
     return 0
 
 

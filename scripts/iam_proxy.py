@@ -53,6 +53,7 @@ PRINCIPAL = f"arn:aws:sts::{ACCOUNT}:assumed-role/CreateWebhookFunctionRole/crea
 
 # ---- policy evaluation -------------------------------------------------------------------
 
+
 def _as_list(value):
     if value is None:
         return []
@@ -147,6 +148,7 @@ def evaluate(documents, action, resource, context=None):
 
 # ---- what AWS would check for a request --------------------------------------------------
 
+
 class Check:
     def __init__(self, action, resource, context=None):
         self.action, self.resource, self.context = action, resource, context or {}
@@ -161,8 +163,12 @@ def _table_arn(region, table):
     return f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{table}"
 
 
-_TRANSACT_WRITE = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
-                   "ConditionCheck": "ConditionCheckItem"}
+_TRANSACT_WRITE = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 def dynamodb_checks(operation, body, region):
@@ -172,15 +178,22 @@ def dynamodb_checks(operation, body, region):
             for kind, spec in item.items():
                 if kind not in _TRANSACT_WRITE:
                     raise ValueError(f"unknown transaction item {kind}")
-                checks.append(Check(f"dynamodb:{_TRANSACT_WRITE[kind]}",
-                                    _table_arn(region, spec["TableName"])))
+                checks.append(
+                    Check(
+                        f"dynamodb:{_TRANSACT_WRITE[kind]}", _table_arn(region, spec["TableName"])
+                    )
+                )
         return checks
     if operation == "TransactGetItems":
-        return [Check("dynamodb:GetItem", _table_arn(region, item["Get"]["TableName"]))
-                for item in body.get("TransactItems") or []]
+        return [
+            Check("dynamodb:GetItem", _table_arn(region, item["Get"]["TableName"]))
+            for item in body.get("TransactItems") or []
+        ]
     if operation in ("BatchGetItem", "BatchWriteItem"):
-        return [Check(f"dynamodb:{operation}", _table_arn(region, table))
-                for table in (body.get("RequestItems") or {})]
+        return [
+            Check(f"dynamodb:{operation}", _table_arn(region, table))
+            for table in (body.get("RequestItems") or {})
+        ]
     table = body.get("TableName")
     if not table:
         return [Check(f"dynamodb:{operation}", "*")]
@@ -220,10 +233,13 @@ def secretsmanager_checks(operation, body, region, describe):
         checks.append(Check("secretsmanager:TagResource", arn))
     key = body.get("KmsKeyId") if operation == "CreateSecret" else (existing or {}).get("KmsKeyId")
     if key not in AWS_MANAGED_SECRETS_KEY:
-        via = {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com",
-               "kms:CallerAccount": ACCOUNT}
+        via = {
+            "kms:ViaService": f"secretsmanager.{region}.amazonaws.com",
+            "kms:CallerAccount": ACCOUNT,
+        }
         writes_value = operation == "PutSecretValue" or (
-            operation == "CreateSecret" and ("SecretString" in body or "SecretBinary" in body))
+            operation == "CreateSecret" and ("SecretString" in body or "SecretBinary" in body)
+        )
         if writes_value:
             checks.append(Check("kms:GenerateDataKey", _kms_key_arn(region, key), via))
         if operation == "GetSecretValue":
@@ -232,6 +248,7 @@ def secretsmanager_checks(operation, body, region, describe):
 
 
 # ---- the proxy ---------------------------------------------------------------------------
+
 
 class IamProxy:
     """An HTTP proxy on 127.0.0.1 (a free port) that checks each request against `documents`
@@ -260,12 +277,17 @@ class IamProxy:
 
     # moto, asked directly (unchecked): what a secret is, for its ARN and KMS key
     def describe_secret(self, secret_id, region):
-        status, _, data = self.upstream("POST", "/", json.dumps({"SecretId": secret_id}).encode(), {
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "secretsmanager.DescribeSecret",
-            "Authorization": f"AWS4-HMAC-SHA256 Credential=iamproxy/20260101/{region}/"
-                             "secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
-        })
+        status, _, data = self.upstream(
+            "POST",
+            "/",
+            json.dumps({"SecretId": secret_id}).encode(),
+            {
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "secretsmanager.DescribeSecret",
+                "Authorization": f"AWS4-HMAC-SHA256 Credential=iamproxy/20260101/{region}/"
+                "secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+            },
+        )
         return json.loads(data) if status == 200 else None
 
     def upstream(self, method, path, body, headers):
@@ -280,8 +302,9 @@ class IamProxy:
     def decide(self, headers, body):
         """(service, operation, region, [(check, effect, sid)], denied?)"""
         target = headers.get("X-Amz-Target", "")
-        credential = re.search(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/",
-                               headers.get("Authorization", ""))
+        credential = re.search(
+            r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/", headers.get("Authorization", "")
+        )
         region = credential.group(1) if credential else "us-east-1"
         service, _, operation = target.partition(".")
         try:
@@ -348,11 +371,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         service, operation, region, results, unmodelled = proxy.decide(self.headers, body)
         denied = [(c, effect) for c, effect, _ in results if effect != "Allow"]
         entry = {
-            "time": time.time(), "service": service, "operation": operation,
+            "time": time.time(),
+            "service": service,
+            "operation": operation,
             "decision": "DENY" if unmodelled or denied else "ALLOW",
-            "checks": [{"action": c.action, "resource": c.shown_resource(),
-                        "context": c.context, "effect": effect, "statement": sid}
-                       for c, effect, sid in results],
+            "checks": [
+                {
+                    "action": c.action,
+                    "resource": c.shown_resource(),
+                    "context": c.context,
+                    "effect": effect,
+                    "statement": sid,
+                }
+                for c, effect, sid in results
+            ],
         }
         if unmodelled:
             entry["reason"] = unmodelled
@@ -362,20 +394,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 message = f"User: {PRINCIPAL} is not authorized: {unmodelled}"
             else:
                 check, effect = denied[0]
-                how = ("with an explicit deny in an identity-based policy" if effect == "Deny"
-                       else f"because no identity-based policy allows the {check.action} action")
-                message = (f"User: {PRINCIPAL} is not authorized to perform: {check.action} "
-                           f"on resource: {check.shown_resource()} {how}")
-            content_type = ("application/x-amz-json-1.0" if service == "dynamodb"
-                            else "application/x-amz-json-1.1")
-            error = json.dumps({"__type": "AccessDeniedException", "message": message,
-                                "Message": message}).encode()
-            return self._answer(400, error, [("Content-Type", content_type),
-                                             ("x-amzn-RequestId", "iam-proxy-denied")])
+                how = (
+                    "with an explicit deny in an identity-based policy"
+                    if effect == "Deny"
+                    else f"because no identity-based policy allows the {check.action} action"
+                )
+                message = (
+                    f"User: {PRINCIPAL} is not authorized to perform: {check.action} "
+                    f"on resource: {check.shown_resource()} {how}"
+                )
+            content_type = (
+                "application/x-amz-json-1.0"
+                if service == "dynamodb"
+                else "application/x-amz-json-1.1"
+            )
+            error = json.dumps(
+                {"__type": "AccessDeniedException", "message": message, "Message": message}
+            ).encode()
+            return self._answer(
+                400,
+                error,
+                [("Content-Type", content_type), ("x-amzn-RequestId", "iam-proxy-denied")],
+            )
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         status, reply_headers, data = proxy.upstream(self.command, self.path, body, headers)
-        self._answer(status, data, [(k, v) for k, v in reply_headers
-                                    if k.lower() not in HOP_BY_HOP])
+        self._answer(
+            status, data, [(k, v) for k, v in reply_headers if k.lower() not in HOP_BY_HOP]
+        )
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
@@ -386,73 +431,153 @@ def self_test():
     secret = f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:app/hooks/"
     key = f"arn:aws:kms:eu-central-1:{ACCOUNT}:key/k"
     via = {"kms:ViaService": "secretsmanager.eu-central-1.amazonaws.com"}
-    policy = [{"Statement": [
-        {"Sid": "Rows", "Effect": "Allow", "Action": ["dynamodb:GetItem", "DynamoDB:PutItem"],
-         "Resource": table},
-        {"Sid": "Index", "Effect": "Allow", "Action": "dynamodb:Query",
-         "Resource": f"{table}/index/byApiKey"},
-        {"Sid": "Secrets", "Effect": "Allow", "Action": "secretsmanager:*Secret*",
-         "Resource": f"{secret}*"},
-        {"Sid": "Exact", "Effect": "Allow", "Action": "secretsmanager:DeleteSecret",
-         "Resource": f"{secret}fixed-??????"},
-        {"Sid": "Key", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key,
-         "Condition": {"StringEquals": {"kms:ViaService": via["kms:ViaService"]}}},
-        {"Sid": "NoPuts", "Effect": "Deny", "Action": "dynamodb:PutItem",
-         "Resource": f"{table}-audit"},
-    ]}]
+    policy = [
+        {
+            "Statement": [
+                {
+                    "Sid": "Rows",
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:GetItem", "DynamoDB:PutItem"],
+                    "Resource": table,
+                },
+                {
+                    "Sid": "Index",
+                    "Effect": "Allow",
+                    "Action": "dynamodb:Query",
+                    "Resource": f"{table}/index/byApiKey",
+                },
+                {
+                    "Sid": "Secrets",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:*Secret*",
+                    "Resource": f"{secret}*",
+                },
+                {
+                    "Sid": "Exact",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:DeleteSecret",
+                    "Resource": f"{secret}fixed-??????",
+                },
+                {
+                    "Sid": "Key",
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": key,
+                    "Condition": {"StringEquals": {"kms:ViaService": via["kms:ViaService"]}},
+                },
+                {
+                    "Sid": "NoPuts",
+                    "Effect": "Deny",
+                    "Action": "dynamodb:PutItem",
+                    "Resource": f"{table}-audit",
+                },
+            ]
+        }
+    ]
     unknown = UNKNOWN * 6
     cases = [
-        ("dynamodb:getitem", table, {}, "Allow"),                    # actions: any case
+        ("dynamodb:getitem", table, {}, "Allow"),  # actions: any case
         ("dynamodb:PutItem", table, {}, "Allow"),
         ("dynamodb:UpdateItem", table, {}, "ImplicitDeny"),
-        ("dynamodb:GetItem", table + "2", {}, "ImplicitDeny"),       # no prefix match
-        ("dynamodb:Query", table, {}, "ImplicitDeny"),               # the table is not the index
+        ("dynamodb:GetItem", table + "2", {}, "ImplicitDeny"),  # no prefix match
+        ("dynamodb:Query", table, {}, "ImplicitDeny"),  # the table is not the index
         ("dynamodb:Query", f"{table}/index/byApiKey", {}, "Allow"),
         ("dynamodb:Query", f"{table}/index/other", {}, "ImplicitDeny"),
         ("secretsmanager:GetSecretValue", f"{secret}x-AbCdEf", {}, "Allow"),
         ("secretsmanager:CreateSecret", f"{secret}new-{unknown}", {}, "Allow"),
         ("secretsmanager:DeleteSecret", f"{secret}fixed-{unknown}", {}, "Allow"),
-        ("secretsmanager:DeleteSecret", f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:"
-         f"other-{unknown}", {}, "ImplicitDeny"),
+        (
+            "secretsmanager:DeleteSecret",
+            f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:other-{unknown}",
+            {},
+            "ImplicitDeny",
+        ),
         ("secretsmanager:TagResource", f"{secret}x-AbCdEf", {}, "ImplicitDeny"),
         ("kms:Decrypt", key, via, "Allow"),
-        ("kms:Decrypt", key, {}, "ImplicitDeny"),                    # not through the service
-        ("kms:Decrypt", key, {"kms:ViaService": "ec2.eu-central-1.amazonaws.com"},
-         "ImplicitDeny"),
+        ("kms:Decrypt", key, {}, "ImplicitDeny"),  # not through the service
+        ("kms:Decrypt", key, {"kms:ViaService": "ec2.eu-central-1.amazonaws.com"}, "ImplicitDeny"),
         ("dynamodb:PutItem", f"{table}-audit", {}, "Deny"),
     ]
-    deny = [{"Statement": policy[0]["Statement"] + [
-        {"Effect": "Allow", "Action": "*", "Resource": "*"}]}]
-    failures = [f"{a} on {r} {c}: {evaluate(policy, a, r, c)[0]}, expected {want}"
-                for a, r, c, want in cases if evaluate(policy, a, r, c)[0] != want]
+    deny = [
+        {
+            "Statement": policy[0]["Statement"]
+            + [{"Effect": "Allow", "Action": "*", "Resource": "*"}]
+        }
+    ]
+    failures = [
+        f"{a} on {r} {c}: {evaluate(policy, a, r, c)[0]}, expected {want}"
+        for a, r, c, want in cases
+        if evaluate(policy, a, r, c)[0] != want
+    ]
     if evaluate(deny, "dynamodb:PutItem", f"{table}-audit")[0] != "Deny":
         failures.append("an explicit Deny does not win over an Allow")
-    if evaluate([{"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*",
-                                 "Condition": {"NumericLessThan": {"x": "1"}}}]}],
-                "s3:GetObject", "*")[0] != "ImplicitDeny":
+    if (
+        evaluate(
+            [
+                {
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "s3:*",
+                            "Resource": "*",
+                            "Condition": {"NumericLessThan": {"x": "1"}},
+                        }
+                    ]
+                }
+            ],
+            "s3:GetObject",
+            "*",
+        )[0]
+        != "ImplicitDeny"
+    ):
         failures.append("an unsupported condition operator does not fail closed")
-    checks = dynamodb_checks("TransactWriteItems", {"TransactItems": [
-        {"Put": {"TableName": "t"}}, {"Update": {"TableName": "t"}},
-        {"Delete": {"TableName": "t"}}, {"ConditionCheck": {"TableName": "u"}}]}, region)
+    checks = dynamodb_checks(
+        "TransactWriteItems",
+        {
+            "TransactItems": [
+                {"Put": {"TableName": "t"}},
+                {"Update": {"TableName": "t"}},
+                {"Delete": {"TableName": "t"}},
+                {"ConditionCheck": {"TableName": "u"}},
+            ]
+        },
+        region,
+    )
     if [(c.action, c.resource) for c in checks] != [
-            ("dynamodb:PutItem", table), ("dynamodb:UpdateItem", table),
-            ("dynamodb:DeleteItem", table), ("dynamodb:ConditionCheckItem", table[:-1] + "u")]:
+        ("dynamodb:PutItem", table),
+        ("dynamodb:UpdateItem", table),
+        ("dynamodb:DeleteItem", table),
+        ("dynamodb:ConditionCheckItem", table[:-1] + "u"),
+    ]:
         failures.append("transaction items are not checked one by one")
     checks = dynamodb_checks("Query", {"TableName": "t", "IndexName": "byApiKey"}, region)
     if [c.resource for c in checks] != [f"{table}/index/byApiKey"]:
         failures.append("a Query on an index is not checked on the index ARN")
-    checks = secretsmanager_checks("CreateSecret", {
-        "Name": "app/hooks/1", "SecretString": "{}", "Tags": [{"Key": "k", "Value": "v"}],
-        "KmsKeyId": key}, region, lambda *_: None)
-    if [c.action for c in checks] != ["secretsmanager:CreateSecret", "secretsmanager:TagResource",
-                                      "kms:GenerateDataKey"] or checks[2].context.get(
-            "kms:ViaService") != via["kms:ViaService"]:
+    checks = secretsmanager_checks(
+        "CreateSecret",
+        {
+            "Name": "app/hooks/1",
+            "SecretString": "{}",
+            "Tags": [{"Key": "k", "Value": "v"}],
+            "KmsKeyId": key,
+        },
+        region,
+        lambda *_: None,
+    )
+    if [c.action for c in checks] != [
+        "secretsmanager:CreateSecret",
+        "secretsmanager:TagResource",
+        "kms:GenerateDataKey",
+    ] or checks[2].context.get("kms:ViaService") != via["kms:ViaService"]:
         failures.append(f"a tagged create with a key is modelled as {[c.action for c in checks]}")
     described = {"ARN": f"{secret}1-XyZabc", "KmsKeyId": key}
-    checks = secretsmanager_checks("GetSecretValue", {"SecretId": "app/hooks/1"}, region,
-                                   lambda *_: described)
+    checks = secretsmanager_checks(
+        "GetSecretValue", {"SecretId": "app/hooks/1"}, region, lambda *_: described
+    )
     if [(c.action, c.resource) for c in checks] != [
-            ("secretsmanager:GetSecretValue", described["ARN"]), ("kms:Decrypt", key)]:
+        ("secretsmanager:GetSecretValue", described["ARN"]),
+        ("kms:Decrypt", key),
+    ]:
         failures.append("a read by name of a secret with a customer key is mis-modelled")
     return failures
 
@@ -461,8 +586,12 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moto", required=True, help="moto's base URL")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--policy", required=True, action="append",
-                        help="an IAM policy document (JSON file); may be repeated")
+    parser.add_argument(
+        "--policy",
+        required=True,
+        action="append",
+        help="an IAM policy document (JSON file); may be repeated",
+    )
     parser.add_argument("--log", help="append one JSON line per decision here")
     args = parser.parse_args(argv)
     documents = [json.load(open(p, encoding="utf-8")) for p in args.policy]

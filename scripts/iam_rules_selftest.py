@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Proof that the project's cfn-lint IAM rules fire: each case below breaks one rule in a small
 template, and cfn-lint (with .cfnlintrc.yaml's rules) must report it, and none of the project's
-other rules; the unbroken template and the controls (cases expecting None) must pass. A rule that silently stopped matching (a typo in a property path
-of rules/cfn-lint/iam.rules, a cfn-lint upgrade that changes how SAM is read) fails here.
+other rules; the unbroken template and the controls (cases expecting None) must pass. A rule
+that silently stopped matching (a typo in a property path of rules/cfn-lint/iam.rules, a
+cfn-lint upgrade that changes how SAM is read) fails here.
 
 Usage: .venv/bin/python scripts/iam_rules_selftest.py   (from the repository's root; `make lint`)
 
@@ -65,8 +66,16 @@ ROLE = "      Role: !GetAtt FnRole.Arn\n"
 
 # name -> (old text, new text, what the finding's message or rule id must contain)
 CASES = {
-    "wildcard action": (SEND, "                Action: sqs:Send*\n", "wildcard Action: list the exact actions"),
-    "? in an action": (SEND, "                Action: [sqs:SendMessag?]\n", "wildcard Action: list the exact actions"),
+    "wildcard action": (
+        SEND,
+        "                Action: sqs:Send*\n",
+        "wildcard Action: list the exact actions",
+    ),
+    "? in an action": (
+        SEND,
+        "                Action: [sqs:SendMessag?]\n",
+        "wildcard Action: list the exact actions",
+    ),
     "wildcard in Fn::If": (
         SEND,
         "                Action: !If [C, sqs:SendMessage, 'sqs:*']\n",
@@ -77,9 +86,21 @@ CASES = {
         "            Action: sts:*\n",
         "wildcard Action in the trust policy",
     ),
-    "wildcard through Fn::Sub": (SEND, "                Action: !Sub 'sqs:${AWS::Region}*'\n", "E9903"),
-    "NotAction": (SEND, "                NotAction: sqs:SendMessage\n", "NotAction grants everything"),
-    "NotResource": (SEND_RESOURCE, "                NotResource: !GetAtt Queue.Arn\n", "NotResource grants everything"),
+    "wildcard through Fn::Sub": (
+        SEND,
+        "                Action: !Sub 'sqs:${AWS::Region}*'\n",
+        "E9903",
+    ),
+    "NotAction": (
+        SEND,
+        "                NotAction: sqs:SendMessage\n",
+        "NotAction grants everything",
+    ),
+    "NotResource": (
+        SEND_RESOURCE,
+        "                NotResource: !GetAtt Queue.Arn\n",
+        "NotResource grants everything",
+    ),
     "NotPrincipal": (
         "            Principal:\n",
         "            NotPrincipal:\n",
@@ -97,14 +118,22 @@ CASES = {
         "      Policies:\n        - PolicyName: fn\n",
         "PermissionsBoundary attaches a managed policy",
     ),
-    "SAM function without Role": (ROLE, "", "no Role: SAM would attach AWSLambdaBasicExecutionRole"),
+    "SAM function without Role": (
+        ROLE,
+        "",
+        "no Role: SAM would attach AWSLambdaBasicExecutionRole",
+    ),
     "SAM Policies": (ROLE, ROLE + "      Policies: [AmazonS3ReadOnlyAccess]\n", "SAM Policies"),
     "SAM Policies in Globals": (
         "Resources:\n",
         "Globals:\n  Function:\n    Policies: [AWSLambdaBasicExecutionRole]\nResources:\n",
         "SAM Policies",
     ),
-    "Globals without Policies": ("Resources:\n", "Globals:\n  Function:\n    Timeout: 3\nResources:\n", None),
+    "Globals without Policies": (
+        "Resources:\n",
+        "Globals:\n  Function:\n    Timeout: 3\nResources:\n",
+        None,
+    ),
     "Resource *": (SEND_RESOURCE, '                Resource: "*"\n', "E9901"),
     "Resource * as Fn::Sub": (SEND_RESOURCE, "                Resource: !Sub '*'\n", "E9901"),
     "Resource * as a parameter's default": (
@@ -112,13 +141,21 @@ CASES = {
         "    Default: '*'\n",
         None,  # not used by any statement yet: still passes
     ),
-    "Resource * through a parameter": (SEND_RESOURCE, "                Resource: !Ref Target\n", None),
+    "Resource * through a parameter": (
+        SEND_RESOURCE,
+        "                Resource: !Ref Target\n",
+        None,
+    ),
     "star-only action beside another": (
         "                Action: secretsmanager:ListSecrets\n",
         "                Action: [secretsmanager:ListSecrets, secretsmanager:GetSecretValue]\n",
         "E9901",
     ),
-    "unknowable Resource": (SEND_RESOURCE, "                Resource: !Join ['', ['arn:', '*']]\n", "E9902"),
+    "unknowable Resource": (
+        SEND_RESOURCE,
+        "                Resource: !Join ['', ['arn:', '*']]\n",
+        "E9902",
+    ),
 }
 # Cases that need two edits: (base case, second old, second new, expected).
 COMBINED = {
@@ -167,7 +204,10 @@ def main() -> int:
             findings[files[path]].append(rest.split(":", 4)[-1])
     # cfn-lint's exit code is a bit mask: 2 errors, 4 warnings, 8 informational; 1 is a failure.
     if run.returncode & 1 or (run.returncode and not any(findings.values())):
-        print(f"iam_rules_selftest: cfn-lint failed ({run.returncode}): {run.stderr.strip()}", file=sys.stderr)
+        print(
+            f"iam_rules_selftest: cfn-lint failed ({run.returncode}): {run.stderr.strip()}",
+            file=sys.stderr,
+        )
         return 1
 
     problems = []
@@ -188,7 +228,10 @@ def main() -> int:
         for line in problems:
             print(f"  - {line}", file=sys.stderr)
         return 1
-    print(f"iam_rules_selftest: {len(templates)} cases, each IAM rule fires where it should and nowhere else")
+    print(
+        f"iam_rules_selftest: {len(templates)} cases, each IAM rule fires where it should "
+        "and nowhere else"
+    )
     return 0
 
 

@@ -62,8 +62,11 @@ def wait_for_port(port, seconds=60):
 def build(release_function=True):
     """Builds the binaries the measurements use (a no-op when they are up to date)."""
     if release_function:
-        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "create-webhook"],
-                       cwd=ROOT, check=True)
+        subprocess.run(
+            ["cargo", "build", "--release", "--quiet", "--bin", "create-webhook"],
+            cwd=ROOT,
+            check=True,
+        )
     subprocess.run(["cargo", "build", "--quiet", "--bin", "webhooks-admin"], cwd=ROOT, check=True)
 
 
@@ -76,21 +79,43 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(log_dir) / "measure-moto.log", "wb")
         self.process = subprocess.Popen(
-            [str(PYTHON), str(ROOT / "scripts" / "moto_server.py"), "-H", "127.0.0.1",
-             "-p", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                str(PYTHON),
+                str(ROOT / "scripts" / "moto_server.py"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for_port(self.port)
             env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint)
             local = read_local_env()
 
             def admin(*args):
-                subprocess.run([str(ADMIN), "--env-file", str(ROOT / "local.env"), *args],
-                               env=env, check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(
+                    [str(ADMIN), "--env-file", str(ROOT / "local.env"), *args],
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
 
             admin("setup")
-            admin("keys", "create", "--name", "measurements", "--scope", "write:webhooks",
-                  "--company", local["DEV_COMPANY_ID"], "--token", local["DEV_API_TOKEN"])
+            admin(
+                "keys",
+                "create",
+                "--name",
+                "measurements",
+                "--scope",
+                "write:webhooks",
+                "--company",
+                local["DEV_COMPANY_ID"],
+                "--token",
+                local["DEV_API_TOKEN"],
+            )
         except BaseException:
             self.stop()
             raise
@@ -141,20 +166,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._answer(500)
         request_id, event = item
         api.delivered[request_id] = time.perf_counter_ns()
-        self._answer(200, event, [
-            ("Content-Type", "application/json"),
-            ("Lambda-Runtime-Aws-Request-Id", request_id),
-            ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 28_000)),
-            ("Lambda-Runtime-Invoked-Function-Arn",
-             "arn:aws:lambda:eu-central-1:123456789012:function:create-webhook"),
-            ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000;Sampled=0"),
-        ])
+        self._answer(
+            200,
+            event,
+            [
+                ("Content-Type", "application/json"),
+                ("Lambda-Runtime-Aws-Request-Id", request_id),
+                ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 28_000)),
+                (
+                    "Lambda-Runtime-Invoked-Function-Arn",
+                    "arn:aws:lambda:eu-central-1:123456789012:function:create-webhook",
+                ),
+                ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000;Sampled=0"),
+            ],
+        )
 
     def do_POST(self):
         now = time.perf_counter_ns()
         api = self.server.api
         body = self._body()
-        parts = self.path[len(API):].strip("/").split("/")
+        parts = self.path[len(API) :].strip("/").split("/")
         if parts[:1] == ["invocation"] and len(parts) == 3 and parts[2] in ("response", "error"):
             self._answer(202, b'{"status":"OK"}', [("Content-Type", "application/json")])
             api.finish(parts[1], now, parts[2], body)
@@ -211,7 +242,8 @@ class RuntimeApi:
         """(time the answer came, "response"/"error", body) of an invocation."""
         with self.done:
             ok = self.done.wait_for(
-                lambda: request_id in self.results or "init" in self.results, seconds)
+                lambda: request_id in self.results or "init" in self.results, seconds
+            )
         if not ok:
             raise SystemExit(f"no answer for invocation {request_id} within {seconds} s")
         if "init" in self.results:
@@ -261,10 +293,18 @@ def function_env(runtime_api, endpoints, extra=None):
         # Every webhook of every start counts against the one dev key.
         "MAX_WEBHOOKS_PER_API_KEY": "1000000",
     }
-    for key in ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "WEBHOOKS_TABLE_NAME", "API_KEYS_TABLE_NAME", "PEPPER_SECRET_ID",
-                "WEBHOOK_SECRET_PREFIX", "ALLOW_LOCALHOST_URLS", "API_KEY_CACHE_TTL_SECONDS",
-                "LOG_LEVEL"):
+    for key in (
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "WEBHOOKS_TABLE_NAME",
+        "API_KEYS_TABLE_NAME",
+        "PEPPER_SECRET_ID",
+        "WEBHOOK_SECRET_PREFIX",
+        "ALLOW_LOCALHOST_URLS",
+        "API_KEY_CACHE_TTL_SECONDS",
+        "LOG_LEVEL",
+    ):
         env[key] = local[key]
     env.update(endpoints)
     env.update(extra or {})
@@ -335,8 +375,9 @@ class TlsFront:
         self.servers = []
         for _ in range(2):
             server = _Server(("127.0.0.1", 0), _make_forwarder(moto_port))
-            server.socket = context.wrap_socket(server.socket, server_side=True,
-                                                do_handshake_on_connect=False)
+            server.socket = context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
             server.front = self
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self.servers.append(server)
@@ -363,22 +404,23 @@ def _certificates():
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def issue(subject, key, issuer, issuer_key, ca):
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=2))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
+        )
         if not ca:
-            builder = (builder
-                       .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
-                                      False)
-                       .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                                      False))
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost")]), False
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         return builder.sign(issuer_key, hashes.SHA256())
 
     def new_key():
@@ -386,14 +428,18 @@ def _certificates():
 
     root_key, intermediate_key, leaf_key = new_key(), new_key(), new_key()
     root = issue("Measurement Root CA", root_key, "Measurement Root CA", root_key, True)
-    intermediate = issue("Measurement RSA 2048", intermediate_key, "Measurement Root CA",
-                         root_key, True)
+    intermediate = issue(
+        "Measurement RSA 2048", intermediate_key, "Measurement Root CA", root_key, True
+    )
     leaf = issue("localhost", leaf_key, "Measurement RSA 2048", intermediate_key, False)
     pem = serialization.Encoding.PEM
-    return (leaf.public_bytes(pem) + intermediate.public_bytes(pem),
-            leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()),
-            root.public_bytes(pem))
+    return (
+        leaf.public_bytes(pem) + intermediate.public_bytes(pem),
+        leaf_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        root.public_bytes(pem),
+    )
 
 
 def _make_forwarder(moto_port):
@@ -413,8 +459,11 @@ def _make_forwarder(moto_port):
             reply = upstream.getresponse()
             data = reply.read()
             upstream.close()
-            self._answer(reply.status, data, [(k, v) for k, v in reply.getheaders()
-                                              if k.lower() not in hop_by_hop])
+            self._answer(
+                reply.status,
+                data,
+                [(k, v) for k, v in reply.getheaders() if k.lower() not in hop_by_hop],
+            )
 
         do_GET = do_POST = do_PUT = do_DELETE = _forward
 
@@ -430,13 +479,16 @@ class Function:
         # A cold start is triggered by an invocation: it waits before the process exists.
         self.first = self.api.enqueue(first_event) if first_event is not None else None
         self.started_ns = time.perf_counter_ns()
-        self.process = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=log,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [str(binary)], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
 
     def wait_ready(self, seconds=30):
         if not self.api.ready.wait(seconds):
-            raise SystemExit(f"the function did not ask for an event within {seconds} s "
-                             f"(exit code {self.process.poll()})")
+            raise SystemExit(
+                f"the function did not ask for an event within {seconds} s "
+                f"(exit code {self.process.poll()})"
+            )
         return self.api.first_next_ns
 
     def invoke(self, event):
@@ -474,8 +526,10 @@ def machine():
     except OSError:
         pass
     load = os.getloadavg()[0]
-    return (f"{os.cpu_count()} CPUs, {model}, Linux {os.uname().release}, "
-            f"load average {load:.2f} at start")
+    return (
+        f"{os.cpu_count()} CPUs, {model}, Linux {os.uname().release}, "
+        f"load average {load:.2f} at start"
+    )
 
 
 def log_dir():

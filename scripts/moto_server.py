@@ -7,6 +7,7 @@ back another one's half-applied writes, so a cancelled transaction can leave an 
 requests one at a time makes moto's atomic too. moto speaks HTTP/1.0 (a connection per request),
 so an idle client connection cannot block the server.
 """
+
 import sys
 
 import moto.server

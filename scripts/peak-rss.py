@@ -72,20 +72,28 @@ def main():
 
     print(f"binary   {args.binary} ({args.binary.stat().st_size:,} bytes)")
     print(f"machine  {stand_in.machine()}")
-    print(f"backend  moto{' behind an HTTPS front' if args.tls else ' (plain HTTP)'}; "
-          f"{args.creates} creates in {seconds:.1f} s, all 201")
+    print(
+        f"backend  moto{' behind an HTTPS front' if args.tls else ' (plain HTTP)'}; "
+        f"{args.creates} creates in {seconds:.1f} s, all 201"
+    )
     print(f"{'':14}{'VmHWM (peak)':>14}{'VmRSS':>12}")
     for mark, values in marks.items():
         print(f"{mark:14}{values['VmHWM'] / 1024:11.2f} MiB{values['VmRSS'] / 1024:8.2f} MiB")
     peak = max(values["VmHWM"] for values in marks.values()) / 1024
-    print(f"target: peak RSS under 30 MB: {'met' if peak * 1.048576 < 30 else 'MISSED'} "
-          f"({peak:.2f} MiB)")
+    print(
+        f"target: peak RSS under 30 MB: {'met' if peak * 1.048576 < 30 else 'MISSED'} "
+        f"({peak:.2f} MiB)"
+    )
     s = stand_in.stats(latencies)
-    print(f"per create: {cpu_per_create:.0f} µs of the function's CPU (all {threads} threads), "
-          f"{switches:.1f} context switches")
+    print(
+        f"per create: {cpu_per_create:.0f} µs of the function's CPU (all {threads} threads), "
+        f"{switches:.1f} context switches"
+    )
     slowest = max(range(len(latencies)), key=latencies.__getitem__) + 1
-    print(f"invoke latency (ms): min {s['min']:.2f}  median {s['median']:.2f}  "
-          f"p90 {s['p90']:.2f}  max {s['max']:.2f} (create {slowest}); these are mostly moto's")
+    print(
+        f"invoke latency (ms): min {s['min']:.2f}  median {s['median']:.2f}  "
+        f"p90 {s['p90']:.2f}  max {s['max']:.2f} (create {slowest}); these are mostly moto's"
+    )
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ class Renderer:
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": "instaview-webhooks",
             "AWS::StackId": "arn:aws:cloudformation:eu-central-1:123456789012:stack/"
-                            "instaview-webhooks/0f2c3a10-9d4e-11ef-8b8c-0a1b2c3d4e5f",
+            "instaview-webhooks/0f2c3a10-9d4e-11ef-8b8c-0a1b2c3d4e5f",
         }
         self.pseudo.update(pseudo or {})
         self.refs = refs or {}
@@ -120,7 +120,7 @@ class Renderer:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Ref":
                 if arg == "AWS::NoValue":
                     return _NO_VALUE

@@ -39,7 +39,8 @@ import datetime
 import re
 import sys
 import urllib.parse
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 try:
     import yaml
@@ -65,8 +66,17 @@ NO_BODY_STATUSES = ("204", "304")
 
 # Schema keywords whose values are schemas, maps of schemas or lists of schemas.
 SCHEMA_ONE = (
-    "items", "not", "if", "then", "else", "additionalProperties", "contains", "propertyNames",
-    "unevaluatedItems", "unevaluatedProperties", "contentSchema",
+    "items",
+    "not",
+    "if",
+    "then",
+    "else",
+    "additionalProperties",
+    "contains",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "contentSchema",
 )
 SCHEMA_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 SCHEMA_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
@@ -94,8 +104,10 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"found duplicate key {key!r}", key_node.start_mark,
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r}",
+                key_node.start_mark,
             )
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
@@ -114,7 +126,10 @@ def check_json_compatible(node: Any, ptr: str, problems: Problems) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if not isinstance(key, str):
-                problems.add(ptr or "/", f"mapping key {key!r} is a {type(key).__name__}, not a string; quote it")
+                problems.add(
+                    ptr or "/",
+                    f"mapping key {key!r} is a {type(key).__name__}, not a string; quote it",
+                )
                 key = str(key)
             check_json_compatible(value, f"{ptr}/{escape(key)}", problems)
     elif isinstance(node, list):
@@ -162,24 +177,33 @@ def pointer_get(doc: Any, ptr: str) -> Any:
 
 
 def make_format_checker() -> FormatChecker:
-    """jsonschema's format checker, plus fallbacks for formats whose optional packages are missing."""
+    """jsonschema's format checker, plus fallbacks for formats whose packages are missing."""
     checker = FormatChecker()
     checkers = checker.checkers
 
     if "uuid" not in checkers:
+
         @checker.checks("uuid", raises=ValueError)
         def _uuid(value: object) -> bool:
-            return not isinstance(value, str) or re.fullmatch(
-                r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", value
-            ) is not None
+            return (
+                not isinstance(value, str)
+                or re.fullmatch(
+                    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
+                    value,
+                )
+                is not None
+            )
 
     if "date-time" not in checkers:
+
         @checker.checks("date-time", raises=ValueError)
         def _date_time(value: object) -> bool:
             if not isinstance(value, str):
                 return True
             if not re.fullmatch(
-                r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", value, re.ASCII
+                r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",
+                value,
+                re.ASCII,
             ):
                 return False
             datetime.datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", value.replace("t", "T")))
@@ -221,8 +245,9 @@ def walk_schema(node: Any, ptr: str, out: list) -> None:
                 walk_schema(sub, f"{ptr}/{key}/{index}", out)
 
 
-def walk_examples_of(owner: dict, owner_ptr: str, schema_ptr: str | None, doc: dict,
-                     out: list, problems: Problems) -> None:
+def walk_examples_of(
+    owner: dict, owner_ptr: str, schema_ptr: str | None, doc: dict, out: list, problems: Problems
+) -> None:
     """`example` / `examples` of a media type, parameter or header, checked against `schema_ptr`."""
     found = []
     if "example" in owner:
@@ -254,7 +279,9 @@ def walk_media_types(content: Any, ptr: str, doc: dict, out: list, problems: Pro
         has_schema = "schema" in media_type
         if has_schema:
             walk_schema(media_type["schema"], f"{mptr}/schema", out)
-        walk_examples_of(media_type, mptr, f"{mptr}/schema" if has_schema else None, doc, out, problems)
+        walk_examples_of(
+            media_type, mptr, f"{mptr}/schema" if has_schema else None, doc, out, problems
+        )
 
 
 def walk_parameter_like(node: Any, ptr: str, doc: dict, out: list, problems: Problems) -> None:
@@ -332,8 +359,13 @@ def check_patterns(node: Any, ptr: str, problems: Problems) -> int:
     count = 0
     if isinstance(node, dict):
         pattern = node.get("pattern")
-        if isinstance(pattern, str) and ("type" in node or "format" in node or "minLength" in node
-                                         or "maxLength" in node or len(node) == 1):
+        if isinstance(pattern, str) and (
+            "type" in node
+            or "format" in node
+            or "minLength" in node
+            or "maxLength" in node
+            or len(node) == 1
+        ):
             count += 1
             try:
                 re.compile(pattern)
@@ -352,7 +384,9 @@ def check_patterns(node: Any, ptr: str, problems: Problems) -> int:
 
 
 def check_examples(doc: dict, examples: list, problems: Problems) -> None:
-    registry = Registry().with_resource(DOC_URI, Resource.from_contents(doc, default_specification=DRAFT202012))
+    registry = Registry().with_resource(
+        DOC_URI, Resource.from_contents(doc, default_specification=DRAFT202012)
+    )
     format_checker = make_format_checker()
     rs_registry = None
     try:
@@ -372,7 +406,9 @@ def check_examples(doc: dict, examples: list, problems: Problems) -> None:
             continue
         for error in errors:
             at = "/".join(str(part) for part in error.absolute_path)
-            problems.add(where, f"does not validate against {schema_ptr} at '/{at}': {error.message}")
+            problems.add(
+                where, f"does not validate against {schema_ptr} at '/{at}': {error.message}"
+            )
         if rs_registry is not None and not errors:
             try:
                 rs_validator = jsonschema_rs.Draft202012Validator(
@@ -381,14 +417,18 @@ def check_examples(doc: dict, examples: list, problems: Problems) -> None:
                 for error in rs_validator.iter_errors(value):
                     problems.add(
                         where,
-                        f"jsonschema-rs (used by schemathesis) rejects it against {schema_ptr}: {first_line(error)}",
+                        f"jsonschema-rs (used by schemathesis) rejects it against {schema_ptr}: "
+                        f"{first_line(error)}",
                     )
             except Exception as exc:  # noqa: BLE001
-                problems.add(where, f"jsonschema-rs cannot check against {schema_ptr}: {first_line(exc)}")
+                problems.add(
+                    where, f"jsonschema-rs cannot check against {schema_ptr}: {first_line(exc)}"
+                )
 
 
 def check_conventions(doc: dict, problems: Problems) -> None:
-    """Project rules: every answer documents x-request-id and a JSON body with a schema and an example."""
+    """Project rules: every answer documents x-request-id and a JSON body with a schema and an
+    example."""
     for path, item in (doc.get("paths") or {}).items():
         item, _ = resolve(doc, item)
         if not isinstance(item, dict):
@@ -423,7 +463,9 @@ def check_conventions(doc: dict, problems: Problems) -> None:
 # ---------------------------------------------------------------------------- links and API rules
 
 RATE_LIMIT_HEADERS = tuple(
-    f"x-ratelimit-{kind}-{window}" for window in ("minute", "hour") for kind in ("limit", "remaining", "reset")
+    f"x-ratelimit-{kind}-{window}"
+    for window in ("minute", "hour")
+    for kind in ("limit", "remaining", "reset")
 )
 # Answers always given after the request was counted: the six rate-limit headers are required.
 COUNTED_STATUSES = ("200", "201", "204", "400", "409", "412", "413", "415", "429")
@@ -440,7 +482,7 @@ def operations(doc: dict) -> Iterator[tuple[str, str, dict, dict]]:
 
 
 def operation_parameters(doc: dict, item: dict, operation: dict) -> dict[tuple[str, str], dict]:
-    """(location, lower-cased name) -> parameter, path-item parameters overridden by the operation's."""
+    """(location, lower-cased name) -> parameter; the operation's override the path item's."""
     found: dict[tuple[str, str], dict] = {}
     for param in (item.get("parameters") or []) + (operation.get("parameters") or []):
         param, _ = resolve(doc, param)
@@ -460,7 +502,10 @@ def response_examples(response: dict) -> list[Any]:
 
 def check_links(doc: dict, problems: Problems) -> int:
     """Every link names an existing operation and its parameters, and resolves on every example."""
-    by_id = {op.get("operationId"): (path, method, item, op) for path, method, item, op in operations(doc)}
+    by_id = {
+        op.get("operationId"): (path, method, item, op)
+        for path, method, item, op in operations(doc)
+    }
     count = 0
     for path, method, _item, operation in operations(doc):
         for status, response in (operation.get("responses") or {}).items():
@@ -484,40 +529,63 @@ def check_links(doc: dict, problems: Problems) -> int:
                 given_path = set()
                 for key, expression in (link.get("parameters") or {}).items():
                     location, _, pname = key.rpartition(".")
-                    candidates = [(location, pname.lower())] if location else [
-                        (loc, n) for (loc, n) in params if n == pname.lower()
-                    ]
+                    candidates = (
+                        [(location, pname.lower())]
+                        if location
+                        else [(loc, n) for (loc, n) in params if n == pname.lower()]
+                    )
                     match = [c for c in candidates if c in params]
                     if not match:
-                        problems.add(where, f"parameter {key!r} is not a parameter of {t_method.upper()} {t_path}")
+                        problems.add(
+                            where,
+                            f"parameter {key!r} is not a parameter of {t_method.upper()} {t_path}",
+                        )
                         continue
                     if match[0][0] == "path":
                         given_path.add(match[0][1])
-                    check_link_expression(doc, where, key, expression, params[match[0]], response, problems)
+                    check_link_expression(
+                        doc, where, key, expression, params[match[0]], response, problems
+                    )
                 for missing in sorted(required_path - given_path):
                     problems.add(where, f"does not give the path parameter {missing!r} of {t_path}")
     return count
 
 
-def check_link_expression(doc: dict, where: str, key: str, expression: Any, param: dict,
-                          response: dict, problems: Problems) -> None:
+def check_link_expression(
+    doc: dict,
+    where: str,
+    key: str,
+    expression: Any,
+    param: dict,
+    response: dict,
+    problems: Problems,
+) -> None:
     if not isinstance(expression, str):
         return
     if expression.startswith("$response.body#"):
-        pointer = expression[len("$response.body#"):]
+        pointer = expression[len("$response.body#") :]
         schema = param.get("schema") or {}
         for value in response_examples(response):
             try:
                 resolved = pointer_get(value, pointer)
             except (KeyError, IndexError, ValueError, TypeError):
                 if not (isinstance(value, dict) and value.get("data") == {"data": [], "total": 0}):
-                    problems.add(where, f"{expression} does not resolve on an example of the response")
+                    problems.add(
+                        where, f"{expression} does not resolve on an example of the response"
+                    )
                 continue
-            errors = list(Draft202012Validator(schema, format_checker=make_format_checker()).iter_errors(resolved))
+            errors = list(
+                Draft202012Validator(schema, format_checker=make_format_checker()).iter_errors(
+                    resolved
+                )
+            )
             if errors:
-                problems.add(where, f"{expression} gives {resolved!r}, which {key!r} refuses: {errors[0].message}")
+                problems.add(
+                    where,
+                    f"{expression} gives {resolved!r}, which {key!r} refuses: {errors[0].message}",
+                )
     elif expression.startswith("$response.header."):
-        header = expression[len("$response.header."):].lower()
+        header = expression[len("$response.header.") :].lower()
         if header not in {h.lower() for h in (response.get("headers") or {})}:
             problems.add(where, f"{expression}: the response does not document that header")
     elif not expression.startswith("$request."):
@@ -531,11 +599,19 @@ def property_names(doc: dict, name: str) -> list[str]:
 
 def check_api_rules(doc: dict, problems: Problems) -> None:
     """The rules of WEBHOOKS-API.md and DELIVERY.md that a document can carry."""
-    created, view, rotated = (property_names(doc, n) for n in ("Webhook", "WebhookView", "RotatedWebhook"))
+    created, view, rotated = (
+        property_names(doc, n) for n in ("Webhook", "WebhookView", "RotatedWebhook")
+    )
     if view != [p for p in created if p != "signingSecret"]:
-        problems.add("WebhookView", f"must be the created webhook's fields without signingSecret, in order: {view}")
+        problems.add(
+            "WebhookView",
+            f"must be the created webhook's fields without signingSecret, in order: {view}",
+        )
     if rotated != view + ["signingSecret", "previousSecretExpiresAt"]:
-        problems.add("RotatedWebhook", "must be the view's fields, then signingSecret and previousSecretExpiresAt")
+        problems.add(
+            "RotatedWebhook",
+            "must be the view's fields, then signingSecret and previousSecretExpiresAt",
+        )
     schemas = (doc.get("components") or {}).get("schemas") or {}
     for name, fields in (("WebhookView", view), ("RotatedWebhook", rotated), ("Webhook", created)):
         if list((schemas.get(name) or {}).get("required") or []) != fields:
@@ -568,7 +644,9 @@ def check_api_rules(doc: dict, problems: Problems) -> None:
                     if not headers.get(rl, {}).get("required"):
                         problems.add(where, f"does not require the {rl} header")
             # 401, 405 and a route's 404 NOT_FOUND come before the request is counted.
-            elif str(status) not in ("401", "405") and not (str(status) == "404" and "{id}" not in path):
+            elif str(status) not in ("401", "405") and not (
+                str(status) == "404" and "{id}" not in path
+            ):
                 for rl in RATE_LIMIT_HEADERS:
                     if rl not in headers:
                         problems.add(where, f"does not document the {rl} header")
@@ -589,9 +667,11 @@ def check_api_rules(doc: dict, problems: Problems) -> None:
                     problems.add(f"{method.upper()} {path} -> 200", f"does not document {needed}")
     for path, method, _item, operation in operations(doc):
         if method == "patch":
-            content = ((resolve(doc, operation.get("requestBody"))[0] or {}).get("content") or {})
+            content = (resolve(doc, operation.get("requestBody"))[0] or {}).get("content") or {}
             if set(content) != {"application/json", "application/merge-patch+json"}:
-                problems.add(f"PATCH {path}", "must take application/json and application/merge-patch+json")
+                problems.add(
+                    f"PATCH {path}", "must take application/json and application/merge-patch+json"
+                )
 
 
 def report(path: str, problems: Problems) -> int:
@@ -637,9 +717,9 @@ def main(argv: list[str]) -> int:
         return report(path, problems)
 
     print(
-        f"validate_openapi: OK: {path}: JSON-compatible YAML; {len(examples)} examples valid against their "
-        f"schemas (jsonschema + jsonschema-rs); {pattern_count} patterns compile; {link_count} links resolve; "
-        "conventions and API rules hold"
+        f"validate_openapi: OK: {path}: JSON-compatible YAML; {len(examples)} examples valid "
+        f"against their schemas (jsonschema + jsonschema-rs); {pattern_count} patterns compile; "
+        f"{link_count} links resolve; conventions and API rules hold"
     )
     return 0
 

@@ -99,7 +99,9 @@ class _Statements:
                 for document, doc_path in documents(props, steps, base):
                     if not isinstance(document, dict):
                         continue
-                    for statement, st_path in items(document.get("Statement"), [*doc_path, "Statement"]):
+                    for statement, st_path in items(
+                        document.get("Statement"), [*doc_path, "Statement"]
+                    ):
                         if isinstance(statement, dict):
                             yield statement, st_path
 
@@ -143,7 +145,9 @@ class StarResourceOnlyForStarOnlyActions(CloudFormationLintRule, _Statements):
                 continue  # a trust policy names a Principal, not a Resource
             actions = [a for a, _ in items(statement.get("Action"), [])]
             resources = list(items(statement.get("Resource"), [*path, "Resource"]))
-            star_only = bool(actions) and all(isinstance(a, str) and a in STAR_ONLY_ACTIONS for a in actions)
+            star_only = bool(actions) and all(
+                isinstance(a, str) and a in STAR_ONLY_ACTIONS for a in actions
+            )
             for resource, res_path in resources:
                 texts = literal_strings(cfn, resource)
                 if texts and any(text.strip() == "*" for text in texts):
@@ -178,14 +182,18 @@ class StaticallyKnownActionsAndResources(CloudFormationLintRule, _Statements):
                     texts = literal_strings(cfn, value)
                     # An action must be a name: a resource's Ref or attribute is not one.
                     if texts is None or (key == "Action" and not texts):
-                        matches.append(RuleMatch(value_path, f"{key} {value!r} cannot be verified statically"))
+                        matches.append(
+                            RuleMatch(value_path, f"{key} {value!r} cannot be verified statically")
+                        )
         return matches
 
 
 class NoWildcardActionsBehindIntrinsics(CloudFormationLintRule, _Statements):
     id = "E9903"
     shortdesc = "No wildcard Action through Fn::Sub or a parameter"
-    description = "iam.rules refuses literal wildcard actions; this rule the ones behind Fn::Sub or a Ref."
+    description = (
+        "iam.rules refuses literal wildcard actions; this rule the ones behind Fn::Sub or a Ref."
+    )
     tags = ["iam", "instaview"]
 
     def match(self, cfn: Any) -> list[RuleMatch]:
@@ -196,5 +204,9 @@ class NoWildcardActionsBehindIntrinsics(CloudFormationLintRule, _Statements):
                     continue  # iam.rules
                 for text in literal_strings(cfn, value) or []:
                     if any(ch in text for ch in WILDCARD_CHARS):
-                        matches.append(RuleMatch(value_path, f"wildcard Action {text!r}: list the exact actions"))
+                        matches.append(
+                            RuleMatch(
+                                value_path, f"wildcard Action {text!r}: list the exact actions"
+                            )
+                        )
         return matches
