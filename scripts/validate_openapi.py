@@ -8,7 +8,8 @@ document's validity: the OpenAPI 3.1 meta-schema, every schema against its JSON 
 (so a `pattern` that is not a regex, in the schemas it walks), `$ref`s that resolve, unique
 operationIds, path parameters declared for every template and no duplicate parameter, `required`
 naming defined properties, `default` values valid against their schema. This script keeps only
-what that tool (and Spectral's and Redocly's rule sets) does not check, in order:
+what that tool does not check, in order (Spectral and Redocly, Node tools, also validate
+examples, but not with jsonschema-rs, and none of them knows this API's own rules):
   1. the file is YAML whose values are all JSON values: no duplicate keys (a YAML loader keeps
      the last one silently, and so does the tool), no unquoted YAML timestamps, string keys only;
   2. every `pattern` compiles, in Python `re` and in the Rust engine schemathesis uses
