@@ -184,6 +184,45 @@ async fn a_receiver_that_does_not_answer_in_time_is_a_timeout_within_the_functio
     assert_eq!(data["message"], "Webhook test failed: connection timed out");
 }
 
+/// `cargo lambda watch` (make run) sends every invocation `Lambda-Runtime-Deadline-Ms: 600000`,
+/// ten minutes after the epoch. Taken at its word, the ping would have no time at all and answer
+/// "connection timed out" while the receiver got it (issue 15.1); the time-budget module takes
+/// it for what it is, not a deadline, and gives the ping the function's own timeout.
+#[tokio::test]
+async fn a_test_ping_under_cargo_lambda_watchs_constant_deadline_succeeds() {
+    let app = memory_app();
+    let mut receiver = Receiver::start(Reply::status(200)).await;
+    let (id, _) = create_for(&app, &local_url(&receiver), &["ping"]).await;
+    let watch_context = || {
+        let mut context = Context::default();
+        context.deadline = 600_000;
+        context
+    };
+    let keyed = || {
+        test_ping(&id)
+            .header("idempotency-key", "watch-ping")
+            .build()
+            .with_lambda_context(watch_context())
+    };
+
+    let answer = parse(handle(&app, keyed()).await);
+
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let data = &answer.json["data"];
+    assert_eq!(data["success"], true, "{}", answer.raw);
+    assert_eq!(data["httpStatus"], 200);
+    assert_eq!(data["message"], "Webhook test succeeded");
+    let got = receiver.next().await;
+    assert_eq!(
+        got.headers["webhook-id"],
+        data["deliveryId"].as_str().unwrap()
+    );
+    // The result stored under the idempotency key is the true one.
+    let replayed = parse(handle(&app, keyed()).await);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replayed.json["data"], answer.json["data"]);
+}
+
 #[tokio::test]
 async fn connection_refused_is_a_failed_test_without_a_status() {
     let app = memory_app();

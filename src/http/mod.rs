@@ -3,8 +3,6 @@
 //! Checks run in the contract's order: route → authentication (and scope) → rate limit →
 //! content type → size → body → resource → store.
 
-use std::time::Instant;
-
 use lambda_http::http::{header, HeaderMap, HeaderName};
 use lambda_http::{Body, Request, RequestExt, Response};
 use uuid::Uuid;
@@ -16,6 +14,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::service::{parse_webhook_id, App, ServiceError};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
+use crate::time_budget::{test_ping_deadline, Arrival};
 
 mod response;
 pub mod routes;
@@ -58,12 +57,13 @@ where
     W: WebhookStore,
     S: SecretStore,
 {
-    let started = Instant::now();
+    let arrival = Arrival::now();
+    let started = arrival.at;
     let request_id = request_id(&request);
     let path = path_of(&request);
     let template = routes::template_of(path);
     let mut outcome = Outcome::default();
-    let result = serve(app, &request, path, &mut outcome).await;
+    let result = serve(app, &request, path, arrival, &mut outcome).await;
     let (mut response, error_code) = match &result {
         Ok(success) => (answer(success, &request_id), None),
         Err(error) => {
@@ -124,6 +124,7 @@ async fn serve<K, W, S>(
     app: &App<K, W, S>,
     request: &Request,
     path: &str,
+    arrival: Arrival,
     outcome: &mut Outcome,
 ) -> Result<Success, ApiError>
 where
@@ -151,7 +152,7 @@ where
             outcome.rate = Some(app.count_request(&key).await?);
             scope.map_err(ServiceError::from)?;
             admit(outcome)?;
-            write(app, request, &key, matched).await
+            write(app, request, &key, matched, arrival).await
         }
     };
     if let Ok(Success::Created(created)) = &result {
@@ -197,6 +198,7 @@ async fn write<K, W, S>(
     request: &Request,
     key: &ApiKey,
     matched: Matched<'_>,
+    arrival: Arrival,
 ) -> Result<Success, ApiError>
 where
     K: ApiKeyStore,
@@ -241,7 +243,9 @@ where
         Operation::Test => {
             let body = empty_body(request)?;
             let claim = claim(request, key, matched, body)?;
-            let (result, replayed) = app.test_webhook(key, id, deadline(request), claim).await?;
+            let deadline =
+                test_ping_deadline(request.lambda_context_ref().map(|c| c.deadline), arrival);
+            let (result, replayed) = app.test_webhook(key, id, deadline, claim).await?;
             Ok(Success::Tested { result, replayed })
         }
         Operation::RotateSecret => {
@@ -262,31 +266,6 @@ where
         }
         Operation::List | Operation::Get => read(app, request, key, matched).await,
     }
-}
-
-/// When a delivery made for this request must have its answer: the function's deadline less a
-/// margin to answer (without a Lambda context, as in tests, 25 s from now).
-fn deadline(request: &Request) -> std::time::Instant {
-    const MARGIN_MS: u64 = 1_500;
-    const WITHOUT_CONTEXT: std::time::Duration = std::time::Duration::from_secs(25);
-    let now = std::time::Instant::now();
-    let Some(context) = request.lambda_context_ref() else {
-        return now + WITHOUT_CONTEXT;
-    };
-    let now_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
-    )
-    .unwrap_or(u64::MAX);
-    let left_ms = context
-        .deadline
-        .saturating_sub(now_ms)
-        .saturating_sub(MARGIN_MS);
-    if context.deadline == 0 {
-        return now + WITHOUT_CONTEXT;
-    }
-    now + std::time::Duration::from_millis(left_ms)
 }
 
 /// Exactly one `Authorization: Bearer <sk_…>` header, naming a usable key.

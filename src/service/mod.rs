@@ -23,7 +23,9 @@ mod manage;
 mod ping;
 mod rotate;
 
-pub use create::{Created, UNDO_BUDGET, WRITE_BUDGET};
+/// The create's budgets live in [`crate::time_budget`]; these names stay for `reconcile.rs`.
+pub use crate::time_budget::{UNDO_BUDGET, WRITE_BUDGET};
+pub use create::Created;
 pub use manage::{parse_webhook_id, Answered};
 pub use ping::TestResult;
 pub use rotate::{parse_grace_period, Rotated, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS};

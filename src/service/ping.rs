@@ -3,7 +3,7 @@
 //! The test never changes the webhook (no failure is counted): it reads the record and the
 //! secret version it points at, signs, sends once, and reports.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -123,7 +123,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             .map_err(|_| ServiceError::Internal("a stored custom header is not sendable".into()))?;
         let outcome = match WebhookUrl::parse(&webhook.url, self.settings.url_policy) {
             Ok(url) => {
-                let timeout = Duration::from_millis(u64::from(webhook.timeout_ms));
+                let timeout = crate::time_budget::receiver_timeout(webhook.timeout_ms);
                 self.sender()?.send(&url, &request, timeout, deadline).await
             }
             // A URL the policy no longer allows (say, localhost after the switch was turned off).
