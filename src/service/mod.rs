@@ -62,6 +62,9 @@ pub enum ServiceError {
     WebhookNotFound { resource_id: String },
     #[error("precondition failed")]
     PreconditionFailed,
+    /// An idempotent replay of a rotation whose secret a newer rotation has replaced.
+    #[error("rotation superseded")]
+    RotationSuperseded,
     #[error("rate limit exceeded")]
     RateLimited(RateStatus),
     /// AWS is throttling, timing out or down. The payload is for logs only (no SDK text).
