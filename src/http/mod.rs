@@ -1,7 +1,7 @@
 //! The HTTP edge: routes, reads and answers API Gateway requests (REST v1 and HTTP API v2).
 //!
 //! Checks run in the contract's order: route → authentication (and scope) → rate limit →
-//! content type → size → body → resource → store.
+//! query (only the list takes one) → content type → size → body → resource → store.
 
 use lambda_http::http::{header, HeaderMap, HeaderName};
 use lambda_http::{Body, Request, RequestExt, Response};
