@@ -16,7 +16,7 @@ use super::{
 };
 use crate::domain::idempotency::{CLAIM_STALE_AFTER_SECONDS, IDEMPOTENCY_TTL_SECONDS};
 use crate::domain::rate_limit::{Usage, Windows};
-use crate::domain::{ApiKey, ApiToken, ClaimOutcome, IdempotencyClaim, Pepper, TokenHash};
+use crate::domain::{ApiKey, ApiToken, ClaimId, ClaimOutcome, IdempotencyClaim, Pepper, TokenHash};
 
 /// The pepper the in-memory stores use.
 pub const MEMORY_PEPPER: &[u8] = b"in-memory-pepper";
@@ -73,7 +73,7 @@ struct Tables {
     /// Deleted ids and the key that deleted them.
     tombstones: HashMap<Uuid, String>,
     counts: HashMap<String, u32>,
-    claims: HashMap<String, Claim>,
+    claims: HashMap<ClaimId, Claim>,
     /// (key, hour start) → (hour count, per-minute counts).
     rates: HashMap<(String, i64), (u32, [u32; 60])>,
 }
@@ -181,7 +181,7 @@ impl WebhookWrites for MemoryWebhooks {
             return Err(InsertError::LimitReached);
         }
         if let Some(claim) = claim {
-            match tables.claims.get_mut(&claim.record_id) {
+            match tables.claims.get_mut(&claim.id) {
                 Some(held) if held.request_hash == claim.request_hash && held.result.is_none() => {
                     held.result = Some(webhook.id.to_string());
                 }
@@ -219,7 +219,7 @@ impl WebhookWrites for MemoryWebhooks {
         let expected = change.secret.as_ref().map(|swap| &swap.from);
         judge_change(tables.records.get(&id), caller, expected)?;
         if let Some((claim, _)) = claim {
-            let ours = tables.claims.get(&claim.record_id).is_some_and(|held| {
+            let ours = tables.claims.get(&claim.id).is_some_and(|held| {
                 held.request_hash == claim.request_hash && held.result.is_none()
             });
             if !ours {
@@ -233,7 +233,7 @@ impl WebhookWrites for MemoryWebhooks {
         change.apply(stored, now);
         let changed = stored.clone();
         if let Some((claim, result)) = claim {
-            if let Some(held) = tables.claims.get_mut(&claim.record_id) {
+            if let Some(held) = tables.claims.get_mut(&claim.id) {
                 held.result = Some(result.to_owned());
             }
         }
@@ -270,7 +270,7 @@ impl IdempotencyClaims for MemoryWebhooks {
         self.call();
         let now = now.unix_timestamp();
         let mut tables = self.tables.lock().unwrap();
-        if let Some(held) = tables.claims.get(&claim.record_id) {
+        if let Some(held) = tables.claims.get(&claim.id) {
             let expired = held.expires_at < now;
             let abandoned =
                 held.result.is_none() && held.locked_at < now - CLAIM_STALE_AFTER_SECONDS;
@@ -285,7 +285,7 @@ impl IdempotencyClaims for MemoryWebhooks {
             }
         }
         tables.claims.insert(
-            claim.record_id.clone(),
+            claim.id.clone(),
             Claim {
                 request_hash: claim.request_hash.clone(),
                 result: None,
@@ -299,7 +299,7 @@ impl IdempotencyClaims for MemoryWebhooks {
     async fn complete(&self, claim: &IdempotencyClaim, result: &str) -> Result<(), StoreError> {
         self.call();
         let mut tables = self.tables.lock().unwrap();
-        if let Some(held) = tables.claims.get_mut(&claim.record_id) {
+        if let Some(held) = tables.claims.get_mut(&claim.id) {
             if held.request_hash == claim.request_hash && held.result.is_none() {
                 held.result = Some(result.to_owned());
             }
@@ -309,7 +309,7 @@ impl IdempotencyClaims for MemoryWebhooks {
 
     async fn release(&self, claim: &IdempotencyClaim) -> Result<(), StoreError> {
         self.call();
-        self.tables.lock().unwrap().claims.remove(&claim.record_id);
+        self.tables.lock().unwrap().claims.remove(&claim.id);
         Ok(())
     }
 }
