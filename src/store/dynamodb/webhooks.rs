@@ -51,24 +51,8 @@ impl WebhookWrites for DynamoWebhooks {
             .transact_items(TransactWriteItem::builder().put(put).build())
             .transact_items(TransactWriteItem::builder().update(count).build());
         if let Some(claim) = claim {
-            let complete = build(
-                Update::builder()
-                    .table_name(&self.table)
-                    .key(WEBHOOK_ID, s(&super::schema::claim_id(&claim.id)))
-                    .update_expression("SET #st = :done, #result = :result")
-                    .condition_expression("#st = :in_progress AND #hash = :hash")
-                    .expression_attribute_names("#st", super::schema::CLAIM_STATUS)
-                    .expression_attribute_names("#result", super::schema::CLAIM_RESULT)
-                    .expression_attribute_names("#hash", super::schema::REQUEST_HASH)
-                    .expression_attribute_values(":done", s(super::schema::CLAIM_COMPLETED))
-                    .expression_attribute_values(
-                        ":in_progress",
-                        s(super::schema::CLAIM_IN_PROGRESS),
-                    )
-                    .expression_attribute_values(":hash", s(&claim.request_hash))
-                    .expression_attribute_values(":result", s(&webhook.id.to_string()))
-                    .build(),
-            )?;
+            // The one completion (owner included), as in `update` and `complete`.
+            let complete = self.complete_claim_item(claim, &webhook.id.to_string())?;
             request = request.transact_items(TransactWriteItem::builder().update(complete).build());
         }
         // The SDK gives the transaction an idempotency token (ClientRequestToken) that its
