@@ -36,7 +36,7 @@ pub struct Settings {
     /// false; `local.env` sets it, so that a local stack or a test run never calls out).
     pub loopback_only_deliveries: bool,
     /// Time allowed for the writes of one create before it gives up and undoes them
-    /// ([`crate::service::WRITE_BUDGET`]; tests against a loaded emulator allow more).
+    /// ([`crate::time_budget::WRITE_BUDGET`]; tests against a loaded emulator allow more).
     pub write_budget: Duration,
 }
 
@@ -47,7 +47,7 @@ impl Default for Settings {
             api_key_cache_ttl: Duration::from_secs(60),
             max_webhooks_per_key: 100,
             loopback_only_deliveries: false,
-            write_budget: crate::service::WRITE_BUDGET,
+            write_budget: crate::time_budget::WRITE_BUDGET,
         }
     }
 }
@@ -110,7 +110,7 @@ impl Config {
                 api_key_cache_ttl: Duration::from_secs(ttl),
                 max_webhooks_per_key,
                 loopback_only_deliveries,
-                write_budget: crate::service::WRITE_BUDGET,
+                write_budget: crate::time_budget::WRITE_BUDGET,
             },
         })
     }

@@ -164,6 +164,11 @@ fn service_answer(error: &ServiceError) -> Answer {
             "PRECONDITION_FAILED",
             "The webhook has changed since that ETag; read it again and retry",
         ),
+        ServiceError::RotationSuperseded => plain(
+            412,
+            "PRECONDITION_FAILED",
+            "A newer rotation has replaced the secret of the rotation this Idempotency-Key made; read the webhook and rotate again with a new Idempotency-Key",
+        ),
         ServiceError::RateLimited(status) => {
             let (window, limit, reset) = status.exceeded_window().unwrap_or((
                 crate::domain::rate_limit::Window::Minute,

@@ -17,3 +17,4 @@ pub mod reconcile;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod time_budget;

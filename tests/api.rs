@@ -457,14 +457,39 @@ async fn the_body_is_checked_before_the_resource() {
 
 /// Every route on a webhook id, for `token`.
 fn every_id_route(id: &str, token: &str) -> Vec<RequestBuilder> {
+    let mut routes = vec![get(&path(id)).token(token)];
+    routes.extend(changing_routes(id, token));
+    routes.push(delete(&path(id)).token(token));
+    routes
+}
+
+/// Every route that changes, tests or rotates webhook `id` (each action with and without an
+/// idempotency key): what a key may not do to a webhook of a company it lost.
+fn changing_routes(id: &str, token: &str) -> Vec<RequestBuilder> {
     vec![
-        get(&path(id)).token(token),
         patch(&path(id), r#"{"name":"changed"}"#).token(token),
         patch(&path(id), r#"{"headers":[{"name":"X-New","value":"v"}]}"#).token(token),
         reset(id).token(token),
         reset(id).header("idempotency-key", "k-1").token(token),
-        delete(&path(id)).token(token),
+        test_ping(id).token(token),
+        test_ping(id).header("idempotency-key", "k-2").token(token),
+        rotate(id).token(token),
+        rotate(id).header("idempotency-key", "k-3").token(token),
     ]
+}
+
+fn test_ping(id: &str) -> RequestBuilder {
+    request(Method::POST, &format!("/webhooks/{id}/test"))
+}
+
+fn rotate(id: &str) -> RequestBuilder {
+    request(Method::POST, &format!("/webhooks/{id}/rotate-secret"))
+}
+
+/// The seed's webhook with `companyId` set to `COMPANY`, created by the first key.
+async fn create_for_company(app: &MemoryApp) -> String {
+    let body = SEED_BODY.replacen('{', &format!(r#"{{"companyId":"{COMPANY}","#), 1);
+    id_of(&create_as(app, TOKEN, &body).await)
 }
 
 #[tokio::test]
@@ -534,16 +559,99 @@ async fn a_long_id_is_echoed_cut_to_64_characters() {
     assert_not_found(&answer, &format!("{}…", "a".repeat(64)));
 }
 
+/// WEBHOOKS-API.md (amended): the key's webhook of a company it lost is its to see and remove,
+/// not to change, test or rotate.
 #[tokio::test]
 async fn own_webhook_of_a_company_the_key_no_longer_has_is_403_resource_access_denied() {
     let app = app();
-    let body = SEED_BODY.replacen('{', &format!(r#"{{"companyId":"{COMPANY}","#), 1);
-    let id = id_of(&create_as(&app, TOKEN, &body).await);
-    for request in every_id_route(&id, MOVED_TOKEN) {
+    let id = create_for_company(&app).await;
+    let secret = stored(&app, &id).unwrap().secret;
+    let document = app.secrets().document_of(&secret).unwrap();
+    for request in changing_routes(&id, MOVED_TOKEN) {
         let answer = send(&app, request).await;
         assert_error(&answer, 403, "RESOURCE_ACCESS_DENIED");
     }
     assert_untouched(&app, &id);
+    assert_eq!(stored(&app, &id).unwrap().secret, secret);
+    assert_eq!(app.secrets().document_of(&secret).unwrap(), document);
+}
+
+#[tokio::test]
+async fn own_webhook_of_a_company_the_key_no_longer_has_is_listed_and_readable() {
+    let app = app();
+    let id = create_for_company(&app).await;
+    let before = send(&app, get(&path(&id))).await;
+
+    let listed = send(&app, get("/webhooks").token(MOVED_TOKEN)).await;
+    let read = send(&app, get(&path(&id)).token(MOVED_TOKEN)).await;
+
+    assert_success(&listed, 200);
+    assert_eq!(listed.json["data"]["total"], 1);
+    assert_eq!(listed.json["data"]["data"][0]["id"], id.as_str());
+    assert_success(&read, 200);
+    assert_eq!(read.json["data"], before.json["data"]);
+    assert_eq!(read.json["data"]["companyId"], COMPANY);
+    assert_eq!(read.header("etag"), before.header("etag"));
+    // Asking for the lost company by name is still refused: the key may not act for it.
+    let by_company = send(
+        &app,
+        get("/webhooks")
+            .query("companyId", COMPANY)
+            .token(MOVED_TOKEN),
+    )
+    .await;
+    assert_error(&by_company, 403, "RESOURCE_ACCESS_DENIED");
+}
+
+#[tokio::test]
+async fn own_webhook_of_a_company_the_key_no_longer_has_can_be_deleted() {
+    let app = app();
+    let id = create_for_company(&app).await;
+    let other = create_one(&app).await;
+    let secret = stored(&app, &id).unwrap().secret;
+    assert_eq!(app.webhooks().count_for(KEY_ID), 2);
+
+    // If-Match is judged as on any delete: a stale one changes nothing.
+    let stale = send(
+        &app,
+        delete(&path(&id))
+            .header("if-match", "\"999\"")
+            .token(MOVED_TOKEN),
+    )
+    .await;
+    assert_error(&stale, 412, "PRECONDITION_FAILED");
+    assert_untouched(&app, &id);
+    let etag = send(&app, get(&path(&id)))
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let deleted = send(
+        &app,
+        delete(&path(&id))
+            .header("if-match", &etag)
+            .token(MOVED_TOKEN),
+    )
+    .await;
+
+    assert_eq!(deleted.status, 204, "{}", deleted.raw);
+    assert!(stored(&app, &id).is_none());
+    assert!(
+        app.secrets().document_of(&secret).is_none(),
+        "secret deleted"
+    );
+    assert_eq!(app.webhooks().count_for(KEY_ID), 1);
+    assert_not_found(&send(&app, get(&path(&id)).token(MOVED_TOKEN)).await, &id);
+    assert_not_found(
+        &send(&app, delete(&path(&id)).token(MOVED_TOKEN)).await,
+        &id,
+    );
+    // Another key still cannot delete it, whatever its companies.
+    assert!(stored(&app, &other).is_some());
+    assert_not_found(
+        &send(&app, delete(&path(&other)).token(OTHER_TOKEN)).await,
+        &other,
+    );
 }
 
 #[tokio::test]
@@ -778,6 +886,76 @@ async fn list_with_any_other_query_parameter_is_400() {
     )
     .await;
     assert_error(&answer, 400, "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn an_unknown_query_parameter_is_400_naming_it_on_every_route() {
+    let app = app();
+    let id = create_one(&app).await;
+    let routes = [
+        post(SEED_BODY),
+        get("/webhooks"),
+        get(&path(&id)),
+        patch(&path(&id), r#"{"name":"changed"}"#),
+        delete(&path(&id)),
+        reset(&id),
+        test_ping(&id),
+        rotate(&id),
+    ];
+    for request in routes {
+        let answer = send(&app, request.query("verbose", "1")).await;
+        assert_error(&answer, 400, "VALIDATION_ERROR");
+        assert_eq!(field_names(&answer), ["verbose"], "{}", answer.raw);
+        assert_eq!(
+            answer.json["error"]["message"],
+            if answer.raw.contains("companyId is the only one") {
+                "verbose is not a query parameter: companyId is the only one"
+            } else {
+                "verbose is not a query parameter: this route takes none"
+            }
+        );
+    }
+    assert_eq!(app.webhooks().len(), 1, "nothing created");
+    assert_untouched(&app, &id);
+}
+
+#[tokio::test]
+async fn every_unknown_query_parameter_is_named_once() {
+    let app = app();
+    let id = create_one(&app).await;
+    let answer = send(
+        &app,
+        reset(&id).query("b", "1").query("a", "1").query("b", "2"),
+    )
+    .await;
+    assert_error(&answer, 400, "VALIDATION_ERROR");
+    assert_eq!(field_names(&answer), ["a", "b"]);
+    let answer = send(
+        &app,
+        get("/webhooks")
+            .query("companyId", COMPANY)
+            .query("page", "2"),
+    )
+    .await;
+    assert_eq!(field_names(&answer), ["page"]);
+    assert_untouched(&app, &id);
+}
+
+#[tokio::test]
+async fn a_grace_period_in_the_query_of_rotate_secret_is_400_not_ignored() {
+    let app = app();
+    let id = create_one(&app).await;
+    let secret = stored(&app, &id).unwrap().secret;
+    let answer = send(&app, rotate(&id).query("gracePeriodSeconds", "999999999")).await;
+    assert_error(&answer, 400, "VALIDATION_ERROR");
+    assert_eq!(
+        answer.field_errors(),
+        [(
+            "gracePeriodSeconds".to_owned(),
+            "gracePeriodSeconds goes in the JSON body, not the query".to_owned()
+        )]
+    );
+    assert_eq!(stored(&app, &id).unwrap().secret, secret, "not rotated");
 }
 
 #[tokio::test]
@@ -1417,6 +1595,102 @@ async fn an_idempotency_key_is_scoped_per_api_key_on_reset_circuit() {
     assert_success(&b, 200);
     assert_eq!(b.header("idempotent-replayed"), None);
     assert_eq!(b.json["data"]["id"], theirs.as_str());
+}
+
+/// Each POST on a webhook with its idempotency key, as first sent and as replayed.
+fn keyed_actions(id: &str) -> Vec<(&'static str, RequestBuilder)> {
+    vec![
+        (
+            "reset-circuit",
+            reset(id).header("idempotency-key", "again-1"),
+        ),
+        ("test", test_ping(id).header("idempotency-key", "again-2")),
+        (
+            "rotate-secret",
+            rotate(id).header("idempotency-key", "again-3"),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_replay_after_the_webhook_was_deleted_is_404_on_every_action() {
+    let app = app();
+    let id = create_one(&app).await;
+    for (_, request) in keyed_actions(&id) {
+        assert_success(&send(&app, request).await, 200);
+    }
+    assert_eq!(send(&app, delete(&path(&id))).await.status, 204);
+
+    for (name, request) in keyed_actions(&id) {
+        let answer = send(&app, request).await;
+        assert_not_found(&answer, &id);
+        assert_eq!(answer.header("idempotent-replayed"), None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_replay_for_a_company_the_key_lost_is_403_on_every_action() {
+    let app = app();
+    let id = create_for_company(&app).await;
+    for (_, request) in keyed_actions(&id) {
+        assert_success(&send(&app, request).await, 200);
+    }
+    let version = stored(&app, &id).unwrap().webhook.version;
+
+    // The same key (same apiKeyId, so the same idempotency scope) after it lost the company.
+    for (name, request) in keyed_actions(&id) {
+        let answer = send(&app, request.token(MOVED_TOKEN)).await;
+        assert_error(&answer, 403, "RESOURCE_ACCESS_DENIED");
+        assert_eq!(answer.header("idempotent-replayed"), None, "{name}");
+    }
+    assert_eq!(stored(&app, &id).unwrap().webhook.version, version);
+}
+
+#[tokio::test]
+async fn a_rotation_replayed_after_a_newer_rotation_is_412_and_hands_out_no_secret() {
+    let app = app();
+    let id = create_one(&app).await;
+    let keyed = || rotate(&id).header("idempotency-key", "rotation-1");
+    let first = send(&app, keyed()).await;
+    assert_success(&first, 200);
+    let first_secret = first.json["data"]["signingSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let newer = send(&app, rotate(&id)).await;
+    assert_success(&newer, 200);
+    let record = stored(&app, &id).unwrap();
+
+    let replayed = send(&app, keyed()).await;
+
+    assert_error(&replayed, 412, "PRECONDITION_FAILED");
+    assert!(!replayed.raw.contains(&first_secret));
+    assert_eq!(stored(&app, &id).unwrap(), record, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_rotation_replayed_after_a_header_change_answers_its_still_current_secret() {
+    let app = app();
+    let id = create_one(&app).await;
+    let keyed = || rotate(&id).header("idempotency-key", "rotation-2");
+    let first = send(&app, keyed()).await;
+    assert_success(&first, 200);
+    // New header values move the record to another secret version, same signing secret.
+    let headers = r#"{"headers":[{"name":"X-New","value":"v"}]}"#;
+    assert_success(&send(&app, patch(&path(&id), headers)).await, 200);
+
+    let replayed = send(&app, keyed()).await;
+
+    assert_success(&replayed, 200);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        replayed.json["data"]["signingSecret"],
+        first.json["data"]["signingSecret"]
+    );
+    assert_eq!(
+        replayed.json["data"]["headers"],
+        json!([{"name": "X-New", "isMasked": true}])
+    );
 }
 
 // --- Rate limits ---------------------------------------------------------------------------

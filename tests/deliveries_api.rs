@@ -184,6 +184,45 @@ async fn a_receiver_that_does_not_answer_in_time_is_a_timeout_within_the_functio
     assert_eq!(data["message"], "Webhook test failed: connection timed out");
 }
 
+/// `cargo lambda watch` (make run) sends every invocation `Lambda-Runtime-Deadline-Ms: 600000`,
+/// ten minutes after the epoch. Taken at its word, the ping would have no time at all and answer
+/// "connection timed out" while the receiver got it (issue 15.1); the time-budget module takes
+/// it for what it is, not a deadline, and gives the ping the function's own timeout.
+#[tokio::test]
+async fn a_test_ping_under_cargo_lambda_watchs_constant_deadline_succeeds() {
+    let app = memory_app();
+    let mut receiver = Receiver::start(Reply::status(200)).await;
+    let (id, _) = create_for(&app, &local_url(&receiver), &["ping"]).await;
+    let watch_context = || {
+        let mut context = Context::default();
+        context.deadline = 600_000;
+        context
+    };
+    let keyed = || {
+        test_ping(&id)
+            .header("idempotency-key", "watch-ping")
+            .build()
+            .with_lambda_context(watch_context())
+    };
+
+    let answer = parse(handle(&app, keyed()).await);
+
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    let data = &answer.json["data"];
+    assert_eq!(data["success"], true, "{}", answer.raw);
+    assert_eq!(data["httpStatus"], 200);
+    assert_eq!(data["message"], "Webhook test succeeded");
+    let got = receiver.next().await;
+    assert_eq!(
+        got.headers["webhook-id"],
+        data["deliveryId"].as_str().unwrap()
+    );
+    // The result stored under the idempotency key is the true one.
+    let replayed = parse(handle(&app, keyed()).await);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replayed.json["data"], answer.json["data"]);
+}
+
 #[tokio::test]
 async fn connection_refused_is_a_failed_test_without_a_status() {
     let app = memory_app();
@@ -512,6 +551,116 @@ async fn a_rotation_retried_with_its_idempotency_key_answers_the_same_new_secret
     );
     assert_eq!(other_body.status, 409);
     assert_eq!(other_body.code(), "IDEMPOTENCY_KEY_REUSED");
+}
+
+#[tokio::test]
+async fn rotation_with_a_stale_if_match_is_412_and_changes_nothing() {
+    let app = memory_app();
+    let mut receiver = Receiver::start(Reply::status(200)).await;
+    let (id, old) = create_for(&app, &local_url(&receiver), &["ping"]).await;
+    let uuid = Uuid::try_parse(&id).unwrap();
+    let before = app.webhooks().get_record(uuid).unwrap();
+
+    let stale = send(
+        &app,
+        action(&id, "rotate-secret", "").header("if-match", "\"999\""),
+    )
+    .await;
+
+    assert_eq!(stale.status, 412, "{}", stale.raw);
+    assert_eq!(stale.code(), "PRECONDITION_FAILED");
+    assert_eq!(app.webhooks().get_record(uuid).unwrap(), before);
+    send(&app, test_ping(&id)).await;
+    let got = receiver.next().await;
+    assert_eq!(signatures(&got).len(), 1, "no second secret signs");
+    assert!(verifies(&old, &got));
+}
+
+#[tokio::test]
+async fn rotation_with_the_current_if_match_rotates_and_answers_the_next_etag() {
+    let app = memory_app();
+    let (id, _) = create_for(&app, "https://api.example.com/hooks", &["ping"]).await;
+    let get = post("")
+        .method(Method::GET)
+        .path(&format!("/webhooks/{id}"));
+    let etag = send(&app, get).await.header("etag").unwrap().to_owned();
+
+    let first = send(
+        &app,
+        action(&id, "rotate-secret", "").header("if-match", &etag),
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.raw);
+    let next = first.header("etag").unwrap().to_owned();
+    assert_ne!(next, etag);
+    let again = send(
+        &app,
+        action(&id, "rotate-secret", "").header("if-match", &etag),
+    )
+    .await;
+    assert_eq!(
+        again.status, 412,
+        "the tag the first rotation used is stale now"
+    );
+    let second = send(
+        &app,
+        action(&id, "rotate-secret", "").header("if-match", &next),
+    )
+    .await;
+    assert_eq!(second.status, 200, "{}", second.raw);
+}
+
+/// Five clients rotate at once, each with the tag it read: one rotation lands, the others are
+/// told that it did (412), so nobody holds a secret that never signs (issue 15.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_concurrent_rotations_with_one_if_match_give_one_200_and_four_412s() {
+    let app = std::sync::Arc::new(memory_app());
+    let mut receiver = Receiver::start(Reply::status(200)).await;
+    let (id, old) = create_for(&app, &local_url(&receiver), &["ping"]).await;
+    let get = post("")
+        .method(Method::GET)
+        .path(&format!("/webhooks/{id}"));
+    let etag = send(&app, get).await.header("etag").unwrap().to_owned();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(5));
+
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let request = action(&id, "rotate-secret", r#"{"gracePeriodSeconds": 0}"#)
+                .header("if-match", &etag)
+                .build();
+            let (app, barrier) = (app.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                parse(handle(&*app, request).await)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        4,
+        "{statuses:?}"
+    );
+    for refused in answers.iter().filter(|a| a.status == 412) {
+        assert_eq!(refused.code(), "PRECONDITION_FAILED");
+        assert!(!refused.raw.contains("signingSecret"));
+    }
+    let winner = answers.iter().find(|a| a.status == 200).unwrap();
+    let secret = winner.json["data"]["signingSecret"].as_str().unwrap();
+    send(&app, test_ping(&id)).await;
+    let got = receiver.next().await;
+    assert!(verifies(secret, &got), "the surviving secret signs");
+    assert!(!verifies(&old, &got), "grace 0: the old one no longer does");
 }
 
 #[tokio::test]

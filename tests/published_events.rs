@@ -86,6 +86,15 @@ fn rewritten_to_a_create(event: &Value) -> Value {
             set_header(&mut event["headers"], name, json!(value));
         }
     }
+    // A create takes no query parameters (an unknown one is a 400 on every route).
+    for field in ["queryStringParameters", "multiValueQueryStringParameters"] {
+        if event.get(field).is_some() {
+            event[field] = Value::Null;
+        }
+    }
+    if event.get("rawQueryString").is_some() {
+        event["rawQueryString"] = json!("");
+    }
     event["body"] = json!(SEED_BODY);
     event["isBase64Encoded"] = json!(false);
     event

@@ -1,21 +1,22 @@
 //! The HTTP edge: routes, reads and answers API Gateway requests (REST v1 and HTTP API v2).
 //!
 //! Checks run in the contract's order: route → authentication (and scope) → rate limit →
-//! content type → size → body → resource → store.
-
-use std::time::Instant;
+//! query (only the list takes one) → content type → size → body → resource → store.
 
 use lambda_http::http::{header, HeaderMap, HeaderName};
 use lambda_http::{Body, Request, RequestExt, Response};
 use uuid::Uuid;
 
+use crate::domain::field_error::echo;
 use crate::domain::rate_limit::RateStatus;
 use crate::domain::{
-    parse_etag, ApiKey, ApiToken, IdempotencyClaim, IdempotencyKey, NewWebhook, WebhookPatch,
+    parse_etag, ApiKey, ApiToken, FieldError, IdempotencyClaim, IdempotencyKey, NewWebhook,
+    WebhookPatch,
 };
 use crate::error::ApiError;
 use crate::service::{parse_webhook_id, App, ServiceError};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
+use crate::time_budget::{test_ping_deadline, Arrival};
 
 mod response;
 pub mod routes;
@@ -58,12 +59,13 @@ where
     W: WebhookStore,
     S: SecretStore,
 {
-    let started = Instant::now();
+    let arrival = Arrival::now();
+    let started = arrival.at;
     let request_id = request_id(&request);
     let path = path_of(&request);
     let template = routes::template_of(path);
     let mut outcome = Outcome::default();
-    let result = serve(app, &request, path, &mut outcome).await;
+    let result = serve(app, &request, path, arrival, &mut outcome).await;
     let (mut response, error_code) = match &result {
         Ok(success) => (answer(success, &request_id), None),
         Err(error) => {
@@ -124,6 +126,7 @@ async fn serve<K, W, S>(
     app: &App<K, W, S>,
     request: &Request,
     path: &str,
+    arrival: Arrival,
     outcome: &mut Outcome,
 ) -> Result<Success, ApiError>
 where
@@ -151,7 +154,7 @@ where
             outcome.rate = Some(app.count_request(&key).await?);
             scope.map_err(ServiceError::from)?;
             admit(outcome)?;
-            write(app, request, &key, matched).await
+            write(app, request, &key, matched, arrival).await
         }
     };
     if let Ok(Success::Created(created)) = &result {
@@ -184,10 +187,13 @@ where
             let company = list_query(request)?;
             Ok(Success::List(app.list_webhooks(key, company).await?))
         }
-        (_, Some(id)) => Ok(Success::One {
-            webhook: app.get_webhook(key, id).await?,
-            replayed: false,
-        }),
+        (_, Some(id)) => {
+            no_query(request, matched.operation)?;
+            Ok(Success::One {
+                webhook: app.get_webhook(key, id).await?,
+                replayed: false,
+            })
+        }
         _ => Err(ApiError::NoRoute),
     }
 }
@@ -197,6 +203,7 @@ async fn write<K, W, S>(
     request: &Request,
     key: &ApiKey,
     matched: Matched<'_>,
+    arrival: Arrival,
 ) -> Result<Success, ApiError>
 where
     K: ApiKeyStore,
@@ -204,6 +211,9 @@ where
     S: SecretStore,
 {
     let id = matched.id.unwrap_or_default();
+    if !matches!(matched.operation, Operation::List | Operation::Get) {
+        no_query(request, matched.operation)?;
+    }
     match matched.operation {
         Operation::Create => {
             let body = json_body(request, JSON)?;
@@ -241,7 +251,9 @@ where
         Operation::Test => {
             let body = empty_body(request)?;
             let claim = claim(request, key, matched, body)?;
-            let (result, replayed) = app.test_webhook(key, id, deadline(request), claim).await?;
+            let deadline =
+                test_ping_deadline(request.lambda_context_ref().map(|c| c.deadline), arrival);
+            let (result, replayed) = app.test_webhook(key, id, deadline, claim).await?;
             Ok(Success::Tested { result, replayed })
         }
         Operation::RotateSecret => {
@@ -256,37 +268,13 @@ where
             };
             let claim = claim(request, key, matched, body)?;
             let grace = crate::service::parse_grace_period(body)?;
+            let if_match = if_match(request)?;
             Ok(Success::Rotated(
-                app.rotate_secret(key, id, grace, claim).await?,
+                app.rotate_secret(key, id, grace, if_match, claim).await?,
             ))
         }
         Operation::List | Operation::Get => read(app, request, key, matched).await,
     }
-}
-
-/// When a delivery made for this request must have its answer: the function's deadline less a
-/// margin to answer (without a Lambda context, as in tests, 25 s from now).
-fn deadline(request: &Request) -> std::time::Instant {
-    const MARGIN_MS: u64 = 1_500;
-    const WITHOUT_CONTEXT: std::time::Duration = std::time::Duration::from_secs(25);
-    let now = std::time::Instant::now();
-    let Some(context) = request.lambda_context_ref() else {
-        return now + WITHOUT_CONTEXT;
-    };
-    let now_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
-    )
-    .unwrap_or(u64::MAX);
-    let left_ms = context
-        .deadline
-        .saturating_sub(now_ms)
-        .saturating_sub(MARGIN_MS);
-    if context.deadline == 0 {
-        return now + WITHOUT_CONTEXT;
-    }
-    now + std::time::Duration::from_millis(left_ms)
 }
 
 /// Exactly one `Authorization: Bearer <sk_…>` header, naming a usable key.
@@ -437,31 +425,70 @@ fn check_content_type(request: &Request, media_types: &[&str]) -> Result<(), Api
     Ok(())
 }
 
+/// One error per query parameter the route does not take, each on the parameter's own name
+/// (as an unknown body field is named): the list takes `companyId`, every other route none.
+/// A parameter ignored would be a setting the client believes it made
+/// (`rotate-secret?gracePeriodSeconds=0`).
+fn unknown_query(request: &Request, operation: Operation) -> Vec<FieldError> {
+    let Some(query) = request.query_string_parameters_ref() else {
+        return Vec::new();
+    };
+    let mut names: Vec<&str> = query
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| !(operation == Operation::List && *name == "companyId"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let echoed = echo(name);
+            let message = match operation {
+                Operation::List => {
+                    format!("{echoed} is not a query parameter: companyId is the only one")
+                }
+                Operation::RotateSecret if name == "gracePeriodSeconds" => {
+                    "gracePeriodSeconds goes in the JSON body, not the query".to_owned()
+                }
+                _ => format!("{echoed} is not a query parameter: this route takes none"),
+            };
+            let field = if echoed.is_empty() {
+                "query".to_owned()
+            } else {
+                echoed
+            };
+            FieldError::new(field, message)
+        })
+        .collect()
+}
+
+/// Refuses any query parameter on a route that takes none.
+fn no_query(request: &Request, operation: Operation) -> Result<(), ApiError> {
+    let errors = unknown_query(request, operation);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Validation(errors).into())
+    }
+}
+
 /// `GET /webhooks`' query: an optional `companyId`, nothing else.
 fn list_query(request: &Request) -> Result<Option<Uuid>, ApiError> {
     const MESSAGE: &str = "companyId must be a UUID such as 550e8400-e29b-41d4-a716-446655440000";
     let query = request.query_string_parameters_ref();
     let mut company = None;
-    let mut errors = Vec::new();
+    let mut errors = unknown_query(request, Operation::List);
     if let Some(query) = query {
-        for (name, _) in query.iter() {
-            if name != "companyId" {
-                errors.push(crate::domain::FieldError::new(
-                    "query",
-                    "companyId is the only query parameter",
-                ));
-                break;
-            }
-        }
         let values = query.all("companyId").unwrap_or_default();
         match values.as_slice() {
             [] => {}
             [one] if one.len() == 36 => match Uuid::try_parse(one) {
                 Ok(id) => company = Some(id),
-                Err(_) => errors.push(crate::domain::FieldError::new("companyId", MESSAGE)),
+                Err(_) => errors.push(FieldError::new("companyId", MESSAGE)),
             },
-            [_] => errors.push(crate::domain::FieldError::new("companyId", MESSAGE)),
-            _ => errors.push(crate::domain::FieldError::new(
+            [_] => errors.push(FieldError::new("companyId", MESSAGE)),
+            _ => errors.push(FieldError::new(
                 "companyId",
                 "companyId must be given at most once",
             )),

@@ -1,7 +1,5 @@
 //! `POST /webhooks`: authorise the company, store (secret first, then the record), answer.
 
-use std::time::Duration;
-
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -10,14 +8,7 @@ use crate::domain::{ApiKey, ClaimOutcome, IdempotencyClaim, NewWebhook, SigningS
 use crate::store::{
     ApiKeyStore, InsertError, SecretDocument, SecretStore, StoreError, StoredWebhook, WebhookStore,
 };
-
-/// Time allowed for the writes of one create (claim, secret, record), or for answering a retry
-/// again. Past it the request gives up and undoes what it may have written.
-pub const WRITE_BUDGET: Duration = Duration::from_secs(10);
-/// Time allowed for that undo. With authentication (at most two calls of 3 s) a request
-/// answers within about 24 s whatever AWS does: inside the function's 28 s timeout and API
-/// Gateway's 29 s.
-pub const UNDO_BUDGET: Duration = Duration::from_secs(8);
+use crate::time_budget::UNDO_BUDGET;
 
 /// A created webhook and the secret to show once.
 #[derive(Debug)]
@@ -32,7 +23,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
     /// Creates the webhook, at most once per idempotency claim.
     ///
     /// The writes (claim, secret, record) run within the settings' write budget
-    /// ([`WRITE_BUDGET`] in production). When they fail, or the
+    /// ([`crate::time_budget::WRITE_BUDGET`] in production). When they fail, or the
     /// budget runs out, whatever they may have left is undone within [`UNDO_BUDGET`] before the
     /// answer, so that a failed request leaves nothing behind and still answers in time.
     pub async fn create_webhook(

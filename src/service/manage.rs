@@ -1,8 +1,9 @@
 //! List, read, change, delete and reset a key's webhooks.
 //!
 //! A webhook belongs to the key that created it. Another key's webhook, an unknown id and an id
-//! that is not a UUID all answer the same "not found"; a webhook whose company the key may no
-//! longer act for answers "access denied".
+//! that is not a UUID all answer the same "not found". A webhook whose company the key may no
+//! longer act for stays the key's to see and remove (listed, `GET`, `DELETE`), not to change,
+//! test or rotate: those answer "access denied".
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -55,13 +56,15 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         Ok(webhooks)
     }
 
-    /// One of the key's webhooks.
+    /// One of the key's webhooks, even of a company the key no longer holds (it is listed, so
+    /// it can be read).
     pub async fn get_webhook(&self, key: &ApiKey, id: &str) -> Result<Webhook, ServiceError> {
         let (_, stored) = self.owned(key, id).await?;
         Ok(stored.webhook)
     }
 
-    /// The key's webhook `id` as stored, or why the key may not see it.
+    /// The key's webhook `id` as stored, or "not found": whether the key may still act for its
+    /// company is not asked (reads and deletes).
     pub(super) async fn owned(
         &self,
         key: &ApiKey,
@@ -76,6 +79,18 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             .ok_or_else(|| ServiceError::WebhookNotFound {
                 resource_id: id.to_owned(),
             })?;
+        Ok((uuid, stored))
+    }
+
+    /// The key's webhook `id`, which the key may still act for: [`Self::owned`], and "access
+    /// denied" when the webhook's company is no longer among the key's (changes, tests,
+    /// rotations, and the replays of each).
+    pub(super) async fn changeable(
+        &self,
+        key: &ApiKey,
+        id: &str,
+    ) -> Result<(Uuid, StoredWebhook), ServiceError> {
+        let (uuid, stored) = self.owned(key, id).await?;
         if let Some(company) = stored.webhook.company_id {
             key.authorise_company(company)?;
         }
@@ -90,7 +105,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         id: &str,
         error: crate::store::StoreError,
     ) -> ServiceError {
-        match self.owned(key, id).await {
+        match self.changeable(key, id).await {
             Err(gone) => gone,
             Ok(_) => error.into(),
         }
@@ -128,7 +143,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         };
         let names: Vec<String> = headers.iter().map(|h| h.name().to_owned()).collect();
         for attempt in 0..CHANGE_ATTEMPTS {
-            let (_, stored) = self.owned(key, id).await?;
+            let (_, stored) = self.changeable(key, id).await?;
             if if_match.is_some_and(|v| v != stored.webhook.version) {
                 return Err(ServiceError::PreconditionFailed);
             }
@@ -173,7 +188,8 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
 
     /// Deletes the webhook and then its secret (at once, no recovery window). A delete whose
     /// secret could not be deleted answers 503 with the record gone; a retry finds the
-    /// tombstone, finishes the secret's deletion and answers "not found".
+    /// tombstone, finishes the secret's deletion and answers "not found". A webhook of a
+    /// company the key no longer holds is deleted too: the key may remove what it can see.
     pub async fn delete_webhook(
         &self,
         key: &ApiKey,
@@ -181,11 +197,13 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         if_match: Option<u64>,
     ) -> Result<(), ServiceError> {
         let uuid = parse_webhook_id(id)?;
-        let deleted = self
-            .webhooks
-            .delete(uuid, &caller(key, if_match))
-            .await
-            .map_err(|e| refused(e, id))?;
+        let deleted = match self.webhooks.delete(uuid, &caller(key, if_match)).await {
+            Err(ChangeError::CompanyDenied) => {
+                self.delete_of_a_lost_company(key, id, uuid, if_match)
+                    .await?
+            }
+            deleted => deleted.map_err(|e| refused(e, id))?,
+        };
         self.secrets.delete_webhook_secret(uuid).await?;
         match deleted {
             Deleted::Now => Ok(()),
@@ -195,9 +213,35 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         }
     }
 
+    /// The delete of the key's webhook whose company the key lost. The store's delete judges
+    /// the caller's companies as every conditional write does; a webhook's company never
+    /// changes, so naming it among the caller's for this one write lifts only that check,
+    /// while ownership and `If-Match` stay conditions of the write. Costs a read, and only on
+    /// this rare path.
+    async fn delete_of_a_lost_company(
+        &self,
+        key: &ApiKey,
+        id: &str,
+        uuid: Uuid,
+        if_match: Option<u64>,
+    ) -> Result<Deleted, ServiceError> {
+        let (_, stored) = self.owned(key, id).await?;
+        let mut companies = key.company_ids.clone();
+        companies.extend(stored.webhook.company_id);
+        let caller = Caller {
+            api_key_id: &key.id,
+            company_ids: &companies,
+            if_match,
+        };
+        self.webhooks
+            .delete(uuid, &caller)
+            .await
+            .map_err(|e| refused(e, id))
+    }
+
     /// Closes the circuit: no failures, not opened, active. With an idempotency claim, the
     /// change and the claim's completion are one write, and a replay answers the webhook as
-    /// it is now.
+    /// it is now, once it is known to be still there and the key's to change.
     pub async fn reset_circuit(
         &self,
         key: &ApiKey,
@@ -227,7 +271,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             });
         };
         if self.begin(&claim).await?.is_some() {
-            let (_, stored) = self.owned(key, id).await?;
+            let (_, stored) = self.changeable(key, id).await?;
             return Ok(Answered {
                 webhook: stored.webhook,
                 replayed: true,

@@ -23,7 +23,9 @@ mod manage;
 mod ping;
 mod rotate;
 
-pub use create::{Created, UNDO_BUDGET, WRITE_BUDGET};
+/// The create's budgets live in [`crate::time_budget`]; these names stay for `reconcile.rs`.
+pub use crate::time_budget::{UNDO_BUDGET, WRITE_BUDGET};
+pub use create::Created;
 pub use manage::{parse_webhook_id, Answered};
 pub use ping::TestResult;
 pub use rotate::{parse_grace_period, Rotated, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS};
@@ -60,6 +62,9 @@ pub enum ServiceError {
     WebhookNotFound { resource_id: String },
     #[error("precondition failed")]
     PreconditionFailed,
+    /// An idempotent replay of a rotation whose secret a newer rotation has replaced.
+    #[error("rotation superseded")]
+    RotationSuperseded,
     #[error("rate limit exceeded")]
     RateLimited(RateStatus),
     /// AWS is throttling, timing out or down. The payload is for logs only (no SDK text).

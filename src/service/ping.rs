@@ -3,7 +3,7 @@
 //! The test never changes the webhook (no failure is counted): it reads the record and the
 //! secret version it points at, signs, sends once, and reports.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -58,7 +58,8 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
     /// function has left, less a margin to answer).
     ///
     /// With an idempotency claim, a retry answers the first test's result again and sends
-    /// nothing.
+    /// nothing, once the webhook is known to be still there and the key's to test (a replay
+    /// after a delete is "not found", as a new test would be).
     pub async fn test_webhook(
         &self,
         key: &ApiKey,
@@ -70,6 +71,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             return Ok((self.ping(key, id, deadline).await?, false));
         };
         if let Some(result) = self.begin(&claim).await? {
+            self.changeable(key, id).await?;
             let result = serde_json::from_str(&result)
                 .map_err(|_| ServiceError::Internal("malformed stored test result".into()))?;
             return Ok((result, true));
@@ -93,7 +95,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         id: &str,
         deadline: Instant,
     ) -> Result<TestResult, ServiceError> {
-        let (_, stored) = self.owned(key, id).await?;
+        let (_, stored) = self.changeable(key, id).await?;
         let webhook = &stored.webhook;
         if !webhook.events.contains(&EventType::Ping) {
             return Ok(TestResult::not_sent(
@@ -123,7 +125,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             .map_err(|_| ServiceError::Internal("a stored custom header is not sendable".into()))?;
         let outcome = match WebhookUrl::parse(&webhook.url, self.settings.url_policy) {
             Ok(url) => {
-                let timeout = Duration::from_millis(u64::from(webhook.timeout_ms));
+                let timeout = crate::time_budget::receiver_timeout(webhook.timeout_ms);
                 self.sender()?.send(&url, &request, timeout, deadline).await
             }
             // A URL the policy no longer allows (say, localhost after the switch was turned off).

@@ -74,13 +74,17 @@ pub fn parse_grace_period(body: &[u8]) -> Result<u32, ServiceError> {
 }
 
 impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
-    /// Rotates the signing secret of webhook `id`. With an idempotency claim, the pointer's move
-    /// and the claim's completion are one write, and a retry answers the same new secret.
+    /// Rotates the signing secret of webhook `id`. `if_match` (the version the caller last saw)
+    /// lets clients serialise rotations: a stale one is "precondition failed" and writes nothing.
+    /// With an idempotency claim, the pointer's move and the claim's completion are one write,
+    /// and a retry answers the same new secret while it is still the webhook's
+    /// ([`Self::replay_rotation`]; the retry's `If-Match` was judged by the first request).
     pub async fn rotate_secret(
         &self,
         key: &ApiKey,
         id: &str,
         grace_seconds: u32,
+        if_match: Option<u64>,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Rotated, ServiceError> {
         if let Some(claim) = &claim {
@@ -88,7 +92,9 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
                 return self.replay_rotation(key, id, version).await;
             }
         }
-        let rotated = self.rotate(key, id, grace_seconds, claim.as_ref()).await;
+        let rotated = self
+            .rotate(key, id, grace_seconds, if_match, claim.as_ref())
+            .await;
         if rotated.is_err() {
             if let Some(claim) = &claim {
                 self.give_up(claim).await;
@@ -102,17 +108,24 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         key: &ApiKey,
         id: &str,
         grace_seconds: u32,
+        if_match: Option<u64>,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Rotated, ServiceError> {
         let signing_secret = SigningSecret::try_generate()
             .map_err(|_| ServiceError::Internal("the OS random number generator failed".into()))?;
+        // `If-Match` is a condition of the record's write too, so that of rotations racing with
+        // the same tag exactly one lands.
         let caller = Caller {
             api_key_id: &key.id,
             company_ids: &key.company_ids,
-            if_match: None,
+            if_match,
         };
         for attempt in 0..CHANGE_ATTEMPTS {
-            let (uuid, stored) = self.owned(key, id).await?;
+            let (uuid, stored) = self.changeable(key, id).await?;
+            // A stale tag is refused before a secret version is written for nothing.
+            if if_match.is_some_and(|v| v != stored.webhook.version) {
+                return Err(ServiceError::PreconditionFailed);
+            }
             let current = match self.secrets.read_webhook_secret(&stored.secret).await {
                 Ok(current) => current,
                 Err(error) => return Err(self.secret_failed(key, id, error).await),
@@ -179,19 +192,32 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         }))
     }
 
-    /// Answers a rotation again: the secret version it wrote holds its new secret.
+    /// Answers a rotation again: the secret version it wrote holds its new secret. First the
+    /// webhook must still be there and the key's to rotate (else the answer a new rotation
+    /// would get: 404, 403). Then that secret must still be the webhook's signing secret: after
+    /// a newer rotation it signs for a grace period at most, or not at all, and handing it out
+    /// as "the new secret" would have the client configure a superseded one; that replay is
+    /// refused ([`ServiceError::RotationSuperseded`], 412) and changes nothing. A later change
+    /// of the headers alone moves the record to another version with the same signing secret:
+    /// still current, replayed.
     async fn replay_rotation(
         &self,
         key: &ApiKey,
         id: &str,
         version: String,
     ) -> Result<Rotated, ServiceError> {
-        let (_, stored) = self.owned(key, id).await?;
+        let (_, stored) = self.changeable(key, id).await?;
         let secret = SecretRef {
             arn: stored.secret.arn.clone(),
             version: Some(version),
         };
         let document = self.secrets.read_webhook_secret(&secret).await?;
+        if stored.secret != secret {
+            let current = self.secrets.read_webhook_secret(&stored.secret).await?;
+            if current.signing_secret.expose() != document.signing_secret.expose() {
+                return Err(ServiceError::RotationSuperseded);
+            }
+        }
         Ok(Rotated {
             webhook: stored.webhook,
             signing_secret: document.signing_secret,
