@@ -44,7 +44,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::time_format::rfc3339;
-use crate::store::dynamodb::{Item, FENCE, WEBHOOK_ID};
+use crate::store::dynamodb::schema::{
+    API_KEY_ID, CLAIM_PREFIX, EXPIRES_AT, FENCE, IS_ACTIVE, SECRET_ARN, SECRET_VERSION, UPDATED_AT,
+    VERSION, WEBHOOK_ID,
+};
+use crate::store::dynamodb::Item;
 
 /// Default for [`Options::min_secret_age`]: far longer than any create can take (about 24 s),
 /// and than `ListSecrets`' documented lag.
@@ -53,17 +57,14 @@ pub const DEFAULT_MIN_SECRET_AGE: Duration = Duration::from_secs(15 * 60);
 /// The attributes the scan reads (and the only ones its IAM statement allows).
 pub const SCANNED_ATTRIBUTES: [&str; 8] = [
     WEBHOOK_ID,
-    "apiKeyId",
-    "secretArn",
-    "secretVersion",
-    "isActive",
-    "version",
+    API_KEY_ID,
+    SECRET_ARN,
+    SECRET_VERSION,
+    IS_ACTIVE,
+    VERSION,
     FENCE,
     EXPIRES_AT,
 ];
-
-const EXPIRES_AT: &str = "expiresAt";
-const CLAIM_PREFIX: &str = "idempotency#";
 
 /// What one run may do.
 #[derive(Clone, Debug)]
@@ -247,8 +248,8 @@ impl Table {
         // Quota and rate items have no secretArn; a webhook record always has one.
         let (Ok(uuid), Some(arn), Some(version)) = (
             Uuid::try_parse(id),
-            get_s(item, "secretArn"),
-            get_n(item, "version"),
+            get_s(item, SECRET_ARN),
+            get_n(item, VERSION),
         ) else {
             return;
         };
@@ -256,11 +257,11 @@ impl Table {
             uuid,
             Record {
                 id: uuid,
-                api_key_id: get_s(item, "apiKeyId").map(str::to_owned),
+                api_key_id: get_s(item, API_KEY_ID).map(str::to_owned),
                 secret_arn: arn.to_owned(),
-                secret_version: get_s(item, "secretVersion").map(str::to_owned),
+                secret_version: get_s(item, SECRET_VERSION).map(str::to_owned),
                 active: item
-                    .get("isActive")
+                    .get(IS_ACTIVE)
                     .and_then(|v| v.as_bool().ok())
                     .copied()
                     .unwrap_or(false),
@@ -636,9 +637,9 @@ impl Reconciler {
             .condition_expression(
                 "attribute_exists(#id) AND attribute_not_exists(#fence) AND #version = :seen",
             )
-            .expression_attribute_names("#active", "isActive")
-            .expression_attribute_names("#updated", "updatedAt")
-            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#active", IS_ACTIVE)
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_names("#version", VERSION)
             .expression_attribute_names("#id", WEBHOOK_ID)
             .expression_attribute_names("#fence", FENCE)
             .expression_attribute_values(":false", AttributeValue::Bool(false))
@@ -724,6 +725,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::dynamodb::schema::{quota_id, rate_window_id};
 
     fn item(pairs: &[(&str, AttributeValue)]) -> Item {
         pairs
@@ -747,19 +749,22 @@ mod tests {
         let mut table = Table::default();
         for item in [
             item(&[
-                ("id", s(&id.to_string())),
-                ("secretArn", s("arn:x")),
-                ("version", n(3)),
-                ("isActive", AttributeValue::Bool(true)),
+                (WEBHOOK_ID, s(&id.to_string())),
+                (SECRET_ARN, s("arn:x")),
+                (VERSION, n(3)),
+                (IS_ACTIVE, AttributeValue::Bool(true)),
             ]),
             item(&[
-                ("id", s(&fenced.to_string())),
-                ("fence", AttributeValue::Bool(true)),
-                ("expiresAt", n(10)),
+                (WEBHOOK_ID, s(&fenced.to_string())),
+                (FENCE, AttributeValue::Bool(true)),
+                (EXPIRES_AT, n(10)),
             ]),
-            item(&[("id", s("idempotency#k#abc")), ("expiresAt", n(20))]),
-            item(&[("id", s("quota#k"))]),
-            item(&[("id", s("rate#k#0")), ("expiresAt", n(5))]),
+            item(&[
+                (WEBHOOK_ID, s(&format!("{CLAIM_PREFIX}k#abc"))),
+                (EXPIRES_AT, n(20)),
+            ]),
+            item(&[(WEBHOOK_ID, s(&quota_id("k")))]),
+            item(&[(WEBHOOK_ID, s(&rate_window_id("k", 0))), (EXPIRES_AT, n(5))]),
         ] {
             table.add(&item);
         }

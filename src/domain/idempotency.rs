@@ -29,15 +29,34 @@ impl IdempotencyKey {
 /// method and route it was sent to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyClaim {
-    /// Where the claim is stored: derived from the API key id and a hash of the scope and the
-    /// key, so that two API keys or two routes never share a claim and odd key characters
-    /// never reach a table key.
-    pub record_id: String,
+    /// Which claim this is: two API keys or two routes never share one. The store turns it
+    /// into its own key.
+    pub id: ClaimId,
     /// SHA-256 of the request body: the same key with another body is a client bug.
     pub request_hash: String,
     /// Random per request: tells this request's own claim (say, a retried write whose first
     /// answer was lost) from another request's.
     pub owner: String,
+}
+
+/// The identity of a claim: the API key id and a digest of the scope and the
+/// `Idempotency-Key`, so that odd key characters never reach a storage key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimId {
+    api_key_id: String,
+    digest: String,
+}
+
+impl ClaimId {
+    /// The API key whose request holds the claim.
+    pub fn api_key_id(&self) -> &str {
+        &self.api_key_id
+    }
+
+    /// SHA-256 (hex) of the scope, a zero byte and the `Idempotency-Key`.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
 }
 
 impl IdempotencyClaim {
@@ -48,10 +67,10 @@ impl IdempotencyClaim {
         scoped.update([0]);
         scoped.update(key.0.as_bytes());
         Self {
-            record_id: format!(
-                "idempotency#{api_key_id}#{}",
-                hex::encode(scoped.finalize())
-            ),
+            id: ClaimId {
+                api_key_id: api_key_id.to_owned(),
+                digest: hex::encode(scoped.finalize()),
+            },
             request_hash: hex::encode(Sha256::digest(body)),
             owner: Uuid::new_v4().to_string(),
         }
@@ -91,7 +110,7 @@ mod tests {
         let key = IdempotencyKey::parse("retry-1").unwrap();
         let a = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"{}");
         let b = IdempotencyClaim::new("key-b", "POST /webhooks", &key, b"{}");
-        assert_ne!(a.record_id, b.record_id);
+        assert_ne!(a.id, b.id);
         assert_eq!(a.request_hash, b.request_hash);
     }
 
@@ -101,8 +120,8 @@ mod tests {
         let create = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"");
         let test = IdempotencyClaim::new("key-a", "POST /webhooks/1/test", &key, b"");
         let other = IdempotencyClaim::new("key-a", "POST /webhooks/2/test", &key, b"");
-        assert_ne!(create.record_id, test.record_id);
-        assert_ne!(test.record_id, other.record_id);
+        assert_ne!(create.id, test.id);
+        assert_ne!(test.id, other.id);
     }
 
     #[test]
@@ -110,7 +129,7 @@ mod tests {
         let key = IdempotencyKey::parse("retry-1").unwrap();
         let a = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"{\"a\":1}");
         let b = IdempotencyClaim::new("key-a", "POST /webhooks", &key, b"{\"a\":2}");
-        assert_eq!(a.record_id, b.record_id);
+        assert_eq!(a.id, b.id);
         assert_ne!(a.request_hash, b.request_hash);
     }
 }

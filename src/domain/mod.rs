@@ -24,7 +24,7 @@ pub use api_key::{
 pub use custom_header::CustomHeader;
 pub use event_type::EventType;
 pub use field_error::FieldError;
-pub use idempotency::{ClaimOutcome, IdempotencyClaim, IdempotencyKey};
+pub use idempotency::{ClaimId, ClaimOutcome, IdempotencyClaim, IdempotencyKey};
 pub use new_webhook::NewWebhook;
 pub use signing_secret::SigningSecret;
 pub use webhook::{parse_etag, Webhook};

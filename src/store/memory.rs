@@ -1,6 +1,7 @@
 //! In-memory adapters for fast handler tests and benchmarks. They keep the same rules as the
-//! AWS adapters (atomic insert with limit and claim, conditional changes, tombstones, versioned
-//! secrets, AWS's secret size limit).
+//! AWS adapters (atomic insert with limit and claim, conditional changes, tombstones, the
+//! claim's owner, versioned secrets, AWS's secret size limit), and refuse what they refuse:
+//! the conformance suite (`tests/aws/conformance.rs`) runs the same cases against both.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use super::{
 };
 use crate::domain::idempotency::{CLAIM_STALE_AFTER_SECONDS, IDEMPOTENCY_TTL_SECONDS};
 use crate::domain::rate_limit::{Usage, Windows};
-use crate::domain::{ApiKey, ApiToken, ClaimOutcome, IdempotencyClaim, Pepper, TokenHash};
+use crate::domain::{ApiKey, ApiToken, ClaimId, ClaimOutcome, IdempotencyClaim, Pepper, TokenHash};
 
 /// The pepper the in-memory stores use.
 pub const MEMORY_PEPPER: &[u8] = b"in-memory-pepper";
@@ -62,9 +63,20 @@ impl ApiKeyStore for MemoryApiKeys {
 #[derive(Clone, Debug)]
 struct Claim {
     request_hash: String,
+    owner: String,
     result: Option<String>,
     locked_at: i64,
     expires_at: i64,
+}
+
+impl Claim {
+    /// `claim`'s own, still in progress: what DynamoDB's completion condition asks (status in
+    /// progress, same body, same owner).
+    fn is_ours(&self, claim: &IdempotencyClaim) -> bool {
+        self.result.is_none()
+            && self.request_hash == claim.request_hash
+            && self.owner == claim.owner
+    }
 }
 
 #[derive(Default)]
@@ -73,7 +85,7 @@ struct Tables {
     /// Deleted ids and the key that deleted them.
     tombstones: HashMap<Uuid, String>,
     counts: HashMap<String, u32>,
-    claims: HashMap<String, Claim>,
+    claims: HashMap<ClaimId, Claim>,
     /// (key, hour start) → (hour count, per-minute counts).
     rates: HashMap<(String, i64), (u32, [u32; 60])>,
 }
@@ -170,10 +182,16 @@ impl WebhookWrites for MemoryWebhooks {
         injected(&self.fail_with)?;
         let webhook = &stored.webhook;
         let mut tables = self.tables.lock().unwrap();
+        // As DynamoDB's adapter: the same record again is a retry whose first attempt landed.
+        if let Some(found) = tables.records.get(&webhook.id) {
+            if found.secret.arn == stored.secret.arn {
+                return Ok(());
+            }
+        }
         if tables.records.contains_key(&webhook.id) || tables.tombstones.contains_key(&webhook.id) {
             return Err(InsertError::Store(StoreError::Failed {
                 operation: "webhooks.insert",
-                kind: "ConditionalCheckFailed".into(),
+                kind: "webhook id exists".into(),
             }));
         }
         let count = tables.counts.get(&webhook.api_key_id).copied().unwrap_or(0);
@@ -181,8 +199,8 @@ impl WebhookWrites for MemoryWebhooks {
             return Err(InsertError::LimitReached);
         }
         if let Some(claim) = claim {
-            match tables.claims.get_mut(&claim.record_id) {
-                Some(held) if held.request_hash == claim.request_hash && held.result.is_none() => {
+            match tables.claims.get_mut(&claim.id) {
+                Some(held) if held.is_ours(claim) => {
                     held.result = Some(webhook.id.to_string());
                 }
                 _ => return Err(InsertError::ClaimLost),
@@ -196,12 +214,15 @@ impl WebhookWrites for MemoryWebhooks {
     async fn undo_insert(&self, id: Uuid, api_key_id: &str) -> Result<(), StoreError> {
         self.call();
         let mut tables = self.tables.lock().unwrap();
+        // As DynamoDB's adapter: a record that landed is removed with its place; where none
+        // did, the id is fenced against a late copy of the insert.
         if tables.records.remove(&id).is_some() {
             if let Some(count) = tables.counts.get_mut(api_key_id) {
                 *count = count.saturating_sub(1);
             }
+        } else {
+            tables.tombstones.insert(id, String::new());
         }
-        tables.tombstones.insert(id, String::new());
         Ok(())
     }
 
@@ -219,9 +240,10 @@ impl WebhookWrites for MemoryWebhooks {
         let expected = change.secret.as_ref().map(|swap| &swap.from);
         judge_change(tables.records.get(&id), caller, expected)?;
         if let Some((claim, _)) = claim {
-            let ours = tables.claims.get(&claim.record_id).is_some_and(|held| {
-                held.request_hash == claim.request_hash && held.result.is_none()
-            });
+            let ours = tables
+                .claims
+                .get(&claim.id)
+                .is_some_and(|held| held.is_ours(claim));
             if !ours {
                 return Err(ChangeError::Store(StoreError::Failed {
                     operation: "webhooks.update",
@@ -233,7 +255,7 @@ impl WebhookWrites for MemoryWebhooks {
         change.apply(stored, now);
         let changed = stored.clone();
         if let Some((claim, result)) = claim {
-            if let Some(held) = tables.claims.get_mut(&claim.record_id) {
+            if let Some(held) = tables.claims.get_mut(&claim.id) {
                 held.result = Some(result.to_owned());
             }
         }
@@ -270,12 +292,15 @@ impl IdempotencyClaims for MemoryWebhooks {
         self.call();
         let now = now.unix_timestamp();
         let mut tables = self.tables.lock().unwrap();
-        if let Some(held) = tables.claims.get(&claim.record_id) {
+        if let Some(held) = tables.claims.get(&claim.id) {
             let expired = held.expires_at < now;
             let abandoned =
                 held.result.is_none() && held.locked_at < now - CLAIM_STALE_AFTER_SECONDS;
             if !expired && !abandoned {
-                return Ok(if held.request_hash != claim.request_hash {
+                return Ok(if held.owner == claim.owner && held.result.is_none() {
+                    // Our own claim: an earlier attempt of this very call landed.
+                    ClaimOutcome::Claimed
+                } else if held.request_hash != claim.request_hash {
                     ClaimOutcome::Reused
                 } else if let Some(result) = &held.result {
                     ClaimOutcome::Completed(result.clone())
@@ -285,9 +310,10 @@ impl IdempotencyClaims for MemoryWebhooks {
             }
         }
         tables.claims.insert(
-            claim.record_id.clone(),
+            claim.id.clone(),
             Claim {
                 request_hash: claim.request_hash.clone(),
+                owner: claim.owner.clone(),
                 result: None,
                 locked_at: now,
                 expires_at: now + IDEMPOTENCY_TTL_SECONDS,
@@ -299,17 +325,30 @@ impl IdempotencyClaims for MemoryWebhooks {
     async fn complete(&self, claim: &IdempotencyClaim, result: &str) -> Result<(), StoreError> {
         self.call();
         let mut tables = self.tables.lock().unwrap();
-        if let Some(held) = tables.claims.get_mut(&claim.record_id) {
-            if held.request_hash == claim.request_hash && held.result.is_none() {
+        match tables.claims.get_mut(&claim.id) {
+            Some(held) if held.is_ours(claim) => {
                 held.result = Some(result.to_owned());
+                Ok(())
             }
+            // DynamoDB refuses the completion's condition: a failure, not a silent success.
+            _ => Err(StoreError::Failed {
+                operation: "webhooks.complete",
+                kind: "ConditionalCheckFailedException".into(),
+            }),
         }
-        Ok(())
     }
 
     async fn release(&self, claim: &IdempotencyClaim) -> Result<(), StoreError> {
         self.call();
-        self.tables.lock().unwrap().claims.remove(&claim.record_id);
+        let mut tables = self.tables.lock().unwrap();
+        // Only our own claim: a late retry must not free a later request's.
+        if tables
+            .claims
+            .get(&claim.id)
+            .is_some_and(|held| held.owner == claim.owner)
+        {
+            tables.claims.remove(&claim.id);
+        }
         Ok(())
     }
 }

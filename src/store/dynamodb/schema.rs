@@ -1,0 +1,284 @@
+//! The schema of both tables, once: every attribute name, key prefix, index and TTL attribute,
+//! and the functions that build the keys of the webhooks table's items. Nothing else spells
+//! them (`docs/TABLES.md` is the same schema as a table, checked against this module by the
+//! test at the end).
+//!
+//! **The API keys table** holds one item per key, under the hash of its token
+//! ([`API_KEY_HASH`]), with an index by key id ([`API_KEYS_BY_ID_INDEX`]).
+//!
+//! **The webhooks table** holds several kinds of item under one partition key
+//! ([`WEBHOOK_ID`]), told apart by the key's form:
+//!
+//! | item kind | key | written by |
+//! |---|---|---|
+//! | webhook record | the webhook's UUID | `webhooks` |
+//! | fence / tombstone | the webhook's UUID, with [`FENCE`] | `tombstones` |
+//! | per-key webhook count | [`quota_id`] (`quota#<apiKeyId>`) | `quotas` |
+//! | idempotency claim | [`claim_id`] (`idempotency#<apiKeyId>#<digest>`) | `claims` |
+//! | rate window | [`rate_window_id`] (`rate#<apiKeyId>#<hourStart>`) | `rate_windows` |
+//! | delivery attempt | [`attempt_id`] (`attempt#<deliveryId>#<attempt>`) | `src/pipeline/store.rs` |
+//!
+//! Only webhook records carry [`FANOUT_COMPANY`] and [`API_KEY_ID`] with [`CREATED_AT`], so
+//! only they are in the two indexes (sparse indexes: no counter, claim or tombstone is ever
+//! listed). [`EXPIRES_AT`] (epoch seconds) is the table's TTL attribute.
+
+use uuid::Uuid;
+
+use crate::domain::ClaimId;
+
+// ----- The webhooks table: key, indexes, TTL -----
+
+/// Partition key of the webhooks table (every item kind; see the module documentation).
+pub const WEBHOOK_ID: &str = "id";
+/// The webhooks table's TTL attribute: epoch seconds after which DynamoDB may delete the
+/// item (within days; readers check it). On fences, tombstones, claims, rate windows and
+/// attempts; never on a webhook record or a count.
+pub const EXPIRES_AT: &str = "expiresAt";
+/// The index of webhook records by owner: partition [`API_KEY_ID`], sort [`CREATED_AT`].
+pub const BY_API_KEY_INDEX: &str = "byApiKey";
+/// The fan-out index of webhook records (src/pipeline): partition [`FANOUT_COMPANY`].
+pub const BY_COMPANY_INDEX: &str = "byCompany";
+
+// ----- Webhook records -----
+
+/// The owning API key's id (webhook records); also the API key record's own id.
+pub const API_KEY_ID: &str = "apiKeyId";
+/// The webhook's company id (string), or NULL for a webhook without one.
+pub const COMPANY_ID: &str = "companyId";
+/// A webhook's company id, or [`ALL_COMPANIES`] for a webhook without one (which gets the
+/// events of every company its key may act for).
+pub const FANOUT_COMPANY: &str = "fanoutCompany";
+/// [`FANOUT_COMPANY`] of webhooks without a company.
+pub const ALL_COMPANIES: &str = "ALL";
+pub const URL: &str = "url";
+/// The webhook's name (NULL when none); also the API key record's name.
+pub const NAME: &str = "name";
+pub const DESCRIPTION: &str = "description";
+/// The custom headers' names (a list); their values are in the webhook's secret only.
+pub const HEADER_NAMES: &str = "headerNames";
+/// The subscribed event types (a list).
+pub const EVENTS: &str = "events";
+pub const IS_ACTIVE: &str = "isActive";
+pub const MAX_RETRIES: &str = "maxRetries";
+pub const TIMEOUT_MS: &str = "timeoutMs";
+/// Consecutive failed attempts (the circuit breaker's count).
+pub const CONSECUTIVE_FAILURES: &str = "consecutiveFailures";
+/// When the circuit opened (RFC 3339), NULL or absent while it is closed.
+pub const CIRCUIT_OPENED_AT: &str = "circuitOpenedAt";
+/// The ARN of the webhook's secret (signing secret and header values).
+pub const SECRET_ARN: &str = "secretArn";
+/// The secret version the record points at; absent on records older than pinned versions.
+pub const SECRET_VERSION: &str = "secretVersion";
+/// RFC 3339, whole seconds (webhook records and API key records).
+pub const CREATED_AT: &str = "createdAt";
+pub const UPDATED_AT: &str = "updatedAt";
+/// The record's version, its ETag: every change adds 1.
+pub const VERSION: &str = "version";
+/// The id of the last change written to a record, so that a retried write can recognise its
+/// own change landed.
+pub const LAST_CHANGE: &str = "lastChange";
+
+// ----- Fences and tombstones (under a webhook's id) -----
+
+/// Marks an item that holds a failed create's or a deleted webhook's id (a fence, or a
+/// tombstone when a delete left it), so that a late copy of a write cannot bring the record
+/// back.
+pub const FENCE: &str = "fence";
+/// The key that deleted a webhook, on its tombstone.
+pub const DELETED_BY: &str = "deletedBy";
+
+// ----- Per-key webhook counts -----
+
+/// Key prefix of the item that counts an API key's webhooks.
+pub const QUOTA_PREFIX: &str = "quota#";
+/// The number of webhooks the key holds.
+pub const WEBHOOK_COUNT: &str = "webhookCount";
+
+/// The item that counts an API key's webhooks (in the webhooks table, beside them).
+pub fn quota_id(api_key_id: &str) -> String {
+    format!("{QUOTA_PREFIX}{api_key_id}")
+}
+
+// ----- Idempotency claims -----
+
+/// Key prefix of idempotency claims.
+pub const CLAIM_PREFIX: &str = "idempotency#";
+/// [`CLAIM_IN_PROGRESS`] or [`CLAIM_COMPLETED`].
+pub const CLAIM_STATUS: &str = "status";
+pub const CLAIM_IN_PROGRESS: &str = "in_progress";
+pub const CLAIM_COMPLETED: &str = "completed";
+/// SHA-256 of the request body (hex).
+pub const REQUEST_HASH: &str = "requestHash";
+/// The request that holds the claim (random per request).
+pub const CLAIM_OWNER: &str = "owner";
+/// When the claim was taken (epoch seconds): an unfinished claim goes stale after a while.
+pub const LOCKED_AT: &str = "lockedAt";
+/// The attribute of a completed claim that tells a replay what to answer.
+pub const CLAIM_RESULT: &str = "result";
+
+/// The key of an idempotency claim: the API key id, so that two keys never share a claim, and
+/// the claim's digest (hex), so that odd key characters never reach a table key.
+pub fn claim_id(claim: &ClaimId) -> String {
+    format!("{CLAIM_PREFIX}{}#{}", claim.api_key_id(), claim.digest())
+}
+
+// ----- Rate windows -----
+
+/// Key prefix of a key's rate window (one item per key and hour).
+pub const RATE_PREFIX: &str = "rate#";
+/// Requests in the window's hour.
+pub const HOUR_COUNT: &str = "hourCount";
+
+/// The item that counts `api_key_id`'s requests in the hour starting at `hour_start` (epoch
+/// seconds).
+pub fn rate_window_id(api_key_id: &str, hour_start: i64) -> String {
+    format!("{RATE_PREFIX}{api_key_id}#{hour_start}")
+}
+
+/// The attribute of a rate window that counts the requests of one minute of its hour
+/// (`m00` to `m59`).
+pub fn minute_count(minute_of_hour: u8) -> String {
+    format!("m{minute_of_hour:02}")
+}
+
+// ----- Delivery attempts (written by src/pipeline/store.rs) -----
+
+/// Key prefix of attempt records.
+pub const ATTEMPT_PREFIX: &str = "attempt#";
+pub const DELIVERY_ID: &str = "deliveryId";
+/// The webhook an attempt was for (attempts are keyed by delivery, not by webhook).
+pub const ATTEMPT_WEBHOOK_ID: &str = "webhookId";
+/// The event type delivered.
+pub const EVENT: &str = "event";
+/// The attempt's number, from 1.
+pub const ATTEMPT: &str = "attempt";
+pub const ATTEMPTED_AT: &str = "attemptedAt";
+/// `delivered`, `failed` or `failed_permanently`.
+pub const OUTCOME: &str = "outcome";
+/// The failure in words; absent on success.
+pub const REASON: &str = "reason";
+pub const HTTP_STATUS: &str = "httpStatus";
+pub const DURATION_MS: &str = "durationMs";
+
+/// The id of an attempt record.
+pub fn attempt_id(delivery_id: Uuid, attempt: u32) -> String {
+    format!("{ATTEMPT_PREFIX}{delivery_id}#{attempt}")
+}
+
+// ----- The API keys table -----
+
+/// Partition key of the API keys table: the HMAC-SHA-256 of the token with the pepper (hex).
+pub const API_KEY_HASH: &str = "keyHash";
+/// The index of API key records by key id (partition [`API_KEY_ID`]): the fan-out's key
+/// lookups.
+pub const API_KEYS_BY_ID_INDEX: &str = "byApiKeyId";
+/// The key's scopes (a list).
+pub const SCOPES: &str = "scopes";
+/// The companies the key may act for (a list of UUIDs).
+pub const COMPANY_IDS: &str = "companyIds";
+/// `active`, `suspended` or `revoked`.
+pub const KEY_STATUS: &str = "status";
+/// When the key expires (RFC 3339): not a TTL (the API keys table has none), a refused key
+/// must stay readable to be told apart from an unknown one.
+pub const KEY_EXPIRES_AT: &str = "expiresAt";
+pub const SUSPENDED_AT: &str = "suspendedAt";
+pub const SUSPEND_REASON: &str = "suspendReason";
+/// Attributes of an API key record holding its own rate limits (absent: the defaults).
+pub const RATE_PER_MINUTE: &str = "rateLimitPerMinute";
+pub const RATE_PER_HOUR: &str = "rateLimitPerHour";
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::domain::{IdempotencyClaim, IdempotencyKey};
+
+    /// Every name above, as docs/TABLES.md must spell it.
+    const DOCUMENTED: &[&str] = &[
+        WEBHOOK_ID,
+        EXPIRES_AT,
+        BY_API_KEY_INDEX,
+        BY_COMPANY_INDEX,
+        API_KEY_ID,
+        COMPANY_ID,
+        FANOUT_COMPANY,
+        ALL_COMPANIES,
+        URL,
+        NAME,
+        DESCRIPTION,
+        HEADER_NAMES,
+        EVENTS,
+        IS_ACTIVE,
+        MAX_RETRIES,
+        TIMEOUT_MS,
+        CONSECUTIVE_FAILURES,
+        CIRCUIT_OPENED_AT,
+        SECRET_ARN,
+        SECRET_VERSION,
+        CREATED_AT,
+        UPDATED_AT,
+        VERSION,
+        LAST_CHANGE,
+        FENCE,
+        DELETED_BY,
+        QUOTA_PREFIX,
+        WEBHOOK_COUNT,
+        CLAIM_PREFIX,
+        CLAIM_STATUS,
+        CLAIM_IN_PROGRESS,
+        CLAIM_COMPLETED,
+        REQUEST_HASH,
+        CLAIM_OWNER,
+        LOCKED_AT,
+        CLAIM_RESULT,
+        RATE_PREFIX,
+        HOUR_COUNT,
+        ATTEMPT_PREFIX,
+        DELIVERY_ID,
+        ATTEMPT_WEBHOOK_ID,
+        EVENT,
+        ATTEMPT,
+        ATTEMPTED_AT,
+        OUTCOME,
+        REASON,
+        HTTP_STATUS,
+        DURATION_MS,
+        API_KEY_HASH,
+        API_KEYS_BY_ID_INDEX,
+        SCOPES,
+        COMPANY_IDS,
+        KEY_STATUS,
+        KEY_EXPIRES_AT,
+        SUSPENDED_AT,
+        SUSPEND_REASON,
+        RATE_PER_MINUTE,
+        RATE_PER_HOUR,
+    ];
+
+    #[test]
+    fn docs_tables_names_every_attribute_prefix_and_index_of_the_schema() {
+        let doc = include_str!("../../../docs/TABLES.md");
+        let missing: Vec<_> = DOCUMENTED
+            .iter()
+            .filter(|name| !doc.contains(&format!("`{name}")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/TABLES.md: {missing:?}");
+    }
+
+    #[test]
+    fn keys_keep_the_formats_already_stored() {
+        let delivery = Uuid::nil();
+        assert_eq!(quota_id("k"), "quota#k");
+        assert_eq!(rate_window_id("k", 3600), "rate#k#3600");
+        assert_eq!(minute_count(7), "m07");
+        assert_eq!(
+            attempt_id(delivery, 2),
+            "attempt#00000000-0000-0000-0000-000000000000#2"
+        );
+        let key = IdempotencyKey::parse("retry-1").unwrap();
+        let claim = IdempotencyClaim::new("k", "POST /webhooks", &key, b"{}");
+        let digest = hex::encode(Sha256::digest(b"POST /webhooks\0retry-1"));
+        assert_eq!(claim_id(&claim.id), format!("idempotency#k#{digest}"));
+    }
+}
