@@ -160,6 +160,8 @@ struct Stack {
     deliverer: Arc<Deliverer>,
     app: support::moto::AwsApp,
     token: String,
+    /// The id of `token`'s key.
+    key_id: String,
     /// A key that may act for OTHER_COMPANY only.
     other_token: String,
     next_message: std::sync::atomic::AtomicUsize,
@@ -167,6 +169,11 @@ struct Stack {
 
 impl Stack {
     async fn new() -> Self {
+        Self::with_key_cache_ttl(instaview_webhooks::pipeline::keys::DEFAULT_KEY_CACHE_TTL).await
+    }
+
+    /// A stack whose fan-out and deliver reuse a key for `ttl` (zero: read for every check).
+    async fn with_key_cache_ttl(ttl: Duration) -> Self {
         let env = AwsEnv::new().await;
         let patient = patient_sdk_config_for(endpoint()).await;
         let sqs = aws_sdk_sqs::Client::new(&patient);
@@ -190,7 +197,8 @@ impl Stack {
             dynamodb.clone(),
             &env.resources.webhooks_table,
             &env.resources.api_keys_table,
-        );
+        )
+        .with_key_cache_ttl(ttl);
         let queues = Queues::new(sqs.clone());
         let fanout = Fanout {
             store: store.clone(),
@@ -215,7 +223,7 @@ impl Stack {
             url_policy: LOCAL,
             ..Settings::default()
         });
-        let (_, token) = env.create_key(&[WRITE_WEBHOOKS, "read:webhooks"]).await;
+        let (key, token) = env.create_key(&[WRITE_WEBHOOKS, "read:webhooks"]).await;
         let other = env
             .admin()
             .create_key(KeySpec {
@@ -237,6 +245,7 @@ impl Stack {
             deliverer,
             app,
             token: token.expose().to_owned(),
+            key_id: key.id,
             other_token: other.token.expose().to_owned(),
             next_message: Default::default(),
         }
@@ -433,11 +442,7 @@ async fn fans_out_by_event_type_and_company_and_delivers_signed() {
     assert_eq!(webhook_ids(&deliveries), expected);
 
     // The same queue message fanned out again (at least once) makes the same deliveries.
-    let again = stack
-        .fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let again = stack.fanout.fan_out(&event).await.unwrap();
     assert_eq!(again, Fanned::Out(2));
     let repeated = stack.drain(&stack.deliveries).await;
     let ids = |messages: &[SqsMessage]| {
@@ -489,11 +494,7 @@ async fn fans_out_by_event_type_and_company_and_delivers_signed() {
 
     // An event of another company reaches none of them.
     let other = stack.event("interview.completed", &Uuid::new_v4().to_string());
-    let fanned = stack
-        .fanout
-        .fan_out(&other, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = stack.fanout.fan_out(&other).await.unwrap();
     assert_eq!(fanned, Fanned::Out(0));
 }
 
@@ -545,10 +546,7 @@ impl Stack {
     /// Fans one event out to `webhook` and answers its delivery message.
     async fn one_delivery(&self, event: &str) -> SqsMessage {
         let message = self.event(event, COMPANY);
-        self.fanout
-            .fan_out(&message, &mut Default::default())
-            .await
-            .unwrap();
+        self.fanout.fan_out(&message).await.unwrap();
         let mut deliveries = self.drain(&self.deliveries).await;
         assert_eq!(deliveries.len(), 1);
         deliveries.remove(0)
@@ -673,11 +671,7 @@ async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveri
     // Ten deliveries (ten events), attempted at the same time in one batch.
     for _ in 0..10 {
         let event = stack.event("interview.completed", COMPANY);
-        stack
-            .fanout
-            .fan_out(&event, &mut Default::default())
-            .await
-            .unwrap();
+        stack.fanout.fan_out(&event).await.unwrap();
     }
     let first = stack.drain(&stack.deliveries).await;
     assert_eq!(first.len(), 10);
@@ -705,11 +699,7 @@ async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveri
     assert_eq!(receiver.received().len(), 0);
     // New events no longer fan out to it, until reset-circuit.
     let event = stack.event("interview.completed", COMPANY);
-    let fanned = stack
-        .fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = stack.fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(0));
     assert_eq!(
         stack
@@ -717,11 +707,7 @@ async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveri
             .await,
         200
     );
-    let fanned = stack
-        .fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = stack.fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(1));
 }
 
@@ -802,6 +788,185 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_without_holding_the_others
     expected.sort();
     assert_eq!(dead, expected);
     assert_eq!(stack.drain(&stack.deliveries).await.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A webhook's key: revoked, suspended, expired, or without the company, it receives nothing.
+
+/// What happens to the key between the first fan-out and the deliveries.
+#[derive(Clone, Copy, Debug)]
+enum KeyChange {
+    Revoke,
+    Suspend,
+    Expire,
+    LoseCompany,
+}
+
+impl Stack {
+    /// Changes the test key's record as the admin tool (revoke, suspend) or an operator editing
+    /// the table (expiry, companies; the admin tool has no command for them) would.
+    async fn change_key(&self, change: KeyChange) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let admin = self.env.admin();
+        let (update, value) = match change {
+            KeyChange::Revoke => {
+                admin.revoke_key(&self.key_id).await.unwrap();
+                return;
+            }
+            KeyChange::Suspend => {
+                admin.suspend_key(&self.key_id, "unpaid").await.unwrap();
+                return;
+            }
+            KeyChange::Expire => (
+                "SET expiresAt = :v",
+                AttributeValue::S("2026-01-01T00:00:00Z".into()),
+            ),
+            KeyChange::LoseCompany => (
+                "SET companyIds = :v",
+                AttributeValue::L(vec![AttributeValue::S(OTHER_COMPANY.into())]),
+            ),
+        };
+        let items = self
+            .env
+            .dynamodb
+            .scan()
+            .table_name(&self.env.resources.api_keys_table)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        let item = items
+            .iter()
+            .find(|item| item["apiKeyId"].as_s().unwrap() == &self.key_id)
+            .expect("the test key");
+        self.env
+            .dynamodb
+            .update_item()
+            .table_name(&self.env.resources.api_keys_table)
+            .key("keyHash", item["keyHash"].clone())
+            .update_expression(update)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Two webhooks of the test key on one receiver (one of the company, one without a company);
+/// an event fanned out while the key is fine, then `change`: the deliveries already queued
+/// are refused at their attempt, a new event fans out to no one, and the receiver gets nothing.
+async fn after_a_key_change_nothing_reaches_the_receivers(change: KeyChange, reason: &'static str) {
+    // No key cache: the change is seen at once (with the cache, within its TTL, as in the API).
+    let stack = Stack::with_key_cache_ttl(Duration::ZERO).await;
+    let receiver = Receiver::start(&[], 200).await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], None)
+        .await;
+    let before = stack.event("interview.completed", COMPANY);
+    assert_eq!(stack.fanout.fan_out(&before).await.unwrap(), Fanned::Out(2));
+    let queued = stack.drain(&stack.deliveries).await;
+    assert_eq!(queued.len(), 2);
+
+    stack.change_key(change).await;
+
+    for message in &queued {
+        assert_eq!(
+            stack.deliver(message).await,
+            Handled::Dropped(reason),
+            "{change:?}"
+        );
+    }
+    let after = stack.event("interview.completed", COMPANY);
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: vec![after],
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert!(
+        stack.drain(&stack.deliveries).await.is_empty(),
+        "{change:?}"
+    );
+    assert_eq!(receiver_requests(&receiver), 0, "{change:?}: nothing sent");
+    assert_eq!(stack.attempt_outcomes().await.len(), 0, "no attempt made");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_keys_webhooks_receive_nothing_not_even_deliveries_already_queued() {
+    after_a_key_change_nothing_reaches_the_receivers(KeyChange::Revoke, "key revoked").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_keys_webhooks_receive_nothing_not_even_deliveries_already_queued() {
+    after_a_key_change_nothing_reaches_the_receivers(KeyChange::Suspend, "key suspended").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_keys_webhooks_receive_nothing_not_even_deliveries_already_queued() {
+    after_a_key_change_nothing_reaches_the_receivers(KeyChange::Expire, "key expired").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_lost_the_company_receives_none_of_its_events() {
+    after_a_key_change_nothing_reaches_the_receivers(
+        KeyChange::LoseCompany,
+        "key no longer holds the company",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_is_read_once_per_cache_ttl_by_fan_out_and_deliver() {
+    // With the default cache (60 s, the API's), a key read by fan-out is reused by deliver in
+    // the same container: the revoke is seen by the next container or after the TTL, as by
+    // the API, and a fresh store (another container) refuses at once.
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[], 200).await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let first = stack.one_delivery("interview.completed").await;
+    let second = stack.one_delivery("interview.completed").await;
+    stack.change_key(KeyChange::Revoke).await;
+    assert_eq!(
+        stack.deliver(&first).await,
+        Handled::Delivered,
+        "cached key"
+    );
+    assert_eq!(receiver.received().len(), 1);
+    let fresh = Deliverer::new(
+        DynamoWebhooks::new(
+            stack.env.dynamodb.clone(),
+            &stack.env.resources.webhooks_table,
+        ),
+        SecretsManagerStore::new(stack.env.secretsmanager.clone(), "", None, ""),
+        PipelineStore::new(
+            stack.env.dynamodb.clone(),
+            &stack.env.resources.webhooks_table,
+            &stack.env.resources.api_keys_table,
+        ),
+        Queues::new(stack.sqs.clone()),
+        Sender::with_parts(
+            LOCAL,
+            Arc::new(SystemResolver),
+            rustls::RootCertStore::empty(),
+        ),
+        RetryPolicy::parse("0").unwrap(),
+        &stack.deliveries,
+    );
+    assert_eq!(
+        fresh
+            .deliver(&second, Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap(),
+        Handled::Dropped("key revoked")
+    );
+    assert!(receiver.received().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1506,10 +1671,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     // batches of ten messages.
     counter.take();
     let event = stack.event("interview.completed", COMPANY);
-    let fanned = fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(100));
     assert_eq!(
         counter.take(),
@@ -1523,10 +1685,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     for round in 0..2 {
         if round == 1 {
             let event = stack.event("interview.completed", COMPANY);
-            fanout
-                .fan_out(&event, &mut Default::default())
-                .await
-                .unwrap();
+            fanout.fan_out(&event).await.unwrap();
         }
         let messages = stack.take(&stack.deliveries, 100).await;
         assert_eq!(messages.len(), 100);
@@ -1571,10 +1730,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
         )
         .await;
     let event = stack.event("interview.completed", OTHER_COMPANY);
-    fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    fanout.fan_out(&event).await.unwrap();
     let first_attempt = stack.take(&stack.deliveries, 10).await.remove(0);
     assert!(matches!(
         stack

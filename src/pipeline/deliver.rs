@@ -2,7 +2,9 @@
 //!
 //! - **Checks first, every attempt**: a webhook that is gone (deleted), inactive, has an open
 //!   circuit or no longer subscribes to the event drops the delivery, with a log line. That is
-//!   how deleting a webhook or opening its circuit cancels pending deliveries.
+//!   how deleting a webhook or opening its circuit cancels pending deliveries. So does a key
+//!   that is revoked, suspended, expired or no longer holds the event's company (the key as the
+//!   API sees it, cached per container for the API's TTL), with the `DeliveriesRefused` metric.
 //! - **Waiting is done by SQS, never in the function**: a failed attempt sends the next one to
 //!   the deliveries queue with `notBefore` = now + the retry delay (the receiver's `Retry-After`
 //!   when longer) and a message delay of at most 15 minutes (SQS's maximum). A message that
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
+use super::keys;
 use super::messages::DeliveryMessage;
 use super::queue::Queues;
 use super::retry::{random_unit, RetryPolicy};
@@ -187,6 +190,23 @@ impl Deliverer {
             EventType::parse(&pending.event).is_some_and(|event| webhook.events.contains(&event));
         if !subscribed {
             return dropped("no longer subscribed");
+        }
+        // The key as the API sees it, again before every attempt: a revoked, suspended or
+        // expired key, or one that lost the event's company, stops deliveries already queued.
+        let company = pending.company_id.or(webhook.company_id);
+        let key = self.store.api_key(&webhook.api_key_id).await?;
+        if let Some(refusal) = keys::refusal(key.as_ref(), company, now) {
+            tracing::warn!(
+                delivery_id = %pending.delivery_id,
+                webhook_id = %pending.webhook_id,
+                api_key_id = %webhook.api_key_id,
+                event = %pending.event,
+                attempt = pending.attempt,
+                reason = refusal.as_str(),
+                "delivery refused: the webhook's key may not receive this company's events"
+            );
+            crate::emf::delivery_refused("deliver", refusal.as_str());
+            return Ok(Handled::Dropped(refusal.as_str()));
         }
 
         let document = self.secret(&stored.secret).await?;

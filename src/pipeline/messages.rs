@@ -97,6 +97,14 @@ pub struct DeliveryMessage {
     pub delivery_id: Uuid,
     #[serde(with = "uuid_text")]
     pub webhook_id: Uuid,
+    /// The event's company: deliver checks again, before each attempt, that the webhook's key
+    /// still holds it. Absent only in messages queued before this field existed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_uuid_text"
+    )]
+    pub company_id: Option<Uuid>,
     /// The event type (for logs and attempt records; the body has it too).
     pub event: String,
     /// The exact JSON body `{"event","timestamp","deliveryId","data"}`.
@@ -131,6 +139,30 @@ mod uuid_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Uuid, D::Error> {
         let text = String::deserialize(deserializer)?;
         Uuid::try_parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An optional UUID as its text.
+mod opt_uuid_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use uuid::Uuid;
+
+    pub fn serialize<S: Serializer>(id: &Option<Uuid>, serializer: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => serializer.collect_str(id),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Uuid>, D::Error> {
+        match Option::<String>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(text) => Uuid::try_parse(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
     }
 }
 

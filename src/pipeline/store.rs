@@ -1,7 +1,9 @@
-//! The pipeline's DynamoDB calls: find a event's subscribers (index queries, never a scan),
-//! the companies of an API key, the circuit breaker's counters, and attempt records.
+//! The pipeline's DynamoDB calls: find an event's subscribers (index queries, never a scan),
+//! the API key of a webhook (cached), the circuit breaker's counters, and attempt records.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -9,8 +11,9 @@ use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::keys::{self, KeyCache, KeyRefusal};
 use crate::domain::time_format::rfc3339;
-use crate::domain::EventType;
+use crate::domain::{ApiKey, EventType};
 use crate::store::aws_error::classify;
 use crate::store::dynamodb::{
     api_key_from_item, webhook_from_item, Item, ALL_COMPANIES, API_KEYS_BY_ID_INDEX,
@@ -29,6 +32,17 @@ pub struct PipelineStore {
     client: Client,
     webhooks_table: String,
     api_keys_table: String,
+    /// Shared by the clones of one container's store (fan-out or deliver).
+    keys: Arc<KeyCache>,
+}
+
+/// What the fan-out index holds for one event.
+#[derive(Clone, Debug, Default)]
+pub struct Subscribers {
+    /// The webhooks that get a delivery.
+    pub webhooks: Vec<StoredWebhook>,
+    /// Webhooks of the event's company whose key refuses it: no delivery.
+    pub refused: Vec<(StoredWebhook, KeyRefusal)>,
 }
 
 /// What a failed attempt did to the circuit.
@@ -82,7 +96,15 @@ impl PipelineStore {
             client,
             webhooks_table: webhooks_table.into(),
             api_keys_table: api_keys_table.into(),
+            keys: Arc::new(KeyCache::default()),
         }
+    }
+
+    /// The same store with its own key cache of `ttl` (`API_KEY_CACHE_TTL_SECONDS`; zero reads
+    /// the key for every check).
+    pub fn with_key_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.keys = Arc::new(KeyCache::new(ttl));
+        self
     }
 
     /// Active webhooks with a closed circuit that subscribe to `event` and are filed under
@@ -131,30 +153,50 @@ impl PipelineStore {
     }
 
     /// Every webhook that gets `event` of `company`: those of the company, and those without a
-    /// company whose key may act for it. `key_companies` caches each key's companies for the
-    /// caller (one invocation).
+    /// company whose key may act for it; each only while its key is active, unexpired and
+    /// holds the company. Answers the subscribers and the webhooks their key refused (to be
+    /// logged and counted). A webhook without a company whose key does not hold the company
+    /// is simply not a subscriber.
     pub async fn subscribers(
         &self,
         event: EventType,
         company: Uuid,
-        key_companies: &mut HashMap<String, Vec<Uuid>>,
-    ) -> Result<Vec<StoredWebhook>, StoreError> {
-        let mut found = self.query_partition(&company.to_string(), event).await?;
-        for stored in self.query_partition(ALL_COMPANIES, event).await? {
-            let key = stored.webhook.api_key_id.clone();
-            if !key_companies.contains_key(&key) {
-                let companies = self.key_companies(&key).await?;
-                key_companies.insert(key.clone(), companies);
+        now: OffsetDateTime,
+    ) -> Result<Subscribers, StoreError> {
+        let mut found = Subscribers::default();
+        for stored in self.query_partition(&company.to_string(), event).await? {
+            let key = self.api_key(&stored.webhook.api_key_id).await?;
+            match keys::refusal(key.as_ref(), Some(company), now) {
+                None => found.webhooks.push(stored),
+                Some(refusal) => found.refused.push((stored, refusal)),
             }
-            if key_companies[&key].contains(&company) {
-                found.push(stored);
+        }
+        for stored in self.query_partition(ALL_COMPANIES, event).await? {
+            let key = self.api_key(&stored.webhook.api_key_id).await?;
+            let holds = key
+                .as_ref()
+                .is_some_and(|key| key.company_ids.contains(&company));
+            if !holds {
+                continue;
+            }
+            match keys::refusal(key.as_ref(), Some(company), now) {
+                None => found.webhooks.push(stored),
+                Some(refusal) => found.refused.push((stored, refusal)),
             }
         }
         Ok(found)
     }
 
-    /// The companies an API key may act for (none when the key is gone).
-    pub async fn key_companies(&self, api_key_id: &str) -> Result<Vec<Uuid>, StoreError> {
+    /// The API key `api_key_id` (`None` when it is gone), from the container's cache while
+    /// fresh ([`KeyCache`]).
+    pub async fn api_key(&self, api_key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.keys
+            .get(api_key_id, || self.read_api_key(api_key_id))
+            .await
+    }
+
+    /// Reads the key record of `api_key_id` on the key table's index by id.
+    async fn read_api_key(&self, api_key_id: &str) -> Result<Option<ApiKey>, StoreError> {
         const OPERATION: &str = "dynamodb.Query(api key by id)";
         let output = self
             .client
@@ -166,12 +208,13 @@ impl PipelineStore {
             .send()
             .await
             .map_err(|e| classify(OPERATION, &e))?;
-        Ok(output
-            .items()
-            .iter()
-            .filter_map(api_key_from_item)
-            .flat_map(|key| key.company_ids)
-            .collect())
+        match output.items().first() {
+            None => Ok(None),
+            Some(item) => api_key_from_item(item).map(Some).ok_or(StoreError::Failed {
+                operation: OPERATION,
+                kind: "malformed api key record".into(),
+            }),
+        }
     }
 
     /// Counts a failed attempt; opens the circuit at [`CIRCUIT_THRESHOLD`], or at once when
