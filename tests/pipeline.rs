@@ -970,6 +970,132 @@ async fn a_key_is_read_once_per_cache_ttl_by_fan_out_and_deliver() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The size of an event: at most MAX_EVENT_BYTES as compact JSON, so that every delivery message
+// fits in SQS (moto enforces no size: the check is ours, and so is the test).
+
+/// An event of COMPANY whose compact JSON is exactly `bytes` long, its data one string of
+/// `fill` (`"` is the worst case: escaped once in the event, twice in a delivery message).
+fn sized_event(bytes: usize, fill: char) -> String {
+    let text = |data: &str| {
+        json!({
+            "event": "interview.completed",
+            "companyId": COMPANY,
+            "data": data,
+            "occurredAt": "2026-12-03T12:00:00Z",
+        })
+        .to_string()
+    };
+    let per_char = text(&fill.to_string()).len() - text("").len();
+    let data = fill.to_string().repeat((bytes - text("").len()) / per_char);
+    let event = text(&data);
+    assert_eq!(event.len(), bytes, "the fill reaches the size exactly");
+    event
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_over_the_size_limit_is_dead_lettered_and_a_maximal_ones_deliveries_fit_in_sqs() {
+    use instaview_webhooks::pipeline::messages::{MAX_EVENT_BYTES, SQS_MAX_MESSAGE_BYTES};
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[], 200).await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], None)
+        .await;
+    let over = stack.event_message(&sized_event(MAX_EVENT_BYTES + 1, 'a'));
+    let maximal = stack.event_message(&sized_event(MAX_EVENT_BYTES, '"'));
+    let small = stack.event("interview.completed", COMPANY);
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: vec![over.clone(), maximal, small],
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty(), "nothing blocks");
+    let dead = stack.drain(&stack.events_dlq).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, over.body);
+
+    let deliveries = stack.drain(&stack.deliveries).await;
+    assert_eq!(deliveries.len(), 4, "two webhooks, two events");
+    let largest = deliveries.iter().map(|m| m.body.len()).max().unwrap();
+    eprintln!("largest delivery message: {largest} bytes");
+    assert!(
+        largest > 2 * MAX_EVENT_BYTES,
+        "the maximal event's, escaped"
+    );
+    // The worst case of a retry: the largest attempt number and wait.
+    for message in &deliveries {
+        let mut pending = DeliveryMessage::parse(&message.body).unwrap();
+        pending.attempt = u32::MAX;
+        pending.not_before = Some(i64::MIN);
+        assert!(pending.to_json().len() <= SQS_MAX_MESSAGE_BYTES);
+    }
+    for message in &deliveries {
+        assert_eq!(stack.deliver(message).await, Handled::Delivered);
+    }
+    let received = receiver.received();
+    assert_eq!(received.len(), 4);
+    assert!(received.iter().any(|r| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        body["data"]
+            .as_str()
+            .is_some_and(|d| d.len() > 60_000 && d.chars().all(|c| c == '"'))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_admin_refuses_to_publish_an_event_over_the_size_limit() {
+    use instaview_webhooks::pipeline::messages::MAX_EVENT_BYTES;
+    let stack = Stack::new().await;
+    let events = stack
+        .sqs
+        .create_queue()
+        .queue_name(format!("events-{}", Uuid::new_v4().simple()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let local = support::moto::local_env();
+    let publish = |bytes: usize| {
+        let event: Value = serde_json::from_str(&sized_event(bytes, 'a')).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhooks-admin"));
+        command
+            .args(["events", "publish", "--queue-url", &events])
+            .args(["--event", "interview.completed", "--company", COMPANY])
+            .args(["--occurred-at", "2026-12-03T12:00:00Z"])
+            .args(["--data", &event["data"].to_string()])
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", &local["AWS_REGION"])
+            .env("AWS_ACCESS_KEY_ID", &local["AWS_ACCESS_KEY_ID"])
+            .env("AWS_SECRET_ACCESS_KEY", &local["AWS_SECRET_ACCESS_KEY"]);
+        async move { command.output().await.expect("run webhooks-admin") }
+    };
+    let refused = publish(MAX_EVENT_BYTES + 1).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("128001 bytes") && stderr.contains("128000 allowed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was sent"), "{stderr}");
+    assert!(stack.drain(&events).await.is_empty(), "nothing sent");
+
+    let accepted = publish(MAX_EVENT_BYTES).await;
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let sent = stack.drain(&events).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, sized_event(MAX_EVENT_BYTES, 'a'));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Faults: the fault proxy in front of SQS and DynamoDB while fan-out and delivery run.
 
 /// One request a [`RecordingReceiver`] got: its `webhook-id`, its body and the status answered.

@@ -8,8 +8,11 @@
 //! - Each delivery's id is derived from the event's queue message id and the webhook id, so a
 //!   fan-out that runs again (SQS is at least once; a batch is retried after a failure) makes
 //!   the very same deliveries, whose `webhook-id` receivers use to drop duplicates.
-//! - A malformed event is sent to the events dead-letter queue at once, with a log line, and
-//!   counts as handled: it can never succeed, so it must not come back and hold the queue.
+//! - A malformed event, or one larger than
+//!   [`MAX_EVENT_BYTES`](super::messages::MAX_EVENT_BYTES) (its deliveries would not fit
+//!   in SQS), is sent to the events dead-letter queue at once, with an error log line and the
+//!   `EventsRefused` metric, and counts as handled: it can never succeed, so it must not come
+//!   back and hold the queue.
 //!   Transient failures (DynamoDB, SQS) report the message as failed: SQS brings it back after
 //!   the visibility timeout, and the queue's redrive moves it to the dead-letter queue after
 //!   a few tries. Other messages of the batch are unaffected (partial batch answer).
@@ -72,10 +75,12 @@ impl Fanout {
                     .await?;
                 tracing::error!(
                     message_id = %message.message_id,
+                    kind = malformed.metric_reason(),
                     reason = %malformed,
                     bytes = message.body.len(),
-                    "malformed event moved to the dead-letter queue"
+                    "event refused and moved to the dead-letter queue"
                 );
+                crate::emf::event_refused(malformed.metric_reason());
                 return Ok(Fanned::DeadLettered);
             }
         };
