@@ -27,7 +27,6 @@ use instaview_webhooks::pipeline::store::PipelineStore;
 use instaview_webhooks::pipeline::{
     Deliverer, DeliveryMessage, Fanned, Fanout, Handled, RetryPolicy, SqsEvent, SqsMessage,
 };
-use instaview_webhooks::store::dynamodb::DynamoWebhooks;
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use lambda_http::http::Method;
 use serde_json::{json, Value};
@@ -207,7 +206,6 @@ impl Stack {
             events_dlq_url: events_dlq.clone(),
         };
         let deliverer = Arc::new(Deliverer::new(
-            DynamoWebhooks::new(dynamodb, &env.resources.webhooks_table),
             SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&patient), "", None, ""),
             store,
             queues,
@@ -940,10 +938,6 @@ async fn a_key_is_read_once_per_cache_ttl_by_fan_out_and_deliver() {
     );
     assert_eq!(receiver.received().len(), 1);
     let fresh = Deliverer::new(
-        DynamoWebhooks::new(
-            stack.env.dynamodb.clone(),
-            &stack.env.resources.webhooks_table,
-        ),
         SecretsManagerStore::new(stack.env.secretsmanager.clone(), "", None, ""),
         PipelineStore::new(
             stack.env.dynamodb.clone(),
@@ -1186,7 +1180,6 @@ async fn handlers_through(stack: &Stack, proxy: &str) -> (Fanout, Arc<Deliverer>
         events_dlq_url: stack.events_dlq.clone(),
     };
     let deliverer = Arc::new(Deliverer::new(
-        DynamoWebhooks::new(dynamodb, &stack.env.resources.webhooks_table),
         SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&direct), "", None, ""),
         store,
         queues,
@@ -1216,6 +1209,111 @@ fn failed_of(
                 .any(|f| f.item_identifier == m.message_id)
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotent bookkeeping: every step of an attempt once per (delivery, attempt).
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_comes_back_after_its_attempt_is_neither_sent_nor_counted_again() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start(&[(500, None), (500, None)], 200).await;
+    let (webhook, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let first = stack.one_delivery("interview.completed").await;
+    assert!(matches!(
+        stack.deliver(&first).await,
+        Handled::Retrying {
+            next_attempt: 2,
+            ..
+        }
+    ));
+    // The same message again (the function timed out after recording, the batch came back):
+    // no request, no count; its follow-up (the next attempt) is queued again.
+    assert!(matches!(
+        stack.deliver(&first).await,
+        Handled::Retrying {
+            next_attempt: 2,
+            ..
+        }
+    ));
+    assert_eq!(receiver_requests(&receiver), 1);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 1);
+    // Two copies of attempt 2: one attempt, one count, one attempt 3.
+    let copies = stack.drain(&stack.deliveries).await;
+    assert_eq!(copies.len(), 2);
+    assert!(matches!(
+        stack.deliver(&copies[0]).await,
+        Handled::Retrying {
+            next_attempt: 3,
+            ..
+        }
+    ));
+    assert_eq!(stack.deliver(&copies[1]).await, Handled::Duplicate);
+    assert_eq!(receiver_requests(&receiver), 2);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 2);
+    let third = stack.drain(&stack.deliveries).await;
+    assert_eq!(third.len(), 1, "one chain");
+    // A success that comes back is not sent again either.
+    assert_eq!(stack.deliver(&third[0]).await, Handled::Delivered);
+    assert_eq!(stack.deliver(&third[0]).await, Handled::Delivered);
+    assert_eq!(receiver_requests(&receiver), 3);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 0);
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_bookkeeping_calls_neither_count_twice_nor_resend_nor_lose_the_retry() {
+    use support::fault_proxy::{Fault, FaultProxy};
+    let stack = Stack::new().await;
+    let receiver = Receiver::start(&[(500, None)], 200).await;
+    let (webhook, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let proxy = FaultProxy::start(endpoint(), 1).await;
+    let (_, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+    let deliver = |message: SqsMessage| {
+        let deliverer = deliverer.clone();
+        async move {
+            deliverer
+                .deliver(&message, Instant::now() + Duration::from_secs(20))
+                .await
+        }
+    };
+    let first = stack.one_delivery("interview.completed").await;
+    // The transaction lands but its answer is lost (the SDK retries it and finds the record:
+    // its own, by the claim); then every SendMessage of the retry fails.
+    proxy.script("TransactWriteItems", [Some(Fault::LoseAnswer)]);
+    proxy.always("SendMessage", Fault::ServerError);
+    assert!(
+        deliver(first.clone()).await.is_err(),
+        "the message comes back"
+    );
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 1);
+    proxy.clear();
+    assert!(matches!(
+        deliver(first.clone()).await.unwrap(),
+        Handled::Retrying {
+            next_attempt: 2,
+            ..
+        }
+    ));
+    assert_eq!(receiver_requests(&receiver), 1, "not sent again");
+    assert_eq!(
+        stack.number(webhook, "consecutiveFailures").await,
+        1,
+        "not counted again"
+    );
+    let retry = stack.drain(&stack.deliveries).await;
+    assert_eq!(retry.len(), 1, "the retry was not lost");
+    // A success whose count reset fails: the message comes back, and is not sent again.
+    proxy.always("UpdateItem", Fault::ServerError);
+    assert!(deliver(retry[0].clone()).await.is_err());
+    proxy.clear();
+    assert_eq!(deliver(retry[0].clone()).await.unwrap(), Handled::Delivered);
+    assert_eq!(receiver_requests(&receiver), 2);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1630,6 +1728,7 @@ async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for(
                 Handled::Waiting => "waiting",
                 Handled::Dropped("circuit open") => "dropped: circuit open",
                 Handled::Dropped(_) => "dropped: other",
+                Handled::Duplicate => "duplicate",
             };
             *handled.entry(kind).or_default() += 1;
         }
@@ -1655,7 +1754,10 @@ async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for(
     );
 
     // Every delivery ends exactly once: delivered, given up, or dropped by an open circuit.
-    assert_eq!(count("waiting") + count("dropped: other"), 0);
+    assert_eq!(
+        count("waiting") + count("dropped: other") + count("duplicate"),
+        0
+    );
     assert_eq!(
         created,
         count("delivered") + count("gave up") + count("dropped: circuit open")
@@ -1770,7 +1872,6 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
         events_dlq_url: stack.events_dlq.clone(),
     };
     let deliverer = Arc::new(Deliverer::new(
-        DynamoWebhooks::new(dynamodb, &stack.env.resources.webhooks_table),
         SecretsManagerStore::new(secrets, "", None, ""),
         store,
         queues,
@@ -1805,8 +1906,10 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     );
 
     // Delivery, one instance, batches of 10 one after another. The first delivery to each
-    // webhook reads its secret; after that a delivery is three calls: the webhook record, the
-    // failure count's conditional reset (refused when it is 0 already) and the attempt record.
+    // webhook reads its secret; after that a delivery is three calls: the webhook record and
+    // the attempt's record in one BatchGetItem (was the webhook's GetItem: the attempt's
+    // record tells a message that comes back that its attempt was made), the attempt record's
+    // conditional PutItem and the failure count's conditional reset (refused when it is 0).
     let mut rounds = Vec::new();
     for round in 0..2 {
         if round == 1 {
@@ -1835,7 +1938,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     assert_eq!(
         *first,
         calls(&[
-            ("GetItem", 100),
+            ("BatchGetItem", 100),
             ("GetSecretValue", 100),
             ("PutItem", 100),
             ("UpdateItem", 100)
@@ -1843,11 +1946,13 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     );
     assert_eq!(
         *second,
-        calls(&[("GetItem", 100), ("PutItem", 100), ("UpdateItem", 100)])
+        calls(&[("BatchGetItem", 100), ("PutItem", 100), ("UpdateItem", 100)])
     );
 
-    // A failed attempt adds the next attempt's message: four calls (and here the secret: this
-    // instance has not read it before).
+    // A failed attempt is four calls (and here the secret: this instance has not read it
+    // before): the BatchGetItem, the attempt record and its count in one TransactWriteItems,
+    // the circuit's conditional opening (refused below 10 failures) and the next attempt's
+    // message.
     let down = CountingReceiver::start(Behaviour::Down).await;
     stack
         .register(
@@ -1878,10 +1983,10 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     assert_eq!(
         counter.take(),
         calls(&[
-            ("GetItem", 1),
+            ("BatchGetItem", 1),
             ("GetSecretValue", 1),
-            ("PutItem", 1),
             ("SendMessage", 1),
+            ("TransactWriteItems", 1),
             ("UpdateItem", 1)
         ])
     );

@@ -8,7 +8,6 @@ use instaview_webhooks::delivery::Sender;
 use instaview_webhooks::pipeline::queue::Queues;
 use instaview_webhooks::pipeline::store::PipelineStore;
 use instaview_webhooks::pipeline::{Deliverer, PipelineConfig, SqsBatchResponse, SqsEvent};
-use instaview_webhooks::store::dynamodb::DynamoWebhooks;
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use instaview_webhooks::{aws, emf, telemetry};
 use lambda_http::lambda_runtime::{self, LambdaEvent};
@@ -36,7 +35,6 @@ async fn main() -> Result<(), Error> {
     // DeliveriesRefused (src/emf.rs), one document per invocation.
     let metrics = emf::init();
     let deliverer = Arc::new(Deliverer::new(
-        DynamoWebhooks::new(dynamodb.clone(), &config.webhooks_table),
         // Secrets are read by the ARN on the record: no prefix, no pepper needed here.
         SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), "", None, ""),
         PipelineStore::new(dynamodb, config.webhooks_table, config.api_keys_table)
