@@ -1110,6 +1110,11 @@ struct RecordingReceiver {
 
 impl RecordingReceiver {
     async fn start() -> Self {
+        Self::start_with(Duration::ZERO, false).await
+    }
+
+    /// Answers after `delay`; `always_500`: every request fails.
+    async fn start_with(delay: Duration, always_500: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -1129,16 +1134,23 @@ impl RecordingReceiver {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or_default()
                                 .to_owned();
-                            let mut log = log.lock().unwrap();
-                            let first = !log.iter().any(|s| s.webhook_id == id);
-                            let fails_first = id.starts_with(['0', '1', '2', '3']);
-                            let status = if first && fails_first { 500 } else { 200 };
-                            log.push(Seen {
-                                webhook_id: id,
-                                body,
-                                status,
-                            });
-                            drop(log);
+                            let status = {
+                                let mut log = log.lock().unwrap();
+                                let first = !log.iter().any(|s| s.webhook_id == id);
+                                let fails_first = id.starts_with(['0', '1', '2', '3']);
+                                let status = if always_500 || (first && fails_first) {
+                                    500
+                                } else {
+                                    200
+                                };
+                                log.push(Seen {
+                                    webhook_id: id,
+                                    body,
+                                    status,
+                                });
+                                status
+                            };
+                            tokio::time::sleep(delay).await;
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .status(status)
@@ -1490,6 +1502,219 @@ async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_thei
     );
     assert!(counts.total() > 0, "faults were injected");
     assert!(elapsed < Duration::from_secs(60), "bounded in time");
+}
+
+/// A slow receiver, throttled, failing and slow DynamoDB and SQS, and invocations killed at
+/// random moments (a function that times out or crashes: its whole batch comes back, whatever
+/// it had recorded or queued). Then every (delivery, attempt) is recorded once and counted once,
+/// each was sent at least once under its one `webhook-id`, and each delivery is one chain of
+/// attempts 1..k. Seeded (`PIPELINE_BOOKKEEPING_SEED`).
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_invocations_under_slow_and_throttled_aws_count_every_attempt_once_in_one_chain() {
+    use support::fault_proxy::{Fault, FaultProxy, RandomFaults, XorShift};
+    use time::OffsetDateTime;
+    const EVENTS: usize = 2;
+    const FAULTY_FOR: Duration = Duration::from_secs(35);
+    const TIME_LIMIT: Duration = Duration::from_secs(75);
+    let seed: u64 = std::env::var("PIPELINE_BOOKKEEPING_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0015);
+    eprintln!("PIPELINE_BOOKKEEPING_SEED={seed}");
+    let mut rng = XorShift::new(seed);
+
+    let stack = Stack::new().await;
+    let slow = RecordingReceiver::start_with(Duration::from_millis(1_500), false).await;
+    let down = RecordingReceiver::start_with(Duration::ZERO, true).await;
+    let mut webhooks = Vec::new();
+    for _ in 0..4 {
+        let (id, _) = stack
+            .webhook(&slow.url, &["interview.completed"], Some(COMPANY))
+            .await;
+        webhooks.push(id);
+    }
+    // Always 500, 4 attempts per delivery (maxRetries 3): 8 failures in all, under the
+    // circuit's 10, so the count must end at exactly 8 (two more, and the circuit opens).
+    let (failing, _) = stack
+        .webhook(&down.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    webhooks.push(failing);
+    let version_before = stack.number(failing, "version").await;
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|_| stack.event("interview.completed", COMPANY))
+        .collect();
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: events.clone(),
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty());
+
+    let proxy = FaultProxy::start(endpoint(), seed).await;
+    // Slow calls: forwarded after the SDK's attempt timeout, landing while it retries.
+    proxy.set_late_delay(instaview_webhooks::aws::ATTEMPT_TIMEOUT + Duration::from_millis(300));
+    proxy.set_random(RandomFaults {
+        mix: vec![
+            (Fault::Throttle, 80),
+            (Fault::ServerError, 30),
+            (Fault::LateForward, 60),
+            (Fault::LoseAnswer, 50),
+            (Fault::Drop, 20),
+        ],
+    });
+    let (_, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+
+    let started = Instant::now();
+    let mut pending: Vec<SqsMessage> = Vec::new();
+    let (mut invocations, mut killed) = (0, 0);
+    let mut faulty = true;
+    while started.elapsed() < TIME_LIMIT {
+        if faulty && started.elapsed() >= FAULTY_FOR {
+            faulty = false;
+            proxy.clear();
+            proxy.settle(Duration::from_secs(10)).await;
+        }
+        let mut batch = std::mem::take(&mut pending);
+        batch.extend(stack.drain(&stack.deliveries).await);
+        if batch.is_empty() {
+            if faulty {
+                // Late forwards may still land a retry: wait for them, then look again.
+                proxy.settle(Duration::from_secs(10)).await;
+                pending = stack.drain(&stack.deliveries).await;
+                if pending.is_empty() {
+                    faulty = false;
+                    proxy.clear();
+                }
+                continue;
+            }
+            proxy.settle(Duration::from_secs(10)).await;
+            let late = stack.drain(&stack.deliveries).await;
+            if late.is_empty() {
+                break;
+            }
+            pending = late;
+            continue;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        // Small batches (more invocations to kill); while faulty, half of the invocations die
+        // at a random moment, often while recording (the receiver takes 1.5 s).
+        for chunk in batch.chunks(2) {
+            invocations += 1;
+            let kill_after = (faulty && rng.below(2) == 0)
+                .then(|| Duration::from_millis(200 + rng.below(3_500)));
+            let (deliverer, chunk) = (deliverer.clone(), chunk.to_vec());
+            tasks.spawn(async move {
+                let run = deliverer.handle(
+                    SqsEvent {
+                        records: chunk.clone(),
+                    },
+                    Instant::now() + Duration::from_secs(20),
+                );
+                match kill_after {
+                    None => (chunk.clone(), Some(run.await)),
+                    Some(after) => match tokio::time::timeout(after, run).await {
+                        Ok(answer) => (chunk.clone(), Some(answer)),
+                        Err(_) => (chunk, None),
+                    },
+                }
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                // Killed: the whole batch comes back.
+                (chunk, None) => {
+                    killed += 1;
+                    pending.extend(chunk);
+                }
+                (chunk, Some(answer)) => pending.extend(failed_of(chunk, &answer)),
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let counts = proxy.counts();
+    assert!(
+        pending.is_empty() && stack.drain(&stack.deliveries).await.is_empty(),
+        "every delivery finished within {TIME_LIMIT:?}"
+    );
+
+    // The attempt records, by delivery.
+    let mut records: std::collections::BTreeMap<String, Vec<(u32, String, String)>> =
+        Default::default();
+    for item in stack.env.all_items().await {
+        let id = item["id"].as_s().unwrap();
+        if id.starts_with("attempt#") {
+            records
+                .entry(item["deliveryId"].as_s().unwrap().clone())
+                .or_default()
+                .push((
+                    item["attempt"].as_n().unwrap().parse().unwrap(),
+                    item["outcome"].as_s().unwrap().clone(),
+                    item["webhookId"].as_s().unwrap().clone(),
+                ));
+        }
+    }
+    let seen: Vec<Seen> = slow.seen().into_iter().chain(down.seen()).collect();
+    let mut sent: std::collections::HashMap<&str, Vec<&Seen>> = Default::default();
+    for request in &seen {
+        sent.entry(request.webhook_id.as_str())
+            .or_default()
+            .push(request);
+    }
+    eprintln!(
+        "{} deliveries, {} attempt records, {} requests; {invocations} invocations ({killed} \
+         killed) in {:.1} s; {counts}",
+        records.len(),
+        records.values().map(Vec::len).sum::<usize>(),
+        seen.len(),
+        elapsed.as_secs_f64()
+    );
+    assert!(killed > 0 && counts.total() > 0, "the faults happened");
+    assert_eq!(
+        records.len(),
+        EVENTS * webhooks.len(),
+        "every delivery made"
+    );
+    for (delivery, attempts) in &mut records {
+        attempts.sort();
+        // One chain: attempts 1..k, each once, only the last may be delivered.
+        let numbers: Vec<u32> = attempts.iter().map(|a| a.0).collect();
+        assert_eq!(
+            numbers,
+            (1..=attempts.len() as u32).collect::<Vec<_>>(),
+            "{delivery}"
+        );
+        let outcomes: Vec<&str> = attempts.iter().map(|a| a.1.as_str()).collect();
+        let last = outcomes.len() - 1;
+        assert!(
+            outcomes[..last].iter().all(|o| *o == "failed"),
+            "{delivery}: {outcomes:?}"
+        );
+        if attempts[0].2 == failing.to_string() {
+            assert_eq!(outcomes, ["failed"; 4], "{delivery}: maxRetries 3");
+        } else {
+            assert_eq!(outcomes[last], "delivered", "{delivery}: {outcomes:?}");
+        }
+        // Sent at least once per attempt, always under the delivery's id and one body.
+        let requests = &sent[delivery.as_str()];
+        assert!(requests.len() >= attempts.len(), "{delivery}");
+        for request in requests {
+            assert_eq!(request.body, requests[0].body);
+        }
+        let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(body["deliveryId"], delivery.as_str());
+    }
+    // Counted once: 8 failures, 8 changes of the ETag, the circuit still closed.
+    let record = stack.record(failing).await;
+    assert_eq!(record["consecutiveFailures"].as_n().unwrap(), "8");
+    assert_eq!(stack.number(failing, "version").await, version_before + 8);
+    assert!(!record
+        .get("circuitOpenedAt")
+        .is_some_and(|at| at.as_s().is_ok()));
+    assert!(
+        OffsetDateTime::now_utc().unix_timestamp() > 0,
+        "bounded in time: {elapsed:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
