@@ -1512,7 +1512,6 @@ async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_thei
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_invocations_under_slow_and_throttled_aws_count_every_attempt_once_in_one_chain() {
     use support::fault_proxy::{Fault, FaultProxy, RandomFaults, XorShift};
-    use time::OffsetDateTime;
     const EVENTS: usize = 2;
     const FAULTY_FOR: Duration = Duration::from_secs(35);
     const TIME_LIMIT: Duration = Duration::from_secs(75);
@@ -1708,13 +1707,9 @@ async fn killed_invocations_under_slow_and_throttled_aws_count_every_attempt_onc
     let record = stack.record(failing).await;
     assert_eq!(record["consecutiveFailures"].as_n().unwrap(), "8");
     assert_eq!(stack.number(failing, "version").await, version_before + 8);
-    assert!(!record
+    assert!(record
         .get("circuitOpenedAt")
-        .is_some_and(|at| at.as_s().is_ok()));
-    assert!(
-        OffsetDateTime::now_utc().unix_timestamp() > 0,
-        "bounded in time: {elapsed:?}"
-    );
+        .is_none_or(|at| at.as_s().is_err()));
 }
 
 // ---------------------------------------------------------------------------------------------
