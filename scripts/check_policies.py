@@ -126,7 +126,8 @@ def expected_pipeline_grants(refs, attrs, params):
     deliver = {
         attrs[("DeliverLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
         attrs[("DeliveriesQueue", "Arn")]: consume | {"sqs:SendMessage"},
-        webhooks: {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+        webhooks: {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+        f"{attrs[('ApiKeysTable', 'Arn')]}/index/byApiKeyId": {"dynamodb:Query"},
         WEBHOOK_SECRETS: {"secretsmanager:GetSecretValue"},
     }
     if params.get("WebhookSecretsKmsKeyArn"):

@@ -5,7 +5,11 @@
 //! - `WebhooksCreated`: new webhooks (replays not counted);
 //! - `Errors` by `Code`: error answers, by their contract code;
 //! - `RateLimited`: requests refused with 429;
-//! - `AwsCallLatency` by `Operation` (milliseconds): each attempt of each AWS call, from the SDK.
+//! - `AwsCallLatency` by `Operation` (milliseconds): each attempt of each AWS call, from the SDK;
+//! - `DeliveriesRefused` by `Stage` (`fanout`, `deliver`) and `Reason`: deliveries not made
+//!   because the webhook's key is revoked, suspended, expired, gone or lost the company;
+//! - `EventsRefused` by `Reason` (`malformed`, `too large`): events moved to the events
+//!   dead-letter queue by fan-out.
 //!
 //! Without [`init`] (tests, the admin tool) the `metrics` macros record nowhere.
 
@@ -48,6 +52,16 @@ pub fn answered(status: u16, error_code: Option<&'static str>, created: bool) {
     if status == 429 {
         ::metrics::counter!("RateLimited").increment(1);
     }
+}
+
+/// Counts a delivery the webhook's key refused, at `stage` (`fanout` or `deliver`).
+pub fn delivery_refused(stage: &'static str, reason: &'static str) {
+    ::metrics::counter!("DeliveriesRefused", "Stage" => stage, "Reason" => reason).increment(1);
+}
+
+/// Counts an event fan-out moved to the events dead-letter queue.
+pub fn event_refused(reason: &'static str) {
+    ::metrics::counter!("EventsRefused", "Reason" => reason).increment(1);
 }
 
 /// Times every attempt of every AWS call (add it to each SDK client's config).
@@ -102,5 +116,78 @@ impl Intercept for AwsCallTimer {
                 .record(millis);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    /// Counters by name and labels (`DeliveriesRefused{Stage=deliver,Reason=key revoked}`).
+    #[derive(Default)]
+    struct Counters(Mutex<Vec<(String, Arc<AtomicU64>)>>);
+
+    struct Count(Arc<AtomicU64>);
+
+    impl CounterFn for Count {
+        fn increment(&self, value: u64) {
+            self.0.fetch_add(value, Ordering::SeqCst);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.store(value, Ordering::SeqCst);
+        }
+    }
+
+    impl Recorder for Counters {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            let value = Arc::new(AtomicU64::new(0));
+            self.0.lock().unwrap().push((name, value.clone()));
+            Counter::from_arc(Arc::new(Count(value)))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn refusals_are_counted_by_stage_and_reason() {
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            super::delivery_refused("deliver", "key revoked");
+            super::event_refused("too large");
+        });
+        let seen: Vec<(String, u64)> = counters
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, n)| (name.clone(), n.load(Ordering::SeqCst)))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "DeliveriesRefused{Stage=deliver,Reason=key revoked}".to_owned(),
+                    1
+                ),
+                ("EventsRefused{Reason=too large}".to_owned(), 1)
+            ]
+        );
     }
 }

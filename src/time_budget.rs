@@ -34,9 +34,19 @@ pub const WRITE_BUDGET: Duration = Duration::from_secs(10);
 /// within about 24 s whatever AWS does: inside [`API_TIMEOUT`] and API Gateway's 29 s.
 pub const UNDO_BUDGET: Duration = Duration::from_secs(8);
 
-/// Kept from `deliver`'s time for recording an attempt after its answer (a few DynamoDB and SQS
-/// calls, each bounded by the SDK's 3 s operation timeout).
-pub const RECORDING_TIME: Duration = Duration::from_secs(8);
+/// The most sequential AWS calls a `deliver` attempt makes after its answer: the attempt's
+/// record (a failure's in one transaction with its count), the circuit's conditional opening,
+/// the next attempt's `SendMessage`. A success makes two (the record, the count's reset); a
+/// failure whose webhook was deleted meanwhile two (the cancelled transaction, the record alone).
+pub const RECORDING_CALLS: u32 = 3;
+/// Clock, the log line and the batch answer, beyond the calls.
+const RECORDING_MARGIN: Duration = Duration::from_secs(1);
+/// Kept from `deliver`'s time for recording an attempt after its answer: each call is bounded
+/// by the SDK's operation timeout, retries included ([`crate::aws::OPERATION_TIMEOUT`], 3 s),
+/// so [`RECORDING_CALLS`] x 3 s + 1 s = 10 s.
+pub const RECORDING_TIME: Duration = Duration::from_secs(
+    crate::aws::OPERATION_TIMEOUT.as_secs() * RECORDING_CALLS as u64 + RECORDING_MARGIN.as_secs(),
+);
 /// `deliver`'s time when the invocation names no usable deadline; it matches `cargo lambda
 /// watch --timeout 60` in scripts/local-stack.sh.
 pub const DELIVER_FALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -131,9 +141,16 @@ mod tests {
     fn a_real_deadline_leaves_the_recording_time() {
         let arrival = arrival();
         let deadline = deliver_deadline(NOW_MS + 30_000, arrival);
-        assert_eq!(deadline - arrival.at, Duration::from_secs(22));
+        assert_eq!(deadline - arrival.at, Duration::from_secs(20));
         // A deadline closer than the recording time leaves nothing for attempts.
         assert_eq!(deliver_deadline(NOW_MS + 5_000, arrival), arrival.at);
+    }
+
+    #[test]
+    fn the_recording_time_covers_its_calls_at_the_sdks_operation_timeout() {
+        assert_eq!(crate::aws::OPERATION_TIMEOUT, Duration::from_secs(3));
+        assert_eq!(RECORDING_TIME, Duration::from_secs(10));
+        assert!(RECORDING_TIME >= crate::aws::OPERATION_TIMEOUT * RECORDING_CALLS);
     }
 
     #[test]

@@ -27,7 +27,6 @@ use instaview_webhooks::pipeline::store::PipelineStore;
 use instaview_webhooks::pipeline::{
     Deliverer, DeliveryMessage, Fanned, Fanout, Handled, RetryPolicy, SqsEvent, SqsMessage,
 };
-use instaview_webhooks::store::dynamodb::DynamoWebhooks;
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use lambda_http::http::Method;
 use serde_json::{json, Value};
@@ -160,6 +159,8 @@ struct Stack {
     deliverer: Arc<Deliverer>,
     app: support::moto::AwsApp,
     token: String,
+    /// The id of `token`'s key.
+    key_id: String,
     /// A key that may act for OTHER_COMPANY only.
     other_token: String,
     next_message: std::sync::atomic::AtomicUsize,
@@ -167,6 +168,11 @@ struct Stack {
 
 impl Stack {
     async fn new() -> Self {
+        Self::with_key_cache_ttl(instaview_webhooks::pipeline::keys::DEFAULT_KEY_CACHE_TTL).await
+    }
+
+    /// A stack whose fan-out and deliver reuse a key for `ttl` (zero: read for every check).
+    async fn with_key_cache_ttl(ttl: Duration) -> Self {
         let env = AwsEnv::new().await;
         let patient = patient_sdk_config_for(endpoint()).await;
         let sqs = aws_sdk_sqs::Client::new(&patient);
@@ -190,7 +196,8 @@ impl Stack {
             dynamodb.clone(),
             &env.resources.webhooks_table,
             &env.resources.api_keys_table,
-        );
+        )
+        .with_key_cache_ttl(ttl);
         let queues = Queues::new(sqs.clone());
         let fanout = Fanout {
             store: store.clone(),
@@ -199,7 +206,6 @@ impl Stack {
             events_dlq_url: events_dlq.clone(),
         };
         let deliverer = Arc::new(Deliverer::new(
-            DynamoWebhooks::new(dynamodb, &env.resources.webhooks_table),
             SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&patient), "", None, ""),
             store,
             queues,
@@ -215,7 +221,7 @@ impl Stack {
             url_policy: LOCAL,
             ..Settings::default()
         });
-        let (_, token) = env.create_key(&[WRITE_WEBHOOKS, "read:webhooks"]).await;
+        let (key, token) = env.create_key(&[WRITE_WEBHOOKS, "read:webhooks"]).await;
         let other = env
             .admin()
             .create_key(KeySpec {
@@ -237,6 +243,7 @@ impl Stack {
             deliverer,
             app,
             token: token.expose().to_owned(),
+            key_id: key.id,
             other_token: other.token.expose().to_owned(),
             next_message: Default::default(),
         }
@@ -433,11 +440,7 @@ async fn fans_out_by_event_type_and_company_and_delivers_signed() {
     assert_eq!(webhook_ids(&deliveries), expected);
 
     // The same queue message fanned out again (at least once) makes the same deliveries.
-    let again = stack
-        .fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let again = stack.fanout.fan_out(&event).await.unwrap();
     assert_eq!(again, Fanned::Out(2));
     let repeated = stack.drain(&stack.deliveries).await;
     let ids = |messages: &[SqsMessage]| {
@@ -489,11 +492,7 @@ async fn fans_out_by_event_type_and_company_and_delivers_signed() {
 
     // An event of another company reaches none of them.
     let other = stack.event("interview.completed", &Uuid::new_v4().to_string());
-    let fanned = stack
-        .fanout
-        .fan_out(&other, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = stack.fanout.fan_out(&other).await.unwrap();
     assert_eq!(fanned, Fanned::Out(0));
 }
 
@@ -545,10 +544,7 @@ impl Stack {
     /// Fans one event out to `webhook` and answers its delivery message.
     async fn one_delivery(&self, event: &str) -> SqsMessage {
         let message = self.event(event, COMPANY);
-        self.fanout
-            .fan_out(&message, &mut Default::default())
-            .await
-            .unwrap();
+        self.fanout.fan_out(&message).await.unwrap();
         let mut deliveries = self.drain(&self.deliveries).await;
         assert_eq!(deliveries.len(), 1);
         deliveries.remove(0)
@@ -673,11 +669,7 @@ async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveri
     // Ten deliveries (ten events), attempted at the same time in one batch.
     for _ in 0..10 {
         let event = stack.event("interview.completed", COMPANY);
-        stack
-            .fanout
-            .fan_out(&event, &mut Default::default())
-            .await
-            .unwrap();
+        stack.fanout.fan_out(&event).await.unwrap();
     }
     let first = stack.drain(&stack.deliveries).await;
     assert_eq!(first.len(), 10);
@@ -705,11 +697,7 @@ async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveri
     assert_eq!(receiver.received().len(), 0);
     // New events no longer fan out to it, until reset-circuit.
     let event = stack.event("interview.completed", COMPANY);
-    let fanned = stack
-        .fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = stack.fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(0));
     assert_eq!(
         stack
@@ -717,11 +705,7 @@ async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveri
             .await,
         200
     );
-    let fanned = stack
-        .fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = stack.fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(1));
 }
 
@@ -805,6 +789,307 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_without_holding_the_others
 }
 
 // ---------------------------------------------------------------------------------------------
+// A webhook's key: revoked, suspended, expired, or without the company, it receives nothing.
+
+/// What happens to the key between the first fan-out and the deliveries.
+#[derive(Clone, Copy, Debug)]
+enum KeyChange {
+    Revoke,
+    Suspend,
+    Expire,
+    LoseCompany,
+}
+
+impl Stack {
+    /// Changes the test key's record as the admin tool (revoke, suspend) or an operator editing
+    /// the table (expiry, companies; the admin tool has no command for them) would.
+    async fn change_key(&self, change: KeyChange) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let admin = self.env.admin();
+        let (update, value) = match change {
+            KeyChange::Revoke => {
+                admin.revoke_key(&self.key_id).await.unwrap();
+                return;
+            }
+            KeyChange::Suspend => {
+                admin.suspend_key(&self.key_id, "unpaid").await.unwrap();
+                return;
+            }
+            KeyChange::Expire => (
+                "SET expiresAt = :v",
+                AttributeValue::S("2026-01-01T00:00:00Z".into()),
+            ),
+            KeyChange::LoseCompany => (
+                "SET companyIds = :v",
+                AttributeValue::L(vec![AttributeValue::S(OTHER_COMPANY.into())]),
+            ),
+        };
+        let items = self
+            .env
+            .dynamodb
+            .scan()
+            .table_name(&self.env.resources.api_keys_table)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        let item = items
+            .iter()
+            .find(|item| item["apiKeyId"].as_s().unwrap() == &self.key_id)
+            .expect("the test key");
+        self.env
+            .dynamodb
+            .update_item()
+            .table_name(&self.env.resources.api_keys_table)
+            .key("keyHash", item["keyHash"].clone())
+            .update_expression(update)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Two webhooks of the test key on one receiver (one of the company, one without a company);
+/// an event fanned out while the key is fine, then `change`: the deliveries already queued
+/// are refused at their attempt, a new event fans out to no one, and the receiver gets nothing.
+async fn after_a_key_change_nothing_reaches_the_receivers(change: KeyChange, reason: &'static str) {
+    // No key cache: the change is seen at once (with the cache, within its TTL, as in the API).
+    let stack = Stack::with_key_cache_ttl(Duration::ZERO).await;
+    let receiver = Receiver::start(&[], 200).await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], None)
+        .await;
+    let before = stack.event("interview.completed", COMPANY);
+    assert_eq!(stack.fanout.fan_out(&before).await.unwrap(), Fanned::Out(2));
+    let queued = stack.drain(&stack.deliveries).await;
+    assert_eq!(queued.len(), 2);
+
+    stack.change_key(change).await;
+
+    for message in &queued {
+        assert_eq!(
+            stack.deliver(message).await,
+            Handled::Dropped(reason),
+            "{change:?}"
+        );
+    }
+    let after = stack.event("interview.completed", COMPANY);
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: vec![after],
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert!(
+        stack.drain(&stack.deliveries).await.is_empty(),
+        "{change:?}"
+    );
+    assert_eq!(receiver_requests(&receiver), 0, "{change:?}: nothing sent");
+    assert_eq!(stack.attempt_outcomes().await.len(), 0, "no attempt made");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_keys_webhooks_receive_nothing_not_even_deliveries_already_queued() {
+    after_a_key_change_nothing_reaches_the_receivers(KeyChange::Revoke, "key revoked").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_keys_webhooks_receive_nothing_not_even_deliveries_already_queued() {
+    after_a_key_change_nothing_reaches_the_receivers(KeyChange::Suspend, "key suspended").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_keys_webhooks_receive_nothing_not_even_deliveries_already_queued() {
+    after_a_key_change_nothing_reaches_the_receivers(KeyChange::Expire, "key expired").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_lost_the_company_receives_none_of_its_events() {
+    after_a_key_change_nothing_reaches_the_receivers(
+        KeyChange::LoseCompany,
+        "key no longer holds the company",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_is_read_once_per_cache_ttl_by_fan_out_and_deliver() {
+    // With the default cache (60 s, the API's), a key read by fan-out is reused by deliver in
+    // the same container: the revoke is seen by the next container or after the TTL, as by
+    // the API, and a fresh store (another container) refuses at once.
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[], 200).await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let first = stack.one_delivery("interview.completed").await;
+    let second = stack.one_delivery("interview.completed").await;
+    stack.change_key(KeyChange::Revoke).await;
+    assert_eq!(
+        stack.deliver(&first).await,
+        Handled::Delivered,
+        "cached key"
+    );
+    assert_eq!(receiver.received().len(), 1);
+    let fresh = Deliverer::new(
+        SecretsManagerStore::new(stack.env.secretsmanager.clone(), "", None, ""),
+        PipelineStore::new(
+            stack.env.dynamodb.clone(),
+            &stack.env.resources.webhooks_table,
+            &stack.env.resources.api_keys_table,
+        ),
+        Queues::new(stack.sqs.clone()),
+        Sender::with_parts(
+            LOCAL,
+            Arc::new(SystemResolver),
+            rustls::RootCertStore::empty(),
+        ),
+        RetryPolicy::parse("0").unwrap(),
+        &stack.deliveries,
+    );
+    assert_eq!(
+        fresh
+            .deliver(&second, Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap(),
+        Handled::Dropped("key revoked")
+    );
+    assert!(receiver.received().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The size of an event: at most MAX_EVENT_BYTES as compact JSON, so that every delivery message
+// fits in SQS (moto enforces no size: the check is ours, and so is the test).
+
+/// An event of COMPANY whose compact JSON is exactly `bytes` long, its data one string of
+/// `fill` (`"` is the worst case: escaped once in the event, twice in a delivery message).
+fn sized_event(bytes: usize, fill: char) -> String {
+    let text = |data: &str| {
+        json!({
+            "event": "interview.completed",
+            "companyId": COMPANY,
+            "data": data,
+            "occurredAt": "2026-12-03T12:00:00Z",
+        })
+        .to_string()
+    };
+    let per_char = text(&fill.to_string()).len() - text("").len();
+    let data = fill.to_string().repeat((bytes - text("").len()) / per_char);
+    let event = text(&data);
+    assert_eq!(event.len(), bytes, "the fill reaches the size exactly");
+    event
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_over_the_size_limit_is_dead_lettered_and_a_maximal_ones_deliveries_fit_in_sqs() {
+    use instaview_webhooks::pipeline::messages::{MAX_EVENT_BYTES, SQS_MAX_MESSAGE_BYTES};
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[], 200).await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    stack
+        .webhook(&receiver.url, &["interview.completed"], None)
+        .await;
+    let over = stack.event_message(&sized_event(MAX_EVENT_BYTES + 1, 'a'));
+    let maximal = stack.event_message(&sized_event(MAX_EVENT_BYTES, '"'));
+    let small = stack.event("interview.completed", COMPANY);
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: vec![over.clone(), maximal, small],
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty(), "nothing blocks");
+    let dead = stack.drain(&stack.events_dlq).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, over.body);
+
+    let deliveries = stack.drain(&stack.deliveries).await;
+    assert_eq!(deliveries.len(), 4, "two webhooks, two events");
+    let largest = deliveries.iter().map(|m| m.body.len()).max().unwrap();
+    eprintln!("largest delivery message: {largest} bytes");
+    assert!(
+        largest > 2 * MAX_EVENT_BYTES,
+        "the maximal event's, escaped"
+    );
+    // The worst case of a retry: the largest attempt number and wait.
+    for message in &deliveries {
+        let mut pending = DeliveryMessage::parse(&message.body).unwrap();
+        pending.attempt = u32::MAX;
+        pending.not_before = Some(i64::MIN);
+        assert!(pending.to_json().len() <= SQS_MAX_MESSAGE_BYTES);
+    }
+    for message in &deliveries {
+        assert_eq!(stack.deliver(message).await, Handled::Delivered);
+    }
+    let received = receiver.received();
+    assert_eq!(received.len(), 4);
+    assert!(received.iter().any(|r| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        body["data"]
+            .as_str()
+            .is_some_and(|d| d.len() > 60_000 && d.chars().all(|c| c == '"'))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_admin_refuses_to_publish_an_event_over_the_size_limit() {
+    use instaview_webhooks::pipeline::messages::MAX_EVENT_BYTES;
+    let stack = Stack::new().await;
+    let events = stack
+        .sqs
+        .create_queue()
+        .queue_name(format!("events-{}", Uuid::new_v4().simple()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let local = support::moto::local_env();
+    let publish = |bytes: usize| {
+        let event: Value = serde_json::from_str(&sized_event(bytes, 'a')).unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhooks-admin"));
+        command
+            .args(["events", "publish", "--queue-url", &events])
+            .args(["--event", "interview.completed", "--company", COMPANY])
+            .args(["--occurred-at", "2026-12-03T12:00:00Z"])
+            .args(["--data", &event["data"].to_string()])
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", &local["AWS_REGION"])
+            .env("AWS_ACCESS_KEY_ID", &local["AWS_ACCESS_KEY_ID"])
+            .env("AWS_SECRET_ACCESS_KEY", &local["AWS_SECRET_ACCESS_KEY"]);
+        async move { command.output().await.expect("run webhooks-admin") }
+    };
+    let refused = publish(MAX_EVENT_BYTES + 1).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("128001 bytes") && stderr.contains("128000 allowed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was sent"), "{stderr}");
+    assert!(stack.drain(&events).await.is_empty(), "nothing sent");
+
+    let accepted = publish(MAX_EVENT_BYTES).await;
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let sent = stack.drain(&events).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, sized_event(MAX_EVENT_BYTES, 'a'));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Faults: the fault proxy in front of SQS and DynamoDB while fan-out and delivery run.
 
 /// One request a [`RecordingReceiver`] got: its `webhook-id`, its body and the status answered.
@@ -825,6 +1110,11 @@ struct RecordingReceiver {
 
 impl RecordingReceiver {
     async fn start() -> Self {
+        Self::start_with(Duration::ZERO, false).await
+    }
+
+    /// Answers after `delay`; `always_500`: every request fails.
+    async fn start_with(delay: Duration, always_500: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -844,16 +1134,23 @@ impl RecordingReceiver {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or_default()
                                 .to_owned();
-                            let mut log = log.lock().unwrap();
-                            let first = !log.iter().any(|s| s.webhook_id == id);
-                            let fails_first = id.starts_with(['0', '1', '2', '3']);
-                            let status = if first && fails_first { 500 } else { 200 };
-                            log.push(Seen {
-                                webhook_id: id,
-                                body,
-                                status,
-                            });
-                            drop(log);
+                            let status = {
+                                let mut log = log.lock().unwrap();
+                                let first = !log.iter().any(|s| s.webhook_id == id);
+                                let fails_first = id.starts_with(['0', '1', '2', '3']);
+                                let status = if always_500 || (first && fails_first) {
+                                    500
+                                } else {
+                                    200
+                                };
+                                log.push(Seen {
+                                    webhook_id: id,
+                                    body,
+                                    status,
+                                });
+                                status
+                            };
+                            tokio::time::sleep(delay).await;
                             Ok::<_, Infallible>(
                                 Response::builder()
                                     .status(status)
@@ -895,7 +1192,6 @@ async fn handlers_through(stack: &Stack, proxy: &str) -> (Fanout, Arc<Deliverer>
         events_dlq_url: stack.events_dlq.clone(),
     };
     let deliverer = Arc::new(Deliverer::new(
-        DynamoWebhooks::new(dynamodb, &stack.env.resources.webhooks_table),
         SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&direct), "", None, ""),
         store,
         queues,
@@ -925,6 +1221,111 @@ fn failed_of(
                 .any(|f| f.item_identifier == m.message_id)
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotent bookkeeping: every step of an attempt once per (delivery, attempt).
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_comes_back_after_its_attempt_is_neither_sent_nor_counted_again() {
+    let stack = Stack::new().await;
+    let receiver = Receiver::start(&[(500, None), (500, None)], 200).await;
+    let (webhook, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let first = stack.one_delivery("interview.completed").await;
+    assert!(matches!(
+        stack.deliver(&first).await,
+        Handled::Retrying {
+            next_attempt: 2,
+            ..
+        }
+    ));
+    // The same message again (the function timed out after recording, the batch came back):
+    // no request, no count; its follow-up (the next attempt) is queued again.
+    assert!(matches!(
+        stack.deliver(&first).await,
+        Handled::Retrying {
+            next_attempt: 2,
+            ..
+        }
+    ));
+    assert_eq!(receiver_requests(&receiver), 1);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 1);
+    // Two copies of attempt 2: one attempt, one count, one attempt 3.
+    let copies = stack.drain(&stack.deliveries).await;
+    assert_eq!(copies.len(), 2);
+    assert!(matches!(
+        stack.deliver(&copies[0]).await,
+        Handled::Retrying {
+            next_attempt: 3,
+            ..
+        }
+    ));
+    assert_eq!(stack.deliver(&copies[1]).await, Handled::Duplicate);
+    assert_eq!(receiver_requests(&receiver), 2);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 2);
+    let third = stack.drain(&stack.deliveries).await;
+    assert_eq!(third.len(), 1, "one chain");
+    // A success that comes back is not sent again either.
+    assert_eq!(stack.deliver(&third[0]).await, Handled::Delivered);
+    assert_eq!(stack.deliver(&third[0]).await, Handled::Delivered);
+    assert_eq!(receiver_requests(&receiver), 3);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 0);
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_bookkeeping_calls_neither_count_twice_nor_resend_nor_lose_the_retry() {
+    use support::fault_proxy::{Fault, FaultProxy};
+    let stack = Stack::new().await;
+    let receiver = Receiver::start(&[(500, None)], 200).await;
+    let (webhook, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let proxy = FaultProxy::start(endpoint(), 1).await;
+    let (_, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+    let deliver = |message: SqsMessage| {
+        let deliverer = deliverer.clone();
+        async move {
+            deliverer
+                .deliver(&message, Instant::now() + Duration::from_secs(20))
+                .await
+        }
+    };
+    let first = stack.one_delivery("interview.completed").await;
+    // The transaction lands but its answer is lost (the SDK retries it and finds the record:
+    // its own, by the claim); then every SendMessage of the retry fails.
+    proxy.script("TransactWriteItems", [Some(Fault::LoseAnswer)]);
+    proxy.always("SendMessage", Fault::ServerError);
+    assert!(
+        deliver(first.clone()).await.is_err(),
+        "the message comes back"
+    );
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 1);
+    proxy.clear();
+    assert!(matches!(
+        deliver(first.clone()).await.unwrap(),
+        Handled::Retrying {
+            next_attempt: 2,
+            ..
+        }
+    ));
+    assert_eq!(receiver_requests(&receiver), 1, "not sent again");
+    assert_eq!(
+        stack.number(webhook, "consecutiveFailures").await,
+        1,
+        "not counted again"
+    );
+    let retry = stack.drain(&stack.deliveries).await;
+    assert_eq!(retry.len(), 1, "the retry was not lost");
+    // A success whose count reset fails: the message comes back, and is not sent again.
+    proxy.always("UpdateItem", Fault::ServerError);
+    assert!(deliver(retry[0].clone()).await.is_err());
+    proxy.clear();
+    assert_eq!(deliver(retry[0].clone()).await.unwrap(), Handled::Delivered);
+    assert_eq!(receiver_requests(&receiver), 2);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1101,6 +1502,214 @@ async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_thei
     );
     assert!(counts.total() > 0, "faults were injected");
     assert!(elapsed < Duration::from_secs(60), "bounded in time");
+}
+
+/// A slow receiver, throttled, failing and slow DynamoDB and SQS, and invocations killed at
+/// random moments (a function that times out or crashes: its whole batch comes back, whatever
+/// it had recorded or queued). Then every (delivery, attempt) is recorded once and counted once,
+/// each was sent at least once under its one `webhook-id`, and each delivery is one chain of
+/// attempts 1..k. Seeded (`PIPELINE_BOOKKEEPING_SEED`).
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_invocations_under_slow_and_throttled_aws_count_every_attempt_once_in_one_chain() {
+    use support::fault_proxy::{Fault, FaultProxy, RandomFaults, XorShift};
+    const EVENTS: usize = 2;
+    const FAULTY_FOR: Duration = Duration::from_secs(35);
+    const TIME_LIMIT: Duration = Duration::from_secs(75);
+    let seed: u64 = std::env::var("PIPELINE_BOOKKEEPING_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0015);
+    eprintln!("PIPELINE_BOOKKEEPING_SEED={seed}");
+    let mut rng = XorShift::new(seed);
+
+    let stack = Stack::new().await;
+    let slow = RecordingReceiver::start_with(Duration::from_millis(1_500), false).await;
+    let down = RecordingReceiver::start_with(Duration::ZERO, true).await;
+    let mut webhooks = Vec::new();
+    for _ in 0..4 {
+        let (id, _) = stack
+            .webhook(&slow.url, &["interview.completed"], Some(COMPANY))
+            .await;
+        webhooks.push(id);
+    }
+    // Always 500, 4 attempts per delivery (maxRetries 3): 8 failures in all, under the
+    // circuit's 10, so the count must end at exactly 8 (two more, and the circuit opens).
+    let (failing, _) = stack
+        .webhook(&down.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    webhooks.push(failing);
+    let version_before = stack.number(failing, "version").await;
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|_| stack.event("interview.completed", COMPANY))
+        .collect();
+    let answer = stack
+        .fanout
+        .handle(SqsEvent {
+            records: events.clone(),
+        })
+        .await;
+    assert!(answer.batch_item_failures.is_empty());
+
+    let proxy = FaultProxy::start(endpoint(), seed).await;
+    // Slow calls: forwarded after the SDK's attempt timeout, landing while it retries.
+    proxy.set_late_delay(instaview_webhooks::aws::ATTEMPT_TIMEOUT + Duration::from_millis(300));
+    proxy.set_random(RandomFaults {
+        mix: vec![
+            (Fault::Throttle, 80),
+            (Fault::ServerError, 30),
+            (Fault::LateForward, 60),
+            (Fault::LoseAnswer, 50),
+            (Fault::Drop, 20),
+        ],
+    });
+    let (_, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+
+    let started = Instant::now();
+    let mut pending: Vec<SqsMessage> = Vec::new();
+    let (mut invocations, mut killed) = (0, 0);
+    let mut faulty = true;
+    while started.elapsed() < TIME_LIMIT {
+        if faulty && started.elapsed() >= FAULTY_FOR {
+            faulty = false;
+            proxy.clear();
+            proxy.settle(Duration::from_secs(10)).await;
+        }
+        let mut batch = std::mem::take(&mut pending);
+        batch.extend(stack.drain(&stack.deliveries).await);
+        if batch.is_empty() {
+            if faulty {
+                // Late forwards may still land a retry: wait for them, then look again.
+                proxy.settle(Duration::from_secs(10)).await;
+                pending = stack.drain(&stack.deliveries).await;
+                if pending.is_empty() {
+                    faulty = false;
+                    proxy.clear();
+                }
+                continue;
+            }
+            proxy.settle(Duration::from_secs(10)).await;
+            let late = stack.drain(&stack.deliveries).await;
+            if late.is_empty() {
+                break;
+            }
+            pending = late;
+            continue;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        // Small batches (more invocations to kill); while faulty, half of the invocations die
+        // at a random moment, often while recording (the receiver takes 1.5 s).
+        for chunk in batch.chunks(2) {
+            invocations += 1;
+            let kill_after = (faulty && rng.below(2) == 0)
+                .then(|| Duration::from_millis(200 + rng.below(3_500)));
+            let (deliverer, chunk) = (deliverer.clone(), chunk.to_vec());
+            tasks.spawn(async move {
+                let run = deliverer.handle(
+                    SqsEvent {
+                        records: chunk.clone(),
+                    },
+                    Instant::now() + Duration::from_secs(20),
+                );
+                match kill_after {
+                    None => (chunk.clone(), Some(run.await)),
+                    Some(after) => match tokio::time::timeout(after, run).await {
+                        Ok(answer) => (chunk.clone(), Some(answer)),
+                        Err(_) => (chunk, None),
+                    },
+                }
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                // Killed: the whole batch comes back.
+                (chunk, None) => {
+                    killed += 1;
+                    pending.extend(chunk);
+                }
+                (chunk, Some(answer)) => pending.extend(failed_of(chunk, &answer)),
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let counts = proxy.counts();
+    assert!(
+        pending.is_empty() && stack.drain(&stack.deliveries).await.is_empty(),
+        "every delivery finished within {TIME_LIMIT:?}"
+    );
+
+    // The attempt records, by delivery.
+    let mut records: std::collections::BTreeMap<String, Vec<(u32, String, String)>> =
+        Default::default();
+    for item in stack.env.all_items().await {
+        let id = item["id"].as_s().unwrap();
+        if id.starts_with("attempt#") {
+            records
+                .entry(item["deliveryId"].as_s().unwrap().clone())
+                .or_default()
+                .push((
+                    item["attempt"].as_n().unwrap().parse().unwrap(),
+                    item["outcome"].as_s().unwrap().clone(),
+                    item["webhookId"].as_s().unwrap().clone(),
+                ));
+        }
+    }
+    let seen: Vec<Seen> = slow.seen().into_iter().chain(down.seen()).collect();
+    let mut sent: std::collections::HashMap<&str, Vec<&Seen>> = Default::default();
+    for request in &seen {
+        sent.entry(request.webhook_id.as_str())
+            .or_default()
+            .push(request);
+    }
+    eprintln!(
+        "{} deliveries, {} attempt records, {} requests; {invocations} invocations ({killed} \
+         killed) in {:.1} s; {counts}",
+        records.len(),
+        records.values().map(Vec::len).sum::<usize>(),
+        seen.len(),
+        elapsed.as_secs_f64()
+    );
+    assert!(killed > 0 && counts.total() > 0, "the faults happened");
+    assert_eq!(
+        records.len(),
+        EVENTS * webhooks.len(),
+        "every delivery made"
+    );
+    for (delivery, attempts) in &mut records {
+        attempts.sort();
+        // One chain: attempts 1..k, each once, only the last may be delivered.
+        let numbers: Vec<u32> = attempts.iter().map(|a| a.0).collect();
+        assert_eq!(
+            numbers,
+            (1..=attempts.len() as u32).collect::<Vec<_>>(),
+            "{delivery}"
+        );
+        let outcomes: Vec<&str> = attempts.iter().map(|a| a.1.as_str()).collect();
+        let last = outcomes.len() - 1;
+        assert!(
+            outcomes[..last].iter().all(|o| *o == "failed"),
+            "{delivery}: {outcomes:?}"
+        );
+        if attempts[0].2 == failing.to_string() {
+            assert_eq!(outcomes, ["failed"; 4], "{delivery}: maxRetries 3");
+        } else {
+            assert_eq!(outcomes[last], "delivered", "{delivery}: {outcomes:?}");
+        }
+        // Sent at least once per attempt, always under the delivery's id and one body.
+        let requests = &sent[delivery.as_str()];
+        assert!(requests.len() >= attempts.len(), "{delivery}");
+        for request in requests {
+            assert_eq!(request.body, requests[0].body);
+        }
+        let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+        assert_eq!(body["deliveryId"], delivery.as_str());
+    }
+    // Counted once: 8 failures, 8 changes of the ETag, the circuit still closed.
+    let record = stack.record(failing).await;
+    assert_eq!(record["consecutiveFailures"].as_n().unwrap(), "8");
+    assert_eq!(stack.number(failing, "version").await, version_before + 8);
+    assert!(record
+        .get("circuitOpenedAt")
+        .is_none_or(|at| at.as_s().is_err()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1339,6 +1948,7 @@ async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for(
                 Handled::Waiting => "waiting",
                 Handled::Dropped("circuit open") => "dropped: circuit open",
                 Handled::Dropped(_) => "dropped: other",
+                Handled::Duplicate => "duplicate",
             };
             *handled.entry(kind).or_default() += 1;
         }
@@ -1364,7 +1974,10 @@ async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for(
     );
 
     // Every delivery ends exactly once: delivered, given up, or dropped by an open circuit.
-    assert_eq!(count("waiting") + count("dropped: other"), 0);
+    assert_eq!(
+        count("waiting") + count("dropped: other") + count("duplicate"),
+        0
+    );
     assert_eq!(
         created,
         count("delivered") + count("gave up") + count("dropped: circuit open")
@@ -1479,7 +2092,6 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
         events_dlq_url: stack.events_dlq.clone(),
     };
     let deliverer = Arc::new(Deliverer::new(
-        DynamoWebhooks::new(dynamodb, &stack.env.resources.webhooks_table),
         SecretsManagerStore::new(secrets, "", None, ""),
         store,
         queues,
@@ -1506,10 +2118,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     // batches of ten messages.
     counter.take();
     let event = stack.event("interview.completed", COMPANY);
-    let fanned = fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    let fanned = fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(100));
     assert_eq!(
         counter.take(),
@@ -1517,16 +2126,15 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     );
 
     // Delivery, one instance, batches of 10 one after another. The first delivery to each
-    // webhook reads its secret; after that a delivery is three calls: the webhook record, the
-    // failure count's conditional reset (refused when it is 0 already) and the attempt record.
+    // webhook reads its secret; after that a delivery is three calls: the webhook record and
+    // the attempt's record in one BatchGetItem (was the webhook's GetItem: the attempt's
+    // record tells a message that comes back that its attempt was made), the attempt record's
+    // conditional PutItem and the failure count's conditional reset (refused when it is 0).
     let mut rounds = Vec::new();
     for round in 0..2 {
         if round == 1 {
             let event = stack.event("interview.completed", COMPANY);
-            fanout
-                .fan_out(&event, &mut Default::default())
-                .await
-                .unwrap();
+            fanout.fan_out(&event).await.unwrap();
         }
         let messages = stack.take(&stack.deliveries, 100).await;
         assert_eq!(messages.len(), 100);
@@ -1550,7 +2158,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     assert_eq!(
         *first,
         calls(&[
-            ("GetItem", 100),
+            ("BatchGetItem", 100),
             ("GetSecretValue", 100),
             ("PutItem", 100),
             ("UpdateItem", 100)
@@ -1558,11 +2166,13 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     );
     assert_eq!(
         *second,
-        calls(&[("GetItem", 100), ("PutItem", 100), ("UpdateItem", 100)])
+        calls(&[("BatchGetItem", 100), ("PutItem", 100), ("UpdateItem", 100)])
     );
 
-    // A failed attempt adds the next attempt's message: four calls (and here the secret: this
-    // instance has not read it before).
+    // A failed attempt is four calls (and here the secret: this instance has not read it
+    // before): the BatchGetItem, the attempt record and its count in one TransactWriteItems,
+    // the circuit's conditional opening (refused below 10 failures) and the next attempt's
+    // message.
     let down = CountingReceiver::start(Behaviour::Down).await;
     stack
         .register(
@@ -1571,10 +2181,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
         )
         .await;
     let event = stack.event("interview.completed", OTHER_COMPANY);
-    fanout
-        .fan_out(&event, &mut Default::default())
-        .await
-        .unwrap();
+    fanout.fan_out(&event).await.unwrap();
     let first_attempt = stack.take(&stack.deliveries, 10).await.remove(0);
     assert!(matches!(
         stack
@@ -1596,10 +2203,10 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
     assert_eq!(
         counter.take(),
         calls(&[
-            ("GetItem", 1),
+            ("BatchGetItem", 1),
             ("GetSecretValue", 1),
-            ("PutItem", 1),
             ("SendMessage", 1),
+            ("TransactWriteItems", 1),
             ("UpdateItem", 1)
         ])
     );

@@ -120,7 +120,10 @@ async fn publish(
         "occurredAt": occurred_at,
     })
     .to_string();
-    Event::parse(&body).map_err(|e| format!("not a valid event: {e}"))?;
+    // The fan-out's own checks, the size cap included: an event it would refuse is not sent.
+    let body = Event::parse(&body)
+        .map_err(|e| format!("not a valid event: {e}; nothing was sent"))?
+        .to_json();
     let sdk = instaview_webhooks::aws::sdk_config().await;
     let output = aws_sdk_sqs::Client::new(&sdk)
         .send_message()

@@ -1,7 +1,10 @@
 //! The pipeline functions' settings, read from the environment once per container.
 
+use std::time::Duration;
+
 use crate::domain::UrlPolicy;
 
+use super::keys::DEFAULT_KEY_CACHE_TTL;
 use super::retry::RetryPolicy;
 
 /// A setting is missing or malformed; the function refuses to start.
@@ -30,6 +33,9 @@ pub struct PipelineConfig {
     pub retry: RetryPolicy,
     /// `ALLOW_LOCALHOST_URLS`, as for the API.
     pub url_policy: UrlPolicy,
+    /// `API_KEY_CACHE_TTL_SECONDS`, as for the API (default 60; 0 reads a key for every check):
+    /// how long a key read by fan-out or deliver is reused.
+    pub key_cache_ttl: Duration,
 }
 
 impl PipelineConfig {
@@ -58,7 +64,16 @@ impl PipelineConfig {
                 ))
             }
         };
+        let key_cache_ttl = match get("API_KEY_CACHE_TTL_SECONDS") {
+            None => DEFAULT_KEY_CACHE_TTL,
+            Some(text) => Duration::from_secs(text.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "API_KEY_CACHE_TTL_SECONDS must be a whole number of seconds".into(),
+                )
+            })?),
+        };
         Ok(Self {
+            key_cache_ttl,
             webhooks_table: required("WEBHOOKS_TABLE_NAME")?,
             api_keys_table: required("API_KEYS_TABLE_NAME")?,
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
@@ -93,6 +108,20 @@ mod tests {
         let config = PipelineConfig::from_lookup(lookup(REQUIRED)).unwrap();
         assert_eq!(config.retry, RetryPolicy::default());
         assert!(!config.url_policy.allow_localhost);
+        assert_eq!(config.key_cache_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_key_cache_follows_the_apis_setting() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("API_KEY_CACHE_TTL_SECONDS", "0"));
+        let pairs: &'static [(&str, &str)] = Box::leak(pairs.into_boxed_slice());
+        let config = PipelineConfig::from_lookup(lookup(pairs)).unwrap();
+        assert_eq!(config.key_cache_ttl, Duration::ZERO);
+        let mut bad = REQUIRED.to_vec();
+        bad.push(("API_KEY_CACHE_TTL_SECONDS", "-1"));
+        let bad: &'static [(&str, &str)] = Box::leak(bad.into_boxed_slice());
+        assert!(PipelineConfig::from_lookup(lookup(bad)).is_err());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! - **Checks first, every attempt**: a webhook that is gone (deleted), inactive, has an open
 //!   circuit or no longer subscribes to the event drops the delivery, with a log line. That is
-//!   how deleting a webhook or opening its circuit cancels pending deliveries.
+//!   how deleting a webhook or opening its circuit cancels pending deliveries. So does a key
+//!   that is revoked, suspended, expired or no longer holds the event's company (the key as the
+//!   API sees it, cached per container for the API's TTL), with the `DeliveriesRefused` metric.
 //! - **Waiting is done by SQS, never in the function**: a failed attempt sends the next one to
 //!   the deliveries queue with `notBefore` = now + the retry delay (the receiver's `Retry-After`
 //!   when longer) and a message delay of at most 15 minutes (SQS's maximum). A message that
@@ -11,12 +13,29 @@
 //!   messages rather than a longer visibility timeout: the receive count of a message then
 //!   only counts the function's own failures, so the queue's redrive to the dead-letter queue
 //!   means "this message broke the function", never "the receiver was down for a while".
-//! - **The circuit's counters change atomically** ([`PipelineStore::record_failure`]).
+//! - **Every step is idempotent per (delivery id, attempt number)**, so that a message that
+//!   comes back (SQS is at least once; a batch returns whole when the function fails or times
+//!   out) or a next attempt queued twice never forks the delivery's retries:
+//!   1. one consistent `BatchGetItem` reads the webhook and the attempt's record
+//!      ([`PipelineStore::read_delivery`]). A record written by another message (a copy) stops
+//!      this one ([`Handled::Duplicate`]); one written by this very message (it came back) means
+//!      the attempt was made: only its follow-up (step 3) is redone, nothing is sent again;
+//!   2. after the answer, the record is written only if absent (`attribute_not_exists`); a
+//!      failure's record and its count go in one `TransactWriteItems`
+//!      ([`PipelineStore::record_failed_attempt`]), so each attempt is counted exactly once and
+//!      only the copy that wrote the record goes on; a retried write recognises its own record
+//!      by the run's `claim`;
+//!   3. then a success resets the count; a failure opens the circuit when due (one conditional
+//!      update DynamoDB evaluates on the current count: [`PipelineStore::open_circuit_if_due`])
+//!      and queues the next attempt. A message that comes back redoes these; a next attempt
+//!      queued twice meets itself at step 1 or 2 of that attempt (its copies may both be sent,
+//!      under the same `webhook-id`; one is counted and goes on).
+//! - **The recording is budgeted from the calls it makes**: [`crate::time_budget::RECORDING_TIME`].
 //! - **Every message of a batch is handled at once** (one task each), and each is answered on
 //!   its own (partial batch answer): one slow receiver costs its own attempt, not the others'.
 //! - **At least once**: the next attempt is queued before this message is reported done; a
 //!   failure of the function's own calls reports the message failed, and SQS brings it back
-//!   (the receiver may then see the same `webhook-id` twice).
+//!   (the receiver may then see the same `webhook-id` twice, never a different one).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,24 +43,24 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
+use uuid::Uuid;
 
+use super::keys;
 use super::messages::DeliveryMessage;
 use super::queue::Queues;
 use super::retry::{random_unit, RetryPolicy};
 use super::sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
-use super::store::{AttemptRecord, CircuitChange, PipelineStore};
+use super::store::{AttemptMark, AttemptRecord, CircuitChange, PipelineStore, Recorded};
 use crate::delivery::{DeliveryBody, Outcome, Sender, SignedRequest, Signer};
-use crate::domain::{EventType, UrlPolicy, WebhookUrl};
-use crate::store::dynamodb::DynamoWebhooks;
+use crate::domain::{EventType, UrlPolicy, Webhook, WebhookUrl};
 use crate::store::secrets_manager::SecretsManagerStore;
-use crate::store::{SecretDocument, SecretStore, StoreError, WebhookReads};
+use crate::store::{SecretDocument, SecretStore, StoreError};
 
 /// Secret versions kept in memory (a version never changes, so a cached one is never stale).
 const SECRET_CACHE_ENTRIES: usize = 1_000;
 
 /// The delivery function's dependencies, built once per container.
 pub struct Deliverer {
-    pub webhooks: DynamoWebhooks,
     pub secrets: SecretsManagerStore,
     pub store: PipelineStore,
     pub queues: Queues,
@@ -64,9 +83,12 @@ pub enum Handled {
     GaveUp,
     /// Not yet time: sent again with a delay, no attempt made.
     Waiting,
-    /// No attempt: the webhook is gone, inactive, its circuit is open or it no longer
-    /// subscribes to the event.
+    /// No attempt: the webhook is gone, inactive, its circuit is open, it no longer
+    /// subscribes to the event, or its key refuses it.
     Dropped(&'static str),
+    /// Another copy of this message made (or is making) this attempt: its record says so, and
+    /// that copy queues what follows. Nothing counted, nothing queued.
+    Duplicate,
 }
 
 /// Why a message must come back (reported as a batch item failure).
@@ -83,9 +105,7 @@ pub enum DeliverError {
 }
 
 impl Deliverer {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        webhooks: DynamoWebhooks,
         secrets: SecretsManagerStore,
         store: PipelineStore,
         queues: Queues,
@@ -94,7 +114,6 @@ impl Deliverer {
         deliveries_queue_url: impl Into<String>,
     ) -> Self {
         Self {
-            webhooks,
             secrets,
             store,
             queues,
@@ -173,7 +192,22 @@ impl Deliverer {
             );
             Ok(Handled::Dropped(why))
         };
-        let Some(stored) = self.webhooks.get(pending.webhook_id).await? else {
+        let (stored, made) = self
+            .store
+            .read_delivery(pending.webhook_id, pending.delivery_id, pending.attempt)
+            .await?;
+        // This attempt has a record already. Made by another copy of the message (SQS is at
+        // least once; a next attempt queued twice): that copy owns the rest, this one stops.
+        // Made by this very message (it came back: the function failed or timed out after
+        // recording): finish what recording left undone, without attempting again.
+        let resume = match made {
+            Some(mark) if mark.message_id.as_deref() == Some(message.message_id.as_str()) => {
+                Some(mark)
+            }
+            Some(mark) => return Ok(duplicate(&pending, &mark)),
+            None => None,
+        };
+        let Some(stored) = stored else {
             return dropped("webhook deleted");
         };
         let webhook = &stored.webhook;
@@ -187,6 +221,27 @@ impl Deliverer {
             EventType::parse(&pending.event).is_some_and(|event| webhook.events.contains(&event));
         if !subscribed {
             return dropped("no longer subscribed");
+        }
+        // The key as the API sees it, again before every attempt: a revoked, suspended or
+        // expired key, or one that lost the event's company, stops deliveries already queued.
+        let company = pending.company_id.or(webhook.company_id);
+        let key = self.store.api_key(&webhook.api_key_id).await?;
+        if let Some(refusal) = keys::refusal(key.as_ref(), company, now) {
+            tracing::warn!(
+                delivery_id = %pending.delivery_id,
+                webhook_id = %pending.webhook_id,
+                api_key_id = %webhook.api_key_id,
+                event = %pending.event,
+                attempt = pending.attempt,
+                reason = refusal.as_str(),
+                "delivery refused: the webhook's key may not receive this company's events"
+            );
+            crate::emf::delivery_refused("deliver", refusal.as_str());
+            return Ok(Handled::Dropped(refusal.as_str()));
+        }
+
+        if let Some(mark) = resume {
+            return self.finish(&pending, webhook, &mark, now).await;
         }
 
         let document = self.secret(&stored.secret).await?;
@@ -214,43 +269,16 @@ impl Deliverer {
             Err(_) => Outcome::AddressNotAllowed,
         };
 
+        // Recording: at most time_budget::RECORDING_CALLS sequential calls from here.
         let gone = outcome.http_status() == Some(410);
-        let circuit = if outcome.is_success() {
-            self.store.record_success(webhook.id, now).await?;
-            None
-        } else {
-            Some(self.store.record_failure(webhook.id, gone, now).await?)
-        };
-        let last = pending.attempt > webhook.max_retries;
-        let stop = gone
-            || last
-            || matches!(
-                circuit,
-                Some(CircuitChange::Opened | CircuitChange::AlreadyOpen | CircuitChange::Gone)
-            );
-        let handled = if outcome.is_success() {
-            Handled::Delivered
-        } else if stop {
-            Handled::GaveUp
-        } else {
-            let delay =
-                self.retry
-                    .delay_after(pending.attempt, outcome.retry_after(), random_unit());
-            let next = DeliveryMessage {
-                attempt: pending.attempt + 1,
-                not_before: Some(now.unix_timestamp() + delay.as_secs() as i64),
-                ..pending.clone()
-            };
-            self.queues
-                .send(&self.deliveries_queue_url, &next.to_json(), delay)
-                .await?;
-            Handled::Retrying {
-                next_attempt: next.attempt,
-                delay,
-            }
-        };
-
+        let delay = (!outcome.is_success()).then(|| {
+            self.retry
+                .delay_after(pending.attempt, outcome.retry_after(), random_unit())
+        });
         let record = AttemptRecord {
+            message_id: message.message_id.clone(),
+            claim: Uuid::new_v4(),
+            next_attempt_at: delay.map(|d| now.unix_timestamp() + d.as_secs() as i64),
             delivery_id: pending.delivery_id,
             webhook_id: webhook.id,
             event: pending.event.clone(),
@@ -267,17 +295,117 @@ impl Deliverer {
             http_status: outcome.http_status(),
             duration_ms: outcome.duration().map(|d| d.as_millis() as u64),
         };
+        // 1. The record, written once per (delivery, attempt); with a failure, in the same
+        //    transaction as its count.
+        let recorded = if outcome.is_success() {
+            self.store.put_attempt_once(&record).await?
+        } else {
+            self.store.record_failed_attempt(&record).await?
+        };
+        let (handled, circuit) = match recorded {
+            Recorded::Duplicate(mark) => {
+                log_attempt(&record, &Handled::Duplicate, None);
+                return Ok(duplicate(&pending, &mark));
+            }
+            Recorded::WebhookGone => (Handled::GaveUp, Some(CircuitChange::Gone)),
+            // 2. What follows from it: each step idempotent, redone if this message comes back.
+            Recorded::Written => {
+                self.follow_up(
+                    &pending,
+                    webhook,
+                    record.outcome,
+                    record.next_attempt_at,
+                    delay,
+                    now,
+                )
+                .await?
+            }
+        };
         log_attempt(&record, &handled, circuit);
-        // The attempt is made and its consequences are queued: a missing record (DynamoDB
-        // unavailable) is logged, not retried, since a retry would repeat the request.
-        if let Err(error) = self.store.put_attempt(&record).await {
-            tracing::warn!(
-                delivery_id = %record.delivery_id,
-                attempt = record.attempt,
-                error = %error,
-                "attempt record not written"
-            );
+        Ok(handled)
+    }
+
+    /// The steps after an attempt's record is written: a success resets the failure count; a
+    /// failure opens the circuit when due, then queues the next attempt unless the delivery
+    /// stops there. Each step is idempotent, so a message that comes back redoes them safely
+    /// (the next attempt may be queued twice: its copies meet at its own record).
+    async fn follow_up(
+        &self,
+        pending: &DeliveryMessage,
+        webhook: &Webhook,
+        outcome: &str,
+        next_attempt_at: Option<i64>,
+        delay: Option<Duration>,
+        now: OffsetDateTime,
+    ) -> Result<(Handled, Option<CircuitChange>), DeliverError> {
+        if outcome == "delivered" {
+            self.store.record_success(webhook.id, now).await?;
+            return Ok((Handled::Delivered, None));
         }
+        let gone = outcome == "gone";
+        let circuit = self
+            .store
+            .open_circuit_if_due(webhook.id, gone, now)
+            .await?;
+        let last = pending.attempt > webhook.max_retries;
+        // The failure that opened the circuit ends its delivery. Others queue their next
+        // attempt even when the circuit opened meanwhile: it meets the open circuit there and
+        // is dropped (skipped, once the delivery log keeps such deliveries recoverable).
+        let stop = gone || last || matches!(circuit, CircuitChange::Opened | CircuitChange::Gone);
+        if stop {
+            return Ok((Handled::GaveUp, Some(circuit)));
+        }
+        let not_before = next_attempt_at.unwrap_or(now.unix_timestamp());
+        let delay = delay.unwrap_or_else(|| {
+            Duration::from_secs(not_before.saturating_sub(now.unix_timestamp()).max(0) as u64)
+        });
+        let next = DeliveryMessage {
+            attempt: pending.attempt + 1,
+            not_before: Some(not_before),
+            ..pending.clone()
+        };
+        self.queues
+            .send(&self.deliveries_queue_url, &next.to_json(), delay)
+            .await?;
+        Ok((
+            Handled::Retrying {
+                next_attempt: next.attempt,
+                delay,
+            },
+            Some(circuit),
+        ))
+    }
+
+    /// A message that came back after its attempt was recorded: no new attempt, only the
+    /// steps that follow the record, from what the record says.
+    async fn finish(
+        &self,
+        pending: &DeliveryMessage,
+        webhook: &Webhook,
+        mark: &AttemptMark,
+        now: OffsetDateTime,
+    ) -> Result<Handled, DeliverError> {
+        let outcome = match mark.outcome.as_str() {
+            "delivered" => "delivered",
+            "gone" => "gone",
+            _ => "failed",
+        };
+        let (handled, circuit) = self
+            .follow_up(pending, webhook, outcome, mark.next_attempt_at, None, now)
+            .await?;
+        tracing::info!(
+            delivery_id = %pending.delivery_id,
+            webhook_id = %pending.webhook_id,
+            event = %pending.event,
+            attempt = pending.attempt,
+            outcome,
+            next_attempt = match handled {
+                Handled::Retrying { next_attempt, .. } => Some(next_attempt),
+                _ => None,
+            },
+            circuit = circuit.map(circuit_word),
+            "attempt already recorded by this message; its follow-up finished"
+        );
         Ok(handled)
     }
 
@@ -307,6 +435,28 @@ impl Deliverer {
     }
 }
 
+/// Another copy of the message made this attempt (its record says so): this one stops.
+fn duplicate(pending: &DeliveryMessage, mark: &AttemptMark) -> Handled {
+    tracing::info!(
+        delivery_id = %pending.delivery_id,
+        webhook_id = %pending.webhook_id,
+        event = %pending.event,
+        attempt = pending.attempt,
+        recorded_outcome = %mark.outcome,
+        "attempt already made by another copy of this message; this copy stops"
+    );
+    Handled::Duplicate
+}
+
+fn circuit_word(change: CircuitChange) -> &'static str {
+    match change {
+        CircuitChange::Counted(_) => "counted",
+        CircuitChange::Opened => "opened",
+        CircuitChange::AlreadyOpen => "open",
+        CircuitChange::Gone => "webhook gone",
+    }
+}
+
 /// One JSON line per attempt: ids, event, attempt number, outcome, status, duration. Never a
 /// body, a secret or a header value (the record holds none).
 fn log_attempt(record: &AttemptRecord, handled: &Handled, circuit: Option<CircuitChange>) {
@@ -328,12 +478,8 @@ fn log_attempt(record: &AttemptRecord, handled: &Handled, circuit: Option<Circui
         duration_ms = record.duration_ms,
         next_attempt = next.map(|(n, _)| *n),
         next_in_seconds = next.map(|(_, s)| s),
-        circuit = circuit.map(|c| match c {
-            CircuitChange::Counted(_) => "counted",
-            CircuitChange::Opened => "opened",
-            CircuitChange::AlreadyOpen => "open",
-            CircuitChange::Gone => "webhook gone",
-        }),
+        circuit = circuit.map(circuit_word),
+        duplicate = matches!(handled, Handled::Duplicate),
         consecutive_failures = match circuit {
             Some(CircuitChange::Counted(n)) => Some(n),
             _ => None,

@@ -2,20 +2,24 @@
 //!
 //! - Subscribers are found by two queries on the `byCompany` index (the event's company, and
 //!   `ALL` for webhooks without a company, kept when their key may act for the company), never
-//!   a scan. A key's companies are read once per invocation.
+//!   a scan. Each subscriber's key must be active, unexpired and hold the event's company
+//!   ([`super::keys`]); a webhook its key refuses gets no delivery, with a log line and the
+//!   `DeliveriesRefused` metric. Keys are cached per container (the API's TTL).
 //! - Each delivery's id is derived from the event's queue message id and the webhook id, so a
 //!   fan-out that runs again (SQS is at least once; a batch is retried after a failure) makes
 //!   the very same deliveries, whose `webhook-id` receivers use to drop duplicates.
-//! - A malformed event is sent to the events dead-letter queue at once, with a log line, and
-//!   counts as handled: it can never succeed, so it must not come back and hold the queue.
+//! - A malformed event, or one larger than
+//!   [`MAX_EVENT_BYTES`](super::messages::MAX_EVENT_BYTES) (its deliveries would not fit
+//!   in SQS), is sent to the events dead-letter queue at once, with an error log line and the
+//!   `EventsRefused` metric, and counts as handled: it can never succeed, so it must not come
+//!   back and hold the queue.
 //!   Transient failures (DynamoDB, SQS) report the message as failed: SQS brings it back after
 //!   the visibility timeout, and the queue's redrive moves it to the dead-letter queue after
 //!   a few tries. Other messages of the batch are unaffected (partial batch answer).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use uuid::Uuid;
+use time::OffsetDateTime;
 
 use super::messages::{delivery_id, DeliveryMessage, Event};
 use super::queue::Queues;
@@ -47,10 +51,9 @@ pub enum Fanned {
 impl Fanout {
     /// Handles one batch; the answer lists the messages that must come back.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut key_companies = HashMap::new();
         let mut failed = Vec::new();
         for message in &event.records {
-            if let Err(error) = self.fan_out(message, &mut key_companies).await {
+            if let Err(error) = self.fan_out(message).await {
                 tracing::error!(
                     message_id = %message.message_id,
                     error = %error,
@@ -63,11 +66,7 @@ impl Fanout {
     }
 
     /// Fans one event message out.
-    pub async fn fan_out(
-        &self,
-        message: &SqsMessage,
-        key_companies: &mut HashMap<String, Vec<Uuid>>,
-    ) -> Result<Fanned, StoreError> {
+    pub async fn fan_out(&self, message: &SqsMessage) -> Result<Fanned, StoreError> {
         let event = match Event::parse(&message.body) {
             Ok(event) => event,
             Err(malformed) => {
@@ -76,24 +75,40 @@ impl Fanout {
                     .await?;
                 tracing::error!(
                     message_id = %message.message_id,
+                    kind = malformed.metric_reason(),
                     reason = %malformed,
                     bytes = message.body.len(),
-                    "malformed event moved to the dead-letter queue"
+                    "event refused and moved to the dead-letter queue"
                 );
+                crate::emf::event_refused(malformed.metric_reason());
                 return Ok(Fanned::DeadLettered);
             }
         };
-        let webhooks = self
+        let subscribers = self
             .store
-            .subscribers(event.event, event.company_id, key_companies)
+            .subscribers(event.event, event.company_id, OffsetDateTime::now_utc())
             .await?;
-        let bodies: Vec<String> = webhooks
+        for (stored, refusal) in &subscribers.refused {
+            tracing::warn!(
+                message_id = %message.message_id,
+                webhook_id = %stored.webhook.id,
+                api_key_id = %stored.webhook.api_key_id,
+                event = event.event.as_str(),
+                company_id = %event.company_id,
+                reason = refusal.as_str(),
+                "delivery refused: the webhook's key may not receive this company's events"
+            );
+            crate::emf::delivery_refused("fanout", refusal.as_str());
+        }
+        let bodies: Vec<String> = subscribers
+            .webhooks
             .iter()
             .map(|stored| {
                 let id = delivery_id(&message.message_id, stored.webhook.id);
                 DeliveryMessage {
                     delivery_id: id,
                     webhook_id: stored.webhook.id,
+                    company_id: Some(event.company_id),
                     event: event.event.as_str().to_owned(),
                     body: DeliveryBody::new(event.event, event.occurred_at, id, &event.data)
                         .as_str()
@@ -112,6 +127,7 @@ impl Fanout {
             event = event.event.as_str(),
             company_id = %event.company_id,
             deliveries = bodies.len(),
+            refused = subscribers.refused.len(),
             "event fanned out"
         );
         Ok(Fanned::Out(bodies.len()))

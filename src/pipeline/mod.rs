@@ -9,12 +9,14 @@
 //! ```
 //! - [`fanout`]: parse the event, query the subscribers, queue one delivery each.
 //! - [`deliver`]: check the webhook, sign, send, count the outcome, queue the next attempt.
-//! - [`store`]: the DynamoDB calls (subscriber queries, circuit counters, attempt records).
+//! - [`store`]: the DynamoDB calls (subscriber queries, keys, circuit counters, attempt records).
+//! - [`keys`]: whether a webhook's key still lets it receive an event (fan-out and deliver).
 //! - [`queue`], [`messages`], [`retry`], [`sqs_event`], [`config`]: the parts they share.
 
 pub mod config;
 pub mod deliver;
 pub mod fanout;
+pub mod keys;
 pub mod messages;
 pub mod queue;
 pub mod retry;
