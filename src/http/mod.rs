@@ -18,6 +18,7 @@ use crate::service::{parse_webhook_id, App, ServiceError};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
 use crate::time_budget::{test_ping_deadline, Arrival};
 
+pub mod lambda_event;
 mod response;
 pub mod routes;
 
