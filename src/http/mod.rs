@@ -141,7 +141,7 @@ where
     }
     let key = authenticate(app, request).await?;
     outcome.api_key_id = Some(key.id.clone());
-    let scope = key.require(matched.operation.scope());
+    let scope = key.require(matched.scope);
     // Reads run beside the rate count (one round trip); everything else waits for it.
     let result = match (&matched.operation, &scope) {
         (Operation::List | Operation::Get, Ok(())) => {
