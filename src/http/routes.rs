@@ -156,6 +156,8 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const ID: &str = "1b4e28ba-2fa1-4d2b-883f-0016d3cca427";
@@ -503,222 +505,34 @@ mod tests {
             .unwrap();
         assert_eq!((matched.template, matched.id), (resend, Some("w1")));
     }
-}
-
-/// TEMPORARY: today's suffix matcher, copied from before the router, compared with the router on
-/// generated paths. Removed in the next commit (dead code once the comparison has passed).
-#[cfg(test)]
-mod old_and_new {
-    use super::*;
-    use proptest::prelude::*;
-
-    struct OldRoute {
-        template: &'static str,
-        suffix: Option<&'static str>,
-        methods: &'static [(Method, Operation)],
-        allow: &'static str,
-    }
-
-    const OLD_ROUTES: &[OldRoute] = &[
-        OldRoute {
-            template: "/webhooks",
-            suffix: None,
-            methods: &[
-                (Method::GET, Operation::List),
-                (Method::POST, Operation::Create),
-            ],
-            allow: "GET, POST",
-        },
-        OldRoute {
-            template: "/webhooks/{id}",
-            suffix: Some(""),
-            methods: &[
-                (Method::GET, Operation::Get),
-                (Method::PATCH, Operation::Update),
-                (Method::DELETE, Operation::Delete),
-            ],
-            allow: "GET, PATCH, DELETE",
-        },
-        OldRoute {
-            template: "/webhooks/{id}/reset-circuit",
-            suffix: Some("reset-circuit"),
-            methods: &[(Method::POST, Operation::ResetCircuit)],
-            allow: "POST",
-        },
-        OldRoute {
-            template: "/webhooks/{id}/test",
-            suffix: Some("test"),
-            methods: &[(Method::POST, Operation::Test)],
-            allow: "POST",
-        },
-        OldRoute {
-            template: "/webhooks/{id}/rotate-secret",
-            suffix: Some("rotate-secret"),
-            methods: &[(Method::POST, Operation::RotateSecret)],
-            allow: "POST",
-        },
-    ];
-
-    fn old_scope(operation: Operation) -> Scope {
-        match operation {
-            Operation::List | Operation::Get => Scope::ReadWebhooks,
-            Operation::Create
-            | Operation::Update
-            | Operation::Delete
-            | Operation::ResetCircuit
-            | Operation::Test
-            | Operation::RotateSecret => Scope::WriteWebhooks,
-        }
-    }
-
-    fn old_template_of(path: &str) -> &'static str {
-        old_find(path).map_or("unmatched", |(route, _)| route.template)
-    }
-
-    fn old_route<'a>(path: &'a str, method: &Method) -> Result<Matched<'a>, ApiError> {
-        let (route, id) = old_find(path).ok_or(ApiError::NoRoute)?;
-        let operation = route
-            .methods
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, operation)| *operation)
-            .ok_or(ApiError::MethodNotAllowed { allow: route.allow })?;
-        Ok(Matched {
-            operation,
-            scope: old_scope(operation),
-            template: route.template,
-            id,
-        })
-    }
-
-    fn old_find(path: &str) -> Option<(&'static OldRoute, Option<&str>)> {
-        let path = path.strip_suffix('/').unwrap_or(path);
-        let rest = path.strip_prefix("/webhooks")?;
-        if rest.is_empty() {
-            return OLD_ROUTES
-                .iter()
-                .find(|r| r.suffix.is_none())
-                .map(|r| (r, None));
-        }
-        let rest = rest.strip_prefix('/')?;
-        let (id, suffix) = match rest.split_once('/') {
-            None => (rest, ""),
-            Some((_, "")) => return None,
-            Some(pair) => pair,
-        };
-        if id.is_empty() {
-            return None;
-        }
-        OLD_ROUTES
-            .iter()
-            .find(|r| r.suffix == Some(suffix))
-            .map(|r| (r, Some(id)))
-    }
-
-    fn segment() -> impl Strategy<Value = String> {
-        prop_oneof![
-            3 => prop::sample::select(vec![
-                "webhooks", "1b4e28ba-2fa1-4d2b-883f-0016d3cca427", "test", "reset-circuit", "rotate-secret", "", "",
-                "..", ".", "%2F", "%2f", "{id}", "{", "}", "WEBHOOKS", "deliveries", "recover",
-                "webhooksx", "webhook", "tes", "testx", " ", "é", "?", "#", "*", ":id", "\\",
-            ])
-            .prop_map(str::to_owned),
-            1 => "[a-z%./{}*: -]{0,6}",
-            1 => "\\PC{0,4}",
-        ]
-    }
-
-    fn path() -> impl Strategy<Value = String> {
-        let segments = (
-            prop::sample::select(vec!["", "/", "//", "/webhooks", "/webhooks/", "webhooks"]),
-            prop::collection::vec(segment(), 0..5),
-            prop::sample::select(vec!["", "/", "//"]),
-        )
-            .prop_map(|(start, segments, end)| {
-                let mut path = start.to_owned();
-                for (i, s) in segments.iter().enumerate() {
-                    if i > 0 || !start.ends_with('/') {
-                        path.push('/');
-                    }
-                    path.push_str(s);
-                }
-                path.push_str(end);
-                path
-            });
-        // Under one id, mostly a known sub-path, so that every route is reached.
-        let under_an_id = (
-            segment(),
-            prop::collection::vec(
-                prop_oneof![
-                    2 => prop::sample::select(vec!["test", "reset-circuit", "rotate-secret"])
-                        .prop_map(str::to_owned),
-                    1 => segment(),
-                ],
-                0..3,
-            ),
-            prop::sample::select(vec!["", "", "/", "//"]),
-        )
-            .prop_map(|(id, rest, end)| {
-                let mut path = format!("/webhooks/{id}");
-                for s in rest {
-                    path.push('/');
-                    path.push_str(&s);
-                }
-                path.push_str(end);
-                path
-            });
-        prop_oneof![
-            6 => under_an_id,
-            6 => segments,
-            1 => "\\PC{0,40}",
-            1 => "[/a-z{}%.]{0,40}",
-        ]
-    }
-
-    fn method() -> impl Strategy<Value = Method> {
-        prop::sample::select(vec![
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::HEAD,
-            Method::OPTIONS,
-        ])
-    }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
+        /// Any non-empty segment without a slash is an id, handed over exactly as sent.
         #[test]
-        fn the_router_routes_every_path_as_the_suffix_matcher_did(
-            path in path(),
-            method in method(),
-        ) {
-            prop_assert_eq!(route(&path, &method), old_route(&path, &method), "{} {:?}", method, path);
-            prop_assert_eq!(template_of(&path), old_template_of(&path), "{:?}", path);
+        fn any_segment_is_an_id_as_sent(id in "[^/]{1,40}") {
+            for (path, method, operation) in [
+                (format!("/webhooks/{id}"), Method::GET, Operation::Get),
+                (format!("/webhooks/{id}/"), Method::DELETE, Operation::Delete),
+                (format!("/webhooks/{id}/test/"), Method::POST, Operation::Test),
+            ] {
+                let matched = route(&path, &method).unwrap();
+                prop_assert_eq!(matched.operation, operation);
+                prop_assert_eq!(matched.id, Some(id.as_str()));
+            }
         }
-    }
 
-    /// How many generated paths reached each answer, so that the comparison is known to cover
-    /// matches, 405s and 404s (printed with `--nocapture`).
-    #[test]
-    fn the_generated_paths_cover_every_answer() {
-        use proptest::strategy::ValueTree;
-        use proptest::test_runner::TestRunner;
-        let mut runner = TestRunner::deterministic();
-        let mut counts = std::collections::BTreeMap::<String, usize>::new();
-        for _ in 0..20_000 {
-            let path = path().new_tree(&mut runner).unwrap().current();
-            let method = method().new_tree(&mut runner).unwrap().current();
-            let key = match route(&path, &method) {
-                Ok(m) => m.template.to_owned(),
-                Err(ApiError::MethodNotAllowed { allow }) => format!("405 {allow}"),
-                Err(other) => format!("{other:?}"),
-            };
-            *counts.entry(key).or_default() += 1;
+        /// An empty segment anywhere but the one trailing slash matches no route.
+        #[test]
+        fn an_empty_segment_matches_no_route(
+            before in "(/[a-z0-9-]{1,8}){0,3}",
+            after in "(/[a-z0-9-]{1,8}){1,3}/?|/",
+            method in prop::sample::select(vec![Method::GET, Method::POST, Method::DELETE]),
+        ) {
+            let path = format!("/webhooks{before}/{after}");
+            prop_assert_eq!(route(&path, &method), Err(ApiError::NoRoute), "{}", path);
+            prop_assert_eq!(template_of(&path), "unmatched");
         }
-        println!("{counts:#?}");
-        assert!(counts.len() >= 8, "{counts:#?}");
     }
 }
