@@ -1,4 +1,5 @@
-//! The HTTP edge: routes, reads and answers API Gateway requests (REST v1 and HTTP API v2).
+//! The HTTP edge: API Gateway events (REST v1 and HTTP API v2) become requests
+//! ([`lambda_event`]), are routed ([`routes`]), read and answered.
 //!
 //! Checks run in the contract's order: route → authentication (and scope) → rate limit →
 //! query (only the list takes one) → content type → size → body → resource → store.
