@@ -12,7 +12,9 @@
 //!   order; any other path is 404 `NOT_FOUND`.
 //!
 //! A route is added as a row and its [`Operation`] (the handler matches on it). The delivery
-//! routes of the delivery log will read, with [`Matched`] handing over `{deliveryId}` too:
+//! log's routes will read as below, with [`Matched`] handing over `{deliveryId}` beside `{id}`
+//! and the idempotency scope (`claim` in `http/mod.rs`) filling it in as it fills in `{id}`, so
+//! that resending two deliveries under one `Idempotency-Key` is two scopes:
 //!
 //! ```text
 //! row("/webhooks/{id}/deliveries",                     &[(GET, ListDeliveries, READ)]),
