@@ -1,7 +1,12 @@
-//! InstaView's webhook-registration API: `POST /webhooks` on AWS Lambda.
+//! InstaView's webhooks service on AWS Lambda, one binary per function: the webhooks API
+//! (`create-webhook`: `/webhooks` and each webhook's routes), the event pipeline that sends
+//! signed events to the webhooks' receivers (`fanout`, `deliver`) and the scheduled sweeper
+//! (`reconcile`); plus the operator's tool (`webhooks-admin`).
 //!
-//! Data flows one way: request → parse ([`domain`]) → authorise ([`service`]) → store
-//! ([`store`]) → respond ([`http`]). Errors map to answers in one place ([`error`]).
+//! A request flows one way: API Gateway event → request, route ([`http`]) → parse ([`domain`])
+//! → authorise and act ([`service`]) → store ([`store`]) → answer ([`http`]). Errors map to
+//! answers in one place ([`error`]). Events flow through [`pipeline`], which signs and sends
+//! with [`delivery`].
 
 pub mod admin;
 pub mod aws;
@@ -11,7 +16,6 @@ pub mod domain;
 pub mod emf;
 pub mod error;
 pub mod http;
-pub mod http_event;
 pub mod pipeline;
 pub mod reconcile;
 pub mod service;

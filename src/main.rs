@@ -1,7 +1,7 @@
 //! The Lambda entry point: build the SDK clients once, then serve requests.
 
 use instaview_webhooks::config::Config;
-use instaview_webhooks::http_event::{
+use instaview_webhooks::http::lambda_event::{
     rejection_response, request_from_event, with_lambda_context, EventResponse,
 };
 use instaview_webhooks::service::App;
@@ -44,7 +44,7 @@ async fn main() -> Result<(), Error> {
     );
     let app = &app;
     // Raw events rather than `lambda_http::run`, whose conversion to a request panics on some
-    // events (a Host that is not an authority, a bad base64 body); see `http_event`.
+    // events (a Host that is not an authority, a bad base64 body); see `http::lambda_event`.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let LambdaEvent { payload, context } = event;
         let request_id = context.request_id.clone();

@@ -1,15 +1,15 @@
 //! The API Gateway request events published with `aws_lambda_events`
 //! (aws-lambda-rust-runtime, `lambda-events/src/fixtures/example-apigw-*request*.json`, copied
 //! into `events/published/`) never make the function panic: each goes through
-//! `http_event::request_from_event` and is answered from the contract's table, once with its
-//! path and method as they are and once rewritten to a create.
+//! `http::lambda_event::request_from_event` and is answered from the contract's table, once with
+//! its path and method as they are and once rewritten to a create.
 
 mod support;
 
 use std::path::PathBuf;
 
 use instaview_webhooks::http::handle;
-use instaview_webhooks::http_event::{
+use instaview_webhooks::http::lambda_event::{
     rejection_response, request_from_event, EventResponse, PayloadVersion,
 };
 use lambda_http::{Body, Response};

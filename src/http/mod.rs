@@ -1,4 +1,5 @@
-//! The HTTP edge: routes, reads and answers API Gateway requests (REST v1 and HTTP API v2).
+//! The HTTP edge: API Gateway events (REST v1 and HTTP API v2) become requests
+//! ([`lambda_event`]), are routed ([`routes`]), read and answered.
 //!
 //! Checks run in the contract's order: route → authentication (and scope) → rate limit →
 //! query (only the list takes one) → content type → size → body → resource → store.
@@ -18,6 +19,7 @@ use crate::service::{parse_webhook_id, App, ServiceError};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
 use crate::time_budget::{test_ping_deadline, Arrival};
 
+pub mod lambda_event;
 mod response;
 pub mod routes;
 
@@ -140,7 +142,7 @@ where
     }
     let key = authenticate(app, request).await?;
     outcome.api_key_id = Some(key.id.clone());
-    let scope = key.require(matched.operation.scope());
+    let scope = key.require(matched.scope);
     // Reads run beside the rate count (one round trip); everything else waits for it.
     let result = match (&matched.operation, &scope) {
         (Operation::List | Operation::Get, Ok(())) => {

@@ -1,4 +1,29 @@
-//! The route table: each path, the operations its methods map to, and its `Allow`.
+//! The route table: one row per path, naming what each of its methods asks for and the scope
+//! that needs. [`matchit`] (the radix-tree router axum is built on) matches a path against the
+//! rows' templates; the router is built once per container, on first use.
+//!
+//! What a path matches:
+//! - the path is the stage-less one (`path_of` in `http/mod.rs`), with one trailing slash
+//!   ignored; nothing is decoded or normalised: `%2F`, `.` and `..` are text, and `//` makes an
+//!   empty segment, which no template matches;
+//! - a `{parameter}` is one non-empty segment, handed over as sent: whether `{id}` is a UUID
+//!   is judged after authentication (`RESOURCE_NOT_FOUND`, as for an unknown webhook);
+//! - another method on a known path is 405 with the row's methods as `Allow`, in the row's
+//!   order; any other path is 404 `NOT_FOUND`.
+//!
+//! A route is added as a row and its [`Operation`] (the handler matches on it). The delivery
+//! log's routes will read as below, with [`Matched`] handing over `{deliveryId}` beside `{id}`
+//! and the idempotency scope (`claim` in `http/mod.rs`) filling it in as it fills in `{id}`, so
+//! that resending two deliveries under one `Idempotency-Key` is two scopes:
+//!
+//! ```text
+//! row("/webhooks/{id}/deliveries",                     &[(GET, ListDeliveries, READ)]),
+//! row("/webhooks/{id}/deliveries/{deliveryId}",        &[(GET, GetDelivery, READ)]),
+//! row("/webhooks/{id}/deliveries/{deliveryId}/resend", &[(POST, ResendDelivery, WRITE)]),
+//! row("/webhooks/{id}/recover",                        &[(POST, Recover, WRITE)]),
+//! ```
+
+use std::sync::LazyLock;
 
 use lambda_http::http::Method;
 
@@ -18,128 +43,123 @@ pub enum Operation {
     RotateSecret,
 }
 
-impl Operation {
-    /// The scope the key must hold.
-    pub fn scope(self) -> Scope {
-        match self {
-            Operation::List | Operation::Get => Scope::ReadWebhooks,
-            Operation::Create
-            | Operation::Update
-            | Operation::Delete
-            | Operation::ResetCircuit
-            | Operation::Test
-            | Operation::RotateSecret => Scope::WriteWebhooks,
-        }
-    }
-}
-
-/// One path of the API.
+/// One path of the API: its template (as logged and metered, and the idempotency scope's
+/// route) and, in `Allow`'s order, each method with the operation it asks for and the scope
+/// the key must hold.
 struct Route {
-    /// The path's pattern, as logged (`/webhooks/{id}`).
     template: &'static str,
-    /// What follows `/webhooks/{id}`, if the path has an id: `""` for the webhook itself.
-    suffix: Option<&'static str>,
-    methods: &'static [(Method, Operation)],
-    allow: &'static str,
+    methods: &'static [(Method, Operation, Scope)],
 }
 
-const ROUTES: &[Route] = &[
-    Route {
-        template: "/webhooks",
-        suffix: None,
-        methods: &[
-            (Method::GET, Operation::List),
-            (Method::POST, Operation::Create),
-        ],
-        allow: "GET, POST",
-    },
-    Route {
-        template: "/webhooks/{id}",
-        suffix: Some(""),
-        methods: &[
-            (Method::GET, Operation::Get),
-            (Method::PATCH, Operation::Update),
-            (Method::DELETE, Operation::Delete),
-        ],
-        allow: "GET, PATCH, DELETE",
-    },
-    Route {
-        template: "/webhooks/{id}/reset-circuit",
-        suffix: Some("reset-circuit"),
-        methods: &[(Method::POST, Operation::ResetCircuit)],
-        allow: "POST",
-    },
-    Route {
-        template: "/webhooks/{id}/test",
-        suffix: Some("test"),
-        methods: &[(Method::POST, Operation::Test)],
-        allow: "POST",
-    },
-    Route {
-        template: "/webhooks/{id}/rotate-secret",
-        suffix: Some("rotate-secret"),
-        methods: &[(Method::POST, Operation::RotateSecret)],
-        allow: "POST",
-    },
-];
+const fn row(template: &'static str, methods: &'static [(Method, Operation, Scope)]) -> Route {
+    Route { template, methods }
+}
+
+/// Every route of the API.
+#[rustfmt::skip]
+const ROUTES: &[Route] = {
+    use Operation::*;
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    const PATCH: Method = Method::PATCH;
+    const DELETE: Method = Method::DELETE;
+    const READ: Scope = Scope::ReadWebhooks;
+    const WRITE: Scope = Scope::WriteWebhooks;
+    &[
+        row("/webhooks",                    &[(GET, List, READ), (POST, Create, WRITE)]),
+        row("/webhooks/{id}",               &[(GET, Get, READ), (PATCH, Update, WRITE),
+                                              (DELETE, Delete, WRITE)]),
+        row("/webhooks/{id}/reset-circuit", &[(POST, ResetCircuit, WRITE)]),
+        row("/webhooks/{id}/test",          &[(POST, Test, WRITE)]),
+        row("/webhooks/{id}/rotate-secret", &[(POST, RotateSecret, WRITE)]),
+    ]
+};
+
+/// The router over [`ROUTES`].
+static ROUTER: LazyLock<Router> = LazyLock::new(|| Router::new(ROUTES));
 
 /// A request matched to an operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Matched<'a> {
     pub operation: Operation,
-    /// The route's pattern, for logs.
+    /// The scope the key must hold for it.
+    pub scope: Scope,
+    /// The route's template, for logs.
     pub template: &'static str,
     /// The `{id}` segment as sent.
     pub id: Option<&'a str>,
 }
 
-/// The route pattern a path matches (for logs), or `"unmatched"`.
+/// The route template a path matches (for logs and metrics), or `"unmatched"`.
 pub fn template_of(path: &str) -> &'static str {
-    find(path).map_or("unmatched", |(route, _)| route.template)
+    ROUTER
+        .find(path)
+        .map_or("unmatched", |(entry, _)| entry.route.template)
 }
 
 /// Matches `path` (stage-less, one trailing slash ignored) and `method`.
 pub fn route<'a>(path: &'a str, method: &Method) -> Result<Matched<'a>, ApiError> {
-    let (route, id) = find(path).ok_or(ApiError::NoRoute)?;
-    let operation = route
-        .methods
-        .iter()
-        .find(|(m, _)| m == method)
-        .map(|(_, operation)| *operation)
-        .ok_or(ApiError::MethodNotAllowed { allow: route.allow })?;
-    Ok(Matched {
-        operation,
-        template: route.template,
-        id,
-    })
+    ROUTER.route(path, method)
 }
 
-fn find(path: &str) -> Option<(&'static Route, Option<&str>)> {
-    let path = path.strip_suffix('/').unwrap_or(path);
-    let rest = path.strip_prefix("/webhooks")?;
-    if rest.is_empty() {
-        return ROUTES
+/// A row as the router holds it: the route and its `Allow`, joined once from its methods.
+struct Entry {
+    route: &'static Route,
+    allow: String,
+}
+
+struct Router(matchit::Router<Entry>);
+
+impl Router {
+    /// # Panics
+    /// When a template is not one, or two overlap (`/webhooks/{id}` beside `/webhooks/{key}`):
+    /// a bug in the table, which every unit test of this module would show.
+    fn new(routes: &'static [Route]) -> Self {
+        let mut router = matchit::Router::new();
+        for route in routes {
+            let allow = route
+                .methods
+                .iter()
+                .map(|(method, _, _)| method.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Err(error) = router.insert(route.template, Entry { route, allow }) {
+                panic!("route {}: {error}", route.template);
+            }
+        }
+        Router(router)
+    }
+
+    /// The row `path` matches and its parameters.
+    fn find<'r, 'p>(&'r self, path: &'p str) -> Option<(&'r Entry, matchit::Params<'r, 'p>)> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let matched = self.0.at(path).ok()?;
+        Some((matched.value, matched.params))
+    }
+
+    fn route<'p>(&'static self, path: &'p str, method: &Method) -> Result<Matched<'p>, ApiError> {
+        let (entry, params) = self.find(path).ok_or(ApiError::NoRoute)?;
+        let (_, operation, scope) = entry
+            .route
+            .methods
             .iter()
-            .find(|r| r.suffix.is_none())
-            .map(|r| (r, None));
+            .find(|(m, _, _)| m == method)
+            .ok_or(ApiError::MethodNotAllowed {
+                allow: entry.allow.as_str(),
+            })?;
+        Ok(Matched {
+            operation: *operation,
+            scope: *scope,
+            template: entry.route.template,
+            id: params.get("id"),
+        })
     }
-    let rest = rest.strip_prefix('/')?;
-    let (id, suffix) = match rest.split_once('/') {
-        None => (rest, ""),
-        Some((_, "")) => return None,
-        Some(pair) => pair,
-    };
-    if id.is_empty() {
-        return None;
-    }
-    ROUTES
-        .iter()
-        .find(|r| r.suffix == Some(suffix))
-        .map(|r| (r, Some(id)))
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const ID: &str = "1b4e28ba-2fa1-4d2b-883f-0016d3cca427";
@@ -213,6 +233,25 @@ mod tests {
     }
 
     #[test]
+    fn every_other_method_on_every_route_is_405_with_its_rows_methods_in_order() {
+        let others = [Method::PUT, Method::HEAD, Method::OPTIONS, Method::TRACE];
+        for (path, allow) in [
+            ("/webhooks".to_owned(), "GET, POST"),
+            (format!("/webhooks/{ID}/"), "GET, PATCH, DELETE"),
+            (format!("/webhooks/{ID}/test"), "POST"),
+            (format!("/webhooks/{ID}/rotate-secret/"), "POST"),
+        ] {
+            for method in others.iter().chain([&Method::from_bytes(b"BREW").unwrap()]) {
+                assert_eq!(
+                    route(&path, method),
+                    Err(ApiError::MethodNotAllowed { allow }),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn other_paths_are_404() {
         for path in [
             "/",
@@ -231,24 +270,271 @@ mod tests {
     }
 
     #[test]
+    fn empty_segments_and_unknown_spellings_match_no_route() {
+        for path in [
+            "//",
+            "//webhooks",
+            "/webhooks//x",
+            "/webhooks///",
+            "webhooks",
+            "/WEBHOOKS",
+            "/Webhooks",
+            "/prod/webhooks",
+            "/webhooks?companyId=x",
+            "/webhooks%2F",
+            &format!("/webhooks/{ID}//test"),
+            &format!("/webhooks/{ID}/test//"),
+            &format!("/webhooks/{ID}/Test"),
+            &format!("/webhooks/{ID}/tes"),
+            &format!("/webhooks/{ID}/testx"),
+            &format!("/webhooks/{ID}/%74est"),
+            &format!("/webhooks/{ID}/../test"),
+            &format!("/webhooks/{ID}/test/{ID}"),
+            &format!("/webhooks/{ID}/deliveries"),
+            &format!("/webhooks/{ID}/recover"),
+        ] {
+            for method in [Method::GET, Method::POST] {
+                assert_eq!(
+                    route(path, &method),
+                    Err(ApiError::NoRoute),
+                    "{method} {path}"
+                );
+            }
+            assert_eq!(template_of(path), "unmatched", "{path}");
+        }
+    }
+
+    #[test]
     fn any_id_segment_matches_the_route_and_is_judged_later() {
         let matched = route("/webhooks/not-a-uuid", &Method::GET).unwrap();
         assert_eq!(matched.id, Some("not-a-uuid"));
     }
 
     #[test]
+    fn an_id_segment_is_handed_over_as_sent_never_decoded_or_normalised() {
+        for id in [
+            "..",
+            ".",
+            "%2F",
+            "%2e%2e",
+            "{id}",
+            " ",
+            "é",
+            "test",
+            "reset-circuit",
+            "webhooks",
+            &format!("{ID}%2Ftest"),
+            &ID.to_uppercase(),
+        ] {
+            for path in [format!("/webhooks/{id}"), format!("/webhooks/{id}/")] {
+                let matched = route(&path, &Method::GET).unwrap();
+                assert_eq!(matched.operation, Operation::Get, "{path}");
+                assert_eq!(matched.id, Some(id), "{path}");
+            }
+            let path = format!("/webhooks/{id}/test");
+            let matched = route(&path, &Method::POST).unwrap();
+            assert_eq!((matched.operation, matched.id), (Operation::Test, Some(id)));
+        }
+    }
+
+    #[test]
+    fn very_long_paths_are_matched_like_short_ones() {
+        let long_id = "a".repeat(100_000);
+        let path = format!("/webhooks/{long_id}/rotate-secret");
+        let matched = route(&path, &Method::POST).unwrap();
+        assert_eq!(matched.operation, Operation::RotateSecret);
+        assert_eq!(matched.id, Some(long_id.as_str()));
+        let deep = format!("/webhooks{}", "/a".repeat(50_000));
+        assert_eq!(route(&deep, &Method::GET), Err(ApiError::NoRoute));
+        assert_eq!(template_of(&deep), "unmatched");
+    }
+
+    #[test]
+    fn each_path_logs_its_routes_template() {
+        for (path, template) in [
+            ("/webhooks".to_owned(), "/webhooks"),
+            ("/webhooks/".to_owned(), "/webhooks"),
+            (format!("/webhooks/{ID}"), "/webhooks/{id}"),
+            ("/webhooks/not-a-uuid/".to_owned(), "/webhooks/{id}"),
+            (
+                format!("/webhooks/{ID}/reset-circuit"),
+                "/webhooks/{id}/reset-circuit",
+            ),
+            (format!("/webhooks/{ID}/test/"), "/webhooks/{id}/test"),
+            (
+                format!("/webhooks/{ID}/rotate-secret"),
+                "/webhooks/{id}/rotate-secret",
+            ),
+            ("/webhooks/x/unknown".to_owned(), "unmatched"),
+        ] {
+            assert_eq!(template_of(&path), template, "{path}");
+        }
+        let path = format!("/webhooks/{ID}/test");
+        let matched = route(&path, &Method::POST).unwrap();
+        assert_eq!(matched.template, "/webhooks/{id}/test");
+    }
+
+    #[test]
     fn reads_need_read_and_changes_need_write() {
-        assert_eq!(Operation::List.scope(), Scope::ReadWebhooks);
-        assert_eq!(Operation::Get.scope(), Scope::ReadWebhooks);
-        for op in [
+        let id_path = format!("/webhooks/{ID}");
+        for (path, method, scope) in [
+            ("/webhooks", Method::GET, Scope::ReadWebhooks),
+            (&id_path as &str, Method::GET, Scope::ReadWebhooks),
+            ("/webhooks", Method::POST, Scope::WriteWebhooks),
+            (&id_path, Method::PATCH, Scope::WriteWebhooks),
+            (&id_path, Method::DELETE, Scope::WriteWebhooks),
+            (
+                &format!("{id_path}/reset-circuit"),
+                Method::POST,
+                Scope::WriteWebhooks,
+            ),
+            (
+                &format!("{id_path}/test"),
+                Method::POST,
+                Scope::WriteWebhooks,
+            ),
+            (
+                &format!("{id_path}/rotate-secret"),
+                Method::POST,
+                Scope::WriteWebhooks,
+            ),
+        ] {
+            assert_eq!(
+                route(path, &method).unwrap().scope,
+                scope,
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_operation_has_one_row_and_no_row_names_a_method_twice() {
+        let all = [
             Operation::Create,
+            Operation::List,
+            Operation::Get,
             Operation::Update,
             Operation::Delete,
             Operation::ResetCircuit,
             Operation::Test,
             Operation::RotateSecret,
+        ];
+        for operation in all {
+            let rows = ROUTES
+                .iter()
+                .filter(|r| r.methods.iter().any(|(_, op, _)| *op == operation))
+                .count();
+            assert_eq!(rows, 1, "{operation:?}");
+        }
+        for route in ROUTES {
+            for (i, (method, _, _)) in route.methods.iter().enumerate() {
+                assert!(
+                    !route.methods[..i].iter().any(|(m, _, _)| m == method),
+                    "{method} twice on {}",
+                    route.template
+                );
+            }
+        }
+    }
+
+    /// Issue 17's nested routes, as rows (with today's operations standing in for theirs).
+    #[rustfmt::skip]
+    const WITH_DELIVERIES: &[Route] = {
+        use Operation::*;
+        const GET: Method = Method::GET;
+        const POST: Method = Method::POST;
+        const READ: Scope = Scope::ReadWebhooks;
+        const WRITE: Scope = Scope::WriteWebhooks;
+        &[
+            row("/webhooks",                                     &[(GET, List, READ)]),
+            row("/webhooks/{id}",                                &[(GET, Get, READ)]),
+            row("/webhooks/{id}/test",                           &[(POST, Test, WRITE)]),
+            row("/webhooks/{id}/deliveries",                     &[(GET, List, READ)]),
+            row("/webhooks/{id}/deliveries/{deliveryId}",        &[(GET, Get, READ)]),
+            row("/webhooks/{id}/deliveries/{deliveryId}/resend", &[(POST, Test, WRITE)]),
+            row("/webhooks/{id}/recover",                        &[(POST, ResetCircuit, WRITE)]),
+        ]
+    };
+
+    static NESTED: LazyLock<Router> = LazyLock::new(|| Router::new(WITH_DELIVERIES));
+
+    #[test]
+    fn a_nested_template_with_two_parameters_is_one_row() {
+        let found = |path: &str| {
+            NESTED.find(path).map(|(entry, params)| {
+                (
+                    entry.route.template,
+                    params.get("id").map(str::to_owned),
+                    params.get("deliveryId").map(str::to_owned),
+                )
+            })
+        };
+        let resend = "/webhooks/{id}/deliveries/{deliveryId}/resend";
+        assert_eq!(
+            found("/webhooks/w1/deliveries/d1/resend/"),
+            Some((resend, Some("w1".into()), Some("d1".into())))
+        );
+        assert_eq!(
+            found("/webhooks/w1/deliveries/d1"),
+            Some((
+                "/webhooks/{id}/deliveries/{deliveryId}",
+                Some("w1".into()),
+                Some("d1".into())
+            ))
+        );
+        assert_eq!(
+            found("/webhooks/w1/deliveries"),
+            Some(("/webhooks/{id}/deliveries", Some("w1".into()), None))
+        );
+        assert_eq!(
+            found("/webhooks/w1/test").map(|(t, ..)| t),
+            Some("/webhooks/{id}/test")
+        );
+        for path in [
+            "/webhooks/w1/deliveries//resend",
+            "/webhooks/w1/deliveries/d1/resend/x",
+            "/webhooks//deliveries/d1",
+            "/webhooks/w1/recover/d1",
         ] {
-            assert_eq!(op.scope(), Scope::WriteWebhooks);
+            assert_eq!(found(path), None, "{path}");
+        }
+        assert_eq!(
+            NESTED.route("/webhooks/w1/deliveries/d1/resend", &Method::GET),
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        );
+        let matched = NESTED
+            .route("/webhooks/w1/deliveries/d1/resend", &Method::POST)
+            .unwrap();
+        assert_eq!((matched.template, matched.id), (resend, Some("w1")));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// Any non-empty segment without a slash is an id, handed over exactly as sent.
+        #[test]
+        fn any_segment_is_an_id_as_sent(id in "[^/]{1,40}") {
+            for (path, method, operation) in [
+                (format!("/webhooks/{id}"), Method::GET, Operation::Get),
+                (format!("/webhooks/{id}/"), Method::DELETE, Operation::Delete),
+                (format!("/webhooks/{id}/test/"), Method::POST, Operation::Test),
+            ] {
+                let matched = route(&path, &method).unwrap();
+                prop_assert_eq!(matched.operation, operation);
+                prop_assert_eq!(matched.id, Some(id.as_str()));
+            }
+        }
+
+        /// An empty segment anywhere but the one trailing slash matches no route.
+        #[test]
+        fn an_empty_segment_matches_no_route(
+            before in "(/[a-z0-9-]{1,8}){0,3}",
+            after in "(/[a-z0-9-]{1,8}){1,3}/?|/",
+            method in prop::sample::select(vec![Method::GET, Method::POST, Method::DELETE]),
+        ) {
+            let path = format!("/webhooks{before}/{after}");
+            prop_assert_eq!(route(&path, &method), Err(ApiError::NoRoute), "{}", path);
+            prop_assert_eq!(template_of(&path), "unmatched");
         }
     }
 }

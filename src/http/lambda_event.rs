@@ -302,7 +302,7 @@ mod tests {
     /// The published REST event (`events/published/`) with its host and path replaced.
     fn rest_event(host: &str, path: &str) -> Value {
         let mut event: Value = serde_json::from_str(include_str!(
-            "../events/published/example-apigw-request.json"
+            "../../events/published/example-apigw-request.json"
         ))
         .unwrap();
         event["headers"]["Host"] = json!(host);
@@ -314,7 +314,7 @@ mod tests {
     /// The published HTTP API event with its host, raw path and raw query string replaced.
     fn http_event(host: &str, raw_path: &str, raw_query: &str) -> Value {
         let mut event: Value = serde_json::from_str(include_str!(
-            "../events/published/example-apigw-v2-request-no-authorizer.json"
+            "../../events/published/example-apigw-v2-request-no-authorizer.json"
         ))
         .unwrap();
         event["headers"]["host"] = json!(host);
