@@ -179,6 +179,9 @@ class Walkthrough:
         if not match or status >= 300:
             return
         data_out = body.get("data") if isinstance(body, dict) else None
+        if method != "DELETE" and not isinstance(data_out, dict):
+            problems.append(f"no `data` object in the answer: {body}")
+            return
         webhook_id, action = match.group("id"), match.group("action")
         if method == "POST" and webhook_id is None:
             if not isinstance(data_out, dict) or not re.fullmatch(
@@ -193,7 +196,9 @@ class Walkthrough:
             self.values["id"] = data_out["id"]
             self.secrets[data_out["id"]] = [data_out["signingSecret"]]
         elif method == "GET" and webhook_id is None:
-            ids = [w.get("id") for w in (data_out or [])]
+            # `data: {"data": [view, ...], "total": N}` (WEBHOOKS-API.md)
+            views = (data_out or {}).get("data", []) if isinstance(data_out, dict) else []
+            ids = [w.get("id") for w in views if isinstance(w, dict)]
             if self.values.get("id") not in ids:
                 problems.append(f"the list does not hold <id> {self.values.get('id')}: {ids}")
         elif method == "GET" and action is None:

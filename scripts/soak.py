@@ -182,7 +182,8 @@ def main():
         label = f"{kind}-{len(webhooks)}"
         status, answer = api.call("POST", "/webhooks", {
             "url": f"http://127.0.0.1:{ports[kind]}/hook/{label}", "name": f"soak {label}",
-            "events": [EVENT]}, route="/webhooks")
+            # ping: the test route delivers only to webhooks subscribed to it.
+            "events": [EVENT, "ping"]}, route="/webhooks")
         if status != 201:
             problems.append(f"create {label}: HTTP {status} {answer}")
             return
