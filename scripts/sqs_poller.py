@@ -82,13 +82,16 @@ PROCESS_MISSES = 2
 
 
 def log(message):
-    print(f"sqs_poller: {message}", flush=True)
+    # One write per line: the two threads' lines never run together.
+    sys.stdout.write(f"sqs_poller: {message}\n")
+    sys.stdout.flush()
 
 
 def alert(message):
     """A line the user must see: on stderr, which scripts/local-stack.sh shows on the terminal
     and copies to the poller's log."""
-    print(f"sqs_poller: {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"sqs_poller: {time.strftime('%H:%M:%S')} {message}\n")
+    sys.stderr.flush()
 
 
 def sqs_client():
