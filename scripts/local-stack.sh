@@ -46,6 +46,8 @@ if (($# == 0)) || [[ ${PIPELINE:-0} == 1 ]]; then pipeline=1; fi
 VENV=.venv/bin
 export RUN_DIR=.run
 mkdir -p "$RUN_DIR"
+# Per port: stacks on other ports (make soak, make readme-check) may run beside this one.
+export POLLER_LOG="$RUN_DIR/poller-$PIPELINE_PORT.log"
 function_env="$RUN_DIR/functions-$API_PORT.env"
 {
   grep -vE "^($(IFS='|'; echo "${function_vars[*]}"))=" local.env
@@ -129,13 +131,13 @@ if ((pipeline)); then
   # emulator, watches it and restarts it when a function dies (scripts/sqs_poller.py).
   echo "==> starting the event pipeline (fanout and deliver on 127.0.0.1:$PIPELINE_PORT, SQS poller)"
   : >"$RUN_DIR/pipeline-$PIPELINE_PORT.log"
-  : >"$RUN_DIR/poller.log"
+  : >"$POLLER_LOG"
   # The poller's stderr (errors, PIPELINE RESTART lines) goes to the terminal and its log.
   "$VENV/python" scripts/sqs_poller.py "http://127.0.0.1:$PIPELINE_PORT" \
     --log "$RUN_DIR/pipeline-$PIPELINE_PORT.log" -- \
     "$VENV/cargo-lambda" lambda watch -A 127.0.0.1 -P "$PIPELINE_PORT" --disable-cors \
     --env-file "$function_env" \
-    >>"$RUN_DIR/poller.log" 2> >(tee -a "$RUN_DIR/poller.log" >&2) &
+    >>"$POLLER_LOG" 2> >(tee -a "$POLLER_LOG" >&2) &
   poller_pid=$!
   pids+=($!)
   wait_for 120 "the pipeline functions" port_in_use "$PIPELINE_PORT"
@@ -169,7 +171,7 @@ $admin --env-file local.env events publish --event interview.completed \
 
 Read-only key (for a 403): $DEV_READONLY_API_TOKEN    Company: $DEV_COMPANY_ID
 Logs: $RUN_DIR/function-$API_PORT.log, $RUN_DIR/pipeline-$PIPELINE_PORT.log,
-$RUN_DIR/poller.log and $RUN_DIR/moto-$MOTO_PORT.log. Ctrl-C stops everything.
+$POLLER_LOG and $RUN_DIR/moto-$MOTO_PORT.log. Ctrl-C stops everything.
 MSG
 tail -n 0 -f "$RUN_DIR/function-$API_PORT.log" "$RUN_DIR/pipeline-$PIPELINE_PORT.log" &
 pids+=($!)

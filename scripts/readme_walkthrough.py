@@ -251,7 +251,8 @@ class Walkthrough:
         if missing:
             problems.append(f"uses <{'>, <'.join(missing)}>, which no earlier block set")
         elif "background" in options:
-            path = os.path.join(self.env.get("RUN_DIR", ".run"), f"readme-bg-{line}.out")
+            path = os.path.join(self.env.get("RUN_DIR", ".run"),
+                                f"readme-{self.env['API_PORT']}-block-{line}.out")
             output = open(path, "w", encoding="utf-8")
             process = subprocess.Popen(["bash", "-c", command], stdout=output,
                                        stderr=subprocess.STDOUT, env=self.env,

@@ -48,7 +48,6 @@ from dev_receiver import Receiver, verify  # noqa: E402
 ENV = os.environ
 API = f"http://127.0.0.1:{ENV['API_PORT']}"
 PIPELINE_PORT = ENV["PIPELINE_PORT"]
-RUN_DIR = ENV.get("RUN_DIR", ".run")
 ADMIN = os.path.join(ENV.get("CARGO_TARGET_DIR", "target"), "debug", "webhooks-admin")
 COMPANY = ENV["DEV_COMPANY_ID"]
 EVENT = "interview.completed"
@@ -124,7 +123,7 @@ def function_pids(name):
 
 def restarts_seen():
     try:
-        with open(os.path.join(RUN_DIR, "poller.log"), encoding="utf-8", errors="replace") as f:
+        with open(ENV["POLLER_LOG"], encoding="utf-8", errors="replace") as f:
             return [line.strip() for line in f if RESTART_MARK in line]
     except OSError:
         return []
