@@ -10,7 +10,7 @@ CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov.txt | cut -c1-12)
 EVENT ?= events/http-api/create-seed-example.201.json
 
-.PHONY: help venv run test fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api fuzz-body build invoke bench load clean
+.PHONY: help venv run check test fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api fuzz-body build invoke bench load soak readme-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,14 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 run: venv ## Start moto, create tables and dev keys, serve http://127.0.0.1:9000/webhooks
 	scripts/local-stack.sh
 
-test: venv fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api ## Every test and check (what CI runs)
+# The fast tier: no emulator, no stack. The test binaries named here run in memory.
+CHECK_TESTS := --lib --test api --test handler --test deliveries_api --test delivery \
+  --test events --test published_events --test properties
+check: venv fmt-check clippy lint-py ## Fast tier for the inner loop: fmt, clippy, unit and in-memory tests, ruff (no emulator)
+	cargo test $(CHECK_TESTS)
+	@echo "make check: passed"
+
+test: venv fmt-check clippy lint-py unit-test lint deploy-check iam-proof openapi fuzz-api readme-check soak ## Every test and check (what CI runs)
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -74,6 +81,19 @@ fuzz-api: venv ## Schemathesis against a locally served function (FUZZ_EXAMPLES=
 	MOTO_PORT=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
 	API_PORT=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
 	scripts/local-stack.sh scripts/fuzz-api.sh $(FUZZ_EXAMPLES)
+
+# Free ports for the stacks that tests start, so that a developer's running `make run` (4566,
+# 9000, 9001) never breaks `make test`.
+FREE_PORT = $$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+STACK_PORTS = MOTO_PORT=$(FREE_PORT) API_PORT=$(FREE_PORT) PIPELINE_PORT=$(FREE_PORT)
+
+SOAK_SECONDS ?= 180
+soak: venv ## make run's stack and pipeline under SOAK_SECONDS=180 of mixed traffic; every event accounted for
+	$(STACK_PORTS) PIPELINE=1 RETRY_DELAYS_SECONDS=1,2,2 SOAK_SECONDS=$(SOAK_SECONDS) \
+	  scripts/local-stack.sh $(PY) scripts/soak.py
+
+readme-check: venv ## Run the README's walk-through (its `sh walkthrough` blocks) against make run's stack
+	$(STACK_PORTS) PIPELINE=1 scripts/local-stack.sh $(PY) scripts/readme_walkthrough.py README.md
 
 build: venv ## Release build of the arm64 Lambda bootstraps (no Docker needed)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 \
