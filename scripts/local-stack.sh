@@ -127,7 +127,7 @@ if ((pipeline)); then
   # lambda-runtime-aws-request-id header", types.rs:176), and the emulator, which never
   # restarts a function, answered every later invoke with its own 408 (issue 15.2; reproduced
   # with `--timeout 3` and an idle function). deliver's budget is its own: the constant deadline
-  # 600000 ms (1970) it gets here is replaced by 60 s (src/bin/deliver.rs). The poller runs this
+  # 600000 ms (1970) it gets here is replaced by 60 s (src/time_budget.rs). The poller runs this
   # emulator, watches it and restarts it when a function dies (scripts/sqs_poller.py).
   echo "==> starting the event pipeline (fanout and deliver on 127.0.0.1:$PIPELINE_PORT, SQS poller)"
   : >"$RUN_DIR/pipeline-$PIPELINE_PORT.log"

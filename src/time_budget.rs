@@ -47,8 +47,8 @@ const RECORDING_MARGIN: Duration = Duration::from_secs(1);
 pub const RECORDING_TIME: Duration = Duration::from_secs(
     crate::aws::OPERATION_TIMEOUT.as_secs() * RECORDING_CALLS as u64 + RECORDING_MARGIN.as_secs(),
 );
-/// `deliver`'s time when the invocation names no usable deadline; it matches `cargo lambda
-/// watch --timeout 60` in scripts/local-stack.sh.
+/// `deliver`'s time when the invocation names no usable deadline (`cargo lambda watch`, which
+/// scripts/local-stack.sh runs without `--timeout`: the poller's invoke timeout is above this).
 pub const DELIVER_FALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// When an invocation arrived, on both clocks: the wall clock to judge the Runtime API's
