@@ -55,7 +55,7 @@ import urllib.request
 
 import boto3
 
-# deliver's own budget under cargo lambda watch (FALLBACK_TIMEOUT in src/bin/deliver.rs): its
+# deliver's own budget under cargo lambda watch (DELIVER_FALLBACK_TIMEOUT in src/time_budget.rs): its
 # attempts end by then, its recording a few seconds later.
 FUNCTION_BUDGET_SECONDS = 60
 # An invocation with no answer by then is stuck: its function is dead.
