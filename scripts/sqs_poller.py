@@ -55,8 +55,8 @@ import urllib.request
 
 import boto3
 
-# deliver's own budget under cargo lambda watch (DELIVER_FALLBACK_TIMEOUT in src/time_budget.rs): its
-# attempts end by then, its recording a few seconds later.
+# deliver's own budget under cargo lambda watch (DELIVER_FALLBACK_TIMEOUT in
+# src/time_budget.rs): its attempts end by then, its recording a few seconds later.
 FUNCTION_BUDGET_SECONDS = 60
 # An invocation with no answer by then is stuck: its function is dead.
 INVOKE_TIMEOUT_SECONDS = FUNCTION_BUDGET_SECONDS + 30
