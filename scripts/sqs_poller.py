@@ -21,9 +21,11 @@ Supervision. Given the emulator's command line (after `--`), the poller runs it 
 copied to PATH) and restarts it, with a `PIPELINE RESTART` line on stderr (which `make run`
 shows), when a function is dead:
   - a function's process is gone (Linux: no process with this emulator's Runtime API address
-    in its environment), outside a reload by the emulator's file watcher. cargo lambda watch
-    itself says nothing when a function is killed, and never starts it again;
-  - the emulator reports that a function process ended ("command exited", "command killed");
+    in its environment), outside a reload by the emulator's file watcher;
+  - the emulator reports that a function process ended ("command exited", "command killed")
+    and no reload follows within RELOAD_GRACE_SECONDS: it never starts a dead function again,
+    and it says "command killed code=ForceStop" both for a function killed from outside and
+    for one its file watcher stops to reload;
   - an invocation fails at the transport level (connection refused or reset, `408` from the
     emulator, no answer within INVOKE_TIMEOUT_SECONDS);
   - a health check fails: a thread whose queue stayed empty for HEALTH_EVERY_SECONDS invokes
@@ -79,6 +81,10 @@ FUNCTIONS = ("fanout", "deliver")
 # How often the function processes are looked for, and how many looks in a row must miss one.
 PROCESS_CHECK_SECONDS = 2
 PROCESS_MISSES = 2
+# cargo's lines when the emulator's file watcher rebuilds and restarts a function.
+CARGO_MARKS = ("Compiling ", "Blocking waiting", "Finished `", "Running `")
+# How long after a function's end the emulator has to show that it is reloading it.
+RELOAD_GRACE_SECONDS = 5
 
 
 def log(message):
@@ -235,12 +241,12 @@ class Emulator:
         self.runtime_prefix = f"{base_url}/.rt/"
         self.warm = set()  # functions that answered since the emulator (re)started
         self.reloading = False  # the emulator's file watcher is rebuilding a function
+        self.ended = None  # (when, generation, line): the emulator said a function ended
         self.log_path = log_path
         self.lock = threading.Lock()
         self.generation = 0
         self.restarts = 0
         self.process = None
-        self.ready = {}  # generation -> set of functions that answered since it started
         self.stopping = False
 
     def start(self):
@@ -265,18 +271,16 @@ class Emulator:
                 out.write(raw)
                 out.flush()
                 line = raw.decode(errors="replace")
-                if "ForceStop" in line:
-                    self.reloading = True
-                elif "Running `" in line:
-                    self.reloading = False
-                # ForceStop: the watcher's own stop before a reload (a file changed); it
-                # starts the function again itself.
-                if any(mark in line for mark in DEATH_MARKS) and "ForceStop" not in line:
-                    threading.Thread(
-                        target=self.restart,
-                        args=(generation, f"the emulator says: {line.strip()[:200]}"),
-                        daemon=True,
-                    ).start()
+                # The same "command killed code=ForceStop" ends a function killed from outside
+                # (SIGKILL; watchexec names the signal ForceStop) and one the file watcher
+                # stops for a reload. A reload goes on at once with cargo's own lines
+                # (Compiling, Blocking, Finished, Running); after a death nothing follows:
+                # watch_processes decides after RELOAD_GRACE_SECONDS.
+                if any(mark in line for mark in DEATH_MARKS):
+                    self.ended = (time.monotonic(), generation, line.strip()[:200])
+                elif any(mark in line for mark in CARGO_MARKS):
+                    self.ended = None
+                    self.reloading = "Running `" not in line
 
     def stop(self):
         process, self.process = self.process, None
@@ -310,6 +314,7 @@ class Emulator:
             self.generation += 1
             self.warm = set()
             self.reloading = False
+            self.ended = None
             self.start()
 
     def watch_processes(self):
@@ -318,9 +323,17 @@ class Emulator:
         while not self.stopping:
             time.sleep(PROCESS_CHECK_SECONDS)
             generation, warm = self.generation, set(self.warm)
+            ended = self.ended
+            if (
+                ended
+                and ended[1] == generation
+                and time.monotonic() - ended[0] >= RELOAD_GRACE_SECONDS
+            ):
+                self.restart(generation, f"the emulator says: {ended[2]}, and no reload followed")
+                continue
             running = running_functions(self.runtime_prefix)
-            if running is None:
-                return
+            if running is None:  # not Linux: the log and the invocations tell
+                continue
             for function in warm:
                 gone = function not in running and not self.reloading
                 misses[function] = misses.get(function, 0) + 1 if gone else 0
