@@ -263,7 +263,7 @@ impl Deliverer {
             },
         ) {
             Ok(url) => {
-                let timeout = Duration::from_millis(u64::from(webhook.timeout_ms));
+                let timeout = crate::time_budget::receiver_timeout(webhook.timeout_ms);
                 self.sender.send(&url, &request, timeout, deadline).await
             }
             Err(_) => Outcome::AddressNotAllowed,

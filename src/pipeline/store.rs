@@ -21,8 +21,8 @@ use crate::domain::time_format::rfc3339;
 use crate::domain::{ApiKey, EventType};
 use crate::store::aws_error::classify;
 use crate::store::dynamodb::{
-    api_key_from_item, webhook_from_item, Item, ALL_COMPANIES, API_KEYS_BY_ID_INDEX,
-    BY_COMPANY_INDEX, FANOUT_COMPANY, FENCE, WEBHOOK_ID,
+    api_key_from_item, query_webhooks, webhook_from_item, Item, ALL_COMPANIES,
+    API_KEYS_BY_ID_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, FENCE, WEBHOOK_ID,
 };
 use crate::store::{StoreError, StoredWebhook};
 
@@ -128,7 +128,7 @@ impl PipelineStore {
         event: EventType,
     ) -> Result<Vec<StoredWebhook>, StoreError> {
         const OPERATION: &str = "dynamodb.Query(webhooks by company)";
-        let pages: Result<Vec<Item>, _> = self
+        let query = self
             .client
             .query()
             .table_name(&self.webhooks_table)
@@ -145,24 +145,8 @@ impl PipelineStore {
             .expression_attribute_values(":company", s(partition))
             .expression_attribute_values(":event", s(event.as_str()))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":null", s("NULL"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect();
-        pages
-            .map_err(|e| classify(OPERATION, &e))?
-            .iter()
-            .map(|item| {
-                webhook_from_item(item).ok_or(StoreError::Failed {
-                    operation: OPERATION,
-                    kind: "malformed webhook record".into(),
-                })
-            })
-            .collect()
+            .expression_attribute_values(":null", s("NULL"));
+        query_webhooks(query, OPERATION).await
     }
 
     /// Every webhook that gets `event` of `company`: those of the company, and those without a

@@ -25,6 +25,7 @@ mod rate_windows;
 pub mod schema;
 mod tombstones;
 mod webhooks;
+pub use webhooks::query_webhooks;
 
 pub use codec::{
     api_key_from_item, api_key_hash_of, api_key_item, webhook_from_item, webhook_item,

@@ -290,27 +290,35 @@ impl WebhookReads for DynamoWebhooks {
     }
 
     async fn list_by_owner(&self, api_key_id: &str) -> Result<Vec<StoredWebhook>, StoreError> {
-        let pages: Result<Vec<Item>, _> = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(BY_API_KEY_INDEX)
             .key_condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", API_KEY_ID)
-            .expression_attribute_values(":owner", s(api_key_id))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect();
-        pages
-            .map_err(|e| classify("dynamodb.Query(webhooks by key)", &e))?
-            .iter()
-            .map(|item| {
-                webhook_from_item(item).ok_or_else(|| malformed("dynamodb.Query(webhooks by key)"))
-            })
-            .collect()
+            .expression_attribute_values(":owner", s(api_key_id));
+        query_webhooks(query, "dynamodb.Query(webhooks by key)").await
     }
+}
+
+/// Every page of a `Query` on the webhooks table, each item read as a webhook record (the list
+/// by owner, the pipeline's fan-out partitions).
+pub async fn query_webhooks(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    operation: &'static str,
+) -> Result<Vec<StoredWebhook>, StoreError> {
+    let pages: Result<Vec<Item>, _> = query
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect();
+    pages
+        .map_err(|e| classify(operation, &e))?
+        .iter()
+        .map(|item| webhook_from_item(item).ok_or_else(|| malformed(operation)))
+        .collect()
 }
