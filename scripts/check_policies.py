@@ -96,6 +96,13 @@ def expected_grants(refs, attrs, params):
             "dynamodb:DeleteItem",
         },
         f"{table}/index/byApiKey": {"dynamodb:Query"},
+        attrs[("DeliveryLogTable", "Arn")]: {
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchWriteItem",
+        },
+        f"{attrs[('DeliveryLogTable', 'Arn')]}/index/deliveriesByWebhook": {"dynamodb:Query"},
+        attrs[("DeliveriesQueue", "Arn")]: {"sqs:SendMessage"},
         WEBHOOK_SECRETS: {
             "secretsmanager:CreateSecret",
             "secretsmanager:TagResource",
@@ -114,6 +121,7 @@ def expected_pipeline_grants(refs, attrs, params):
     """role policy -> resource -> actions of the event pipeline's functions (src/pipeline):
     the event source mapping's reads of each function's own queue, then the code's calls."""
     webhooks = attrs[("WebhooksTable", "Arn")]
+    log = attrs[("DeliveryLogTable", "Arn")]
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     fanout = {
         attrs[("FanoutLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
@@ -122,11 +130,15 @@ def expected_pipeline_grants(refs, attrs, params):
         f"{attrs[('ApiKeysTable', 'Arn')]}/index/byApiKeyId": {"dynamodb:Query"},
         attrs[("DeliveriesQueue", "Arn")]: {"sqs:SendMessage"},
         attrs[("EventsDeadLetterQueue", "Arn")]: {"sqs:SendMessage"},
+        log: {"dynamodb:PutItem"},
     }
     deliver = {
         attrs[("DeliverLogGroup", "Arn")]: {"logs:CreateLogStream", "logs:PutLogEvents"},
         attrs[("DeliveriesQueue", "Arn")]: consume | {"sqs:SendMessage"},
-        webhooks: {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+        webhooks: {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"},
+        f"{webhooks}/index/byApiKey": {"dynamodb:Query"},
+        log: {"dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+        f"{log}/index/eventsByCompany": {"dynamodb:Query"},
         f"{attrs[('ApiKeysTable', 'Arn')]}/index/byApiKeyId": {"dynamodb:Query"},
         WEBHOOK_SECRETS: {"secretsmanager:GetSecretValue"},
     }

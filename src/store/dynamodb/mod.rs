@@ -1,14 +1,14 @@
 //! DynamoDB adapters: API key records (read) and the webhooks table (records, per-key counts,
 //! idempotency claims, rate counters, tombstones).
 //!
-//! - [`schema`]: every attribute name, key prefix, index and TTL attribute of both tables, and
+//! - [`schema`]: every attribute name, key prefix, index and TTL attribute of the three tables, and
 //!   the key-building functions (docs/TABLES.md is the same as a table).
 //! - `codec`: attribute values, webhook and API key records to and from items.
 //! - `expression`: placeholders, the caller's condition, cancelled transactions' reasons.
 //! - One module per item kind: `webhooks` (records), `tombstones` (the fences and tombstones
 //!   of undo and delete), `api_keys`, `quotas` (the per-key count), `claims` (idempotency
-//!   claims), `rate_windows`, [`attempts`] (the attempt records' schema; the pipeline writes
-//!   them).
+//!   claims), `rate_windows`, [`deliveries`] (the delivery log: events, deliveries and their
+//!   attempts; the API reads it, the pipeline writes it).
 
 use std::collections::HashMap;
 
@@ -16,7 +16,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 mod api_keys;
-pub mod attempts;
 mod claims;
 mod codec;
 pub mod deliveries;

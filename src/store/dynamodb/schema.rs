@@ -1,4 +1,4 @@
-//! The schema of both tables, once: every attribute name, key prefix, index and TTL attribute,
+//! The schema of the three tables, once: every attribute name, key prefix, index and TTL attribute,
 //! and the functions that build the keys of the webhooks table's items. Nothing else spells
 //! them (`docs/TABLES.md` is the same schema as a table, checked against this module by the
 //! test at the end).
@@ -16,7 +16,6 @@
 //! | per-key webhook count | [`quota_id`] (`quota#<apiKeyId>`) | `quotas` |
 //! | idempotency claim | [`claim_id`] (`idempotency#<apiKeyId>#<digest>`) | `claims` |
 //! | rate window | [`rate_window_id`] (`rate#<apiKeyId>#<hourStart>`) | `rate_windows` |
-//! | delivery attempt | [`attempt_id`] (`attempt#<deliveryId>#<attempt>`) | `src/pipeline/store.rs` |
 //!
 //! Only webhook records carry [`FANOUT_COMPANY`] and [`API_KEY_ID`] with [`CREATED_AT`], so
 //! only they are in the two indexes (sparse indexes: no counter, claim or tombstone is ever
@@ -30,9 +29,9 @@ use crate::domain::ClaimId;
 
 /// Partition key of the webhooks table (every item kind; see the module documentation).
 pub const WEBHOOK_ID: &str = "id";
-/// The webhooks table's TTL attribute: epoch seconds after which DynamoDB may delete the
-/// item (within days; readers check it). On fences, tombstones, claims, rate windows and
-/// attempts; never on a webhook record or a count.
+/// The TTL attribute of the webhooks table and of the delivery log: epoch seconds after which
+/// DynamoDB may delete the item (within days; readers check it). On fences, tombstones,
+/// claims, rate windows, events and deliveries; never on a webhook record or a count.
 pub const EXPIRES_AT: &str = "expiresAt";
 /// The index of webhook records by owner: partition [`API_KEY_ID`], sort [`CREATED_AT`].
 pub const BY_API_KEY_INDEX: &str = "byApiKey";
@@ -141,29 +140,22 @@ pub fn minute_count(minute_of_hour: u8) -> String {
     format!("m{minute_of_hour:02}")
 }
 
-// ----- Delivery attempts (written by src/pipeline/store.rs) -----
+// ----- Delivery attempts: entries of their delivery in the delivery log (below) -----
 
-/// Key prefix of attempt records.
-pub const ATTEMPT_PREFIX: &str = "attempt#";
 pub const DELIVERY_ID: &str = "deliveryId";
-/// The webhook an attempt was for (attempts are keyed by delivery, not by webhook).
+/// The webhook a delivery is for (deliveries are keyed by their own id).
 pub const ATTEMPT_WEBHOOK_ID: &str = "webhookId";
 /// The event type delivered.
 pub const EVENT: &str = "event";
 /// The attempt's number, from 1.
 pub const ATTEMPT: &str = "attempt";
 pub const ATTEMPTED_AT: &str = "attemptedAt";
-/// `delivered`, `failed` or `failed_permanently`.
+/// `delivered`, `failed` or `gone` (410).
 pub const OUTCOME: &str = "outcome";
 /// The failure in words; absent on success.
 pub const REASON: &str = "reason";
 pub const HTTP_STATUS: &str = "httpStatus";
 pub const DURATION_MS: &str = "durationMs";
-
-/// The id of an attempt record.
-pub fn attempt_id(delivery_id: Uuid, attempt: u32) -> String {
-    format!("{ATTEMPT_PREFIX}{delivery_id}#{attempt}")
-}
 
 // ----- The delivery log table (store/dynamodb/deliveries.rs; the pipeline writes it) -----
 //
@@ -306,7 +298,6 @@ mod tests {
         CLAIM_RESULT,
         RATE_PREFIX,
         HOUR_COUNT,
-        ATTEMPT_PREFIX,
         DELIVERY_ID,
         ATTEMPT_WEBHOOK_ID,
         EVENT,
@@ -364,9 +355,11 @@ mod tests {
         assert_eq!(rate_window_id("k", 3600), "rate#k#3600");
         assert_eq!(minute_count(7), "m07");
         assert_eq!(
-            attempt_id(delivery, 2),
-            "attempt#00000000-0000-0000-0000-000000000000#2"
+            delivery_key(delivery),
+            "delivery#00000000-0000-0000-0000-000000000000"
         );
+        assert_eq!(attempt_attribute(2), "attempt#2");
+        assert_eq!(time_key(1_796_378_400_000, "e"), "1796378400000#e");
         let key = IdempotencyKey::parse("retry-1").unwrap();
         let claim = IdempotencyClaim::new("k", "POST /webhooks", &key, b"{}");
         let digest = hex::encode(Sha256::digest(b"POST /webhooks\0retry-1"));
