@@ -19,11 +19,19 @@ use crate::reconcile::{Options, DEFAULT_MIN_SECRET_AGE};
 
 /// A setting is missing or malformed; the function refuses to start. The message names the
 /// variable and what it must be, never the value found (a value may be a secret's name).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {variable} {requirement}")]
 pub struct ConfigError {
     variable: &'static str,
     requirement: &'static str,
+}
+
+/// The message itself: a binary's `main` prints its error with `Debug`, and the function's
+/// init failure in the logs should read as the sentence.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl ConfigError {
