@@ -9,18 +9,39 @@ pub enum EventType {
     InterviewCompleted,
     InterviewFailed,
     InterviewStarted,
+    /// Operational (DELIVERY-LOG.md, "Telling the owner"): a webhook's circuit opened.
+    WebhookCircuitOpened,
+    /// Operational: a delivery's retries were exhausted, or its receiver answered `410 Gone`.
+    DeliveryFailed,
 }
 
 impl EventType {
     /// Every event type, in the documentation's order.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 8] = [
         EventType::AnalysisCompleted,
         EventType::AnalysisFailed,
         EventType::Ping,
         EventType::InterviewCompleted,
         EventType::InterviewFailed,
         EventType::InterviewStarted,
+        EventType::WebhookCircuitOpened,
+        EventType::DeliveryFailed,
     ];
+
+    /// The operational types: only the pipeline emits them (never accepted on the events
+    /// queue), about the deliveries of the others.
+    pub fn is_operational(self) -> bool {
+        matches!(
+            self,
+            EventType::WebhookCircuitOpened | EventType::DeliveryFailed
+        )
+    }
+
+    /// Whether the platform may publish this type on the events queue: neither the test
+    /// route's `ping` nor an operational type.
+    pub fn is_published(self) -> bool {
+        self != EventType::Ping && !self.is_operational()
+    }
 
     /// The wire name, e.g. `interview.completed`.
     pub fn as_str(self) -> &'static str {
@@ -31,6 +52,8 @@ impl EventType {
             EventType::InterviewCompleted => "interview.completed",
             EventType::InterviewFailed => "interview.failed",
             EventType::InterviewStarted => "interview.started",
+            EventType::WebhookCircuitOpened => "webhook.circuit_opened",
+            EventType::DeliveryFailed => "delivery.failed",
         }
     }
 

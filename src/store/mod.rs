@@ -7,6 +7,8 @@
 //! - [`IdempotencyClaims`]: claim, complete and release `Idempotency-Key`s.
 //! - [`RateCounter`]: count a request against its key's windows.
 //! - [`SecretStore`]: the per-webhook secret and the pepper.
+//! - [`delivery_log::DeliveryLog`], [`delivery_log::PipelineQueue`]: the delivery log's
+//!   reads, resend marks and the test ping's record; resend and recover jobs to the pipeline.
 //!
 //! [`WebhookStore`] is all of the webhook table's traits together, the bound the app takes.
 
@@ -24,6 +26,7 @@ use crate::domain::{
 };
 
 pub mod aws_error;
+pub mod delivery_log;
 pub mod dynamodb;
 pub mod memory;
 pub mod secrets_manager;

@@ -19,6 +19,7 @@ mod api_keys;
 pub mod attempts;
 mod claims;
 mod codec;
+pub mod deliveries;
 mod expression;
 mod quotas;
 mod rate_windows;
@@ -26,6 +27,7 @@ pub mod schema;
 mod tombstones;
 mod webhooks;
 pub use api_keys::KeyChange;
+pub use deliveries::DynamoDeliveryLog;
 pub use webhooks::query_webhooks;
 
 pub use codec::{api_key_from_item, webhook_from_item, webhook_item};
