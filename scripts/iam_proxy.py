@@ -3,9 +3,9 @@
 
 moto's own IAM enforcement treats every DynamoDB, Secrets Manager and KMS resource as `*`,
 checks one action per request (dynamodb:TransactWriteItems, which AWS never checks) and knows
-nothing of TagResource on tagged creates or of KMS behind Secrets Manager (see
-/work/shared/notes/emulators.md). This proxy does what AWS does for the calls this service
-makes, and nothing more:
+nothing of TagResource on tagged creates or of KMS behind Secrets Manager (docs/DEPLOY.md,
+"`make iam-proof`"). This proxy does what AWS does for the calls this service makes, and
+nothing more:
 
   * DynamoDB (X-Amz-Target DynamoDB_20120810.*): the table ARN, or the index ARN
     (`<table ARN>/index/<IndexName>`) for Query/Scan with IndexName; TransactWriteItems and

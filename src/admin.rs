@@ -2,20 +2,21 @@
 //! Used by the `webhooks-admin` binary and by the integration tests.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{ApiKey, ApiKeyStatus, ApiToken, Pepper, RateLimits};
-use crate::store::dynamodb::{
-    api_key_from_item, api_key_hash_of, api_key_item, Item, API_KEYS_BY_ID_INDEX, API_KEY_HASH,
-    BY_API_KEY_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, RATE_PER_HOUR, RATE_PER_MINUTE, WEBHOOK_ID,
+use crate::store::dynamodb::schema::{
+    API_KEYS_BY_ID_INDEX, API_KEY_HASH, API_KEY_ID, BY_API_KEY_INDEX, BY_COMPANY_INDEX, CREATED_AT,
+    EXPIRES_AT, FANOUT_COMPANY, WEBHOOK_ID,
 };
+use crate::store::dynamodb::{DynamoApiKeys, KeyChange};
 use crate::store::secrets_manager::SecretsManagerStore;
-use crate::store::SecretStore;
+use crate::store::{SecretStore, StoreError};
 
 /// What an admin command failed on. Messages name the resource, never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,18 @@ fn aws_error<E: ProvideErrorMetadata>(operation: &str, error: &E) -> AdminError 
             .code()
             .unwrap_or("connection or timeout error")
             .to_owned(),
+    }
+}
+
+/// A failed call of the API keys table (its message holds the operation and the code only).
+fn store_error(error: StoreError) -> AdminError {
+    match error {
+        StoreError::Unavailable { operation, kind } | StoreError::Failed { operation, kind } => {
+            AdminError::Aws {
+                operation: operation.to_owned(),
+                code: kind,
+            }
+        }
     }
 }
 
@@ -119,7 +132,7 @@ impl Admin {
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
                     .enabled(true)
-                    .attribute_name("expiresAt")
+                    .attribute_name(EXPIRES_AT)
                     .build()
                     .map_err(|e| AdminError::Invalid(e.to_string()))?,
             )
@@ -233,11 +246,11 @@ impl Admin {
         };
         if !by_owner {
             request = request
-                .attribute_definitions(attribute("apiKeyId")?)
+                .attribute_definitions(attribute(API_KEY_ID)?)
                 .global_secondary_indexes(
                     GlobalSecondaryIndex::builder()
                         .index_name(API_KEYS_BY_ID_INDEX)
-                        .key_schema(key_element("apiKeyId", KeyType::Hash)?)
+                        .key_schema(key_element(API_KEY_ID, KeyType::Hash)?)
                         .projection(all())
                         .build()
                         .map_err(invalid)?,
@@ -254,13 +267,13 @@ impl Admin {
                         .build()
                         .map_err(invalid)?,
                 )
-                .attribute_definitions(attribute("apiKeyId")?)
-                .attribute_definitions(attribute("createdAt")?)
+                .attribute_definitions(attribute(API_KEY_ID)?)
+                .attribute_definitions(attribute(CREATED_AT)?)
                 .global_secondary_indexes(
                     GlobalSecondaryIndex::builder()
                         .index_name(BY_API_KEY_INDEX)
-                        .key_schema(key_element("apiKeyId", KeyType::Hash)?)
-                        .key_schema(key_element("createdAt", KeyType::Range)?)
+                        .key_schema(key_element(API_KEY_ID, KeyType::Hash)?)
+                        .key_schema(key_element(CREATED_AT, KeyType::Range)?)
                         .projection(
                             Projection::builder()
                                 .projection_type(ProjectionType::All)
@@ -332,61 +345,31 @@ impl Admin {
             rate_limits: spec.rate_limits,
         };
         let hash = self.pepper().await?.hash(&token);
-        self.dynamodb
-            .put_item()
-            .table_name(&self.resources.api_keys_table)
-            .set_item(Some(api_key_item(&hash, &key)))
-            .condition_expression("attribute_not_exists(#h)")
-            .expression_attribute_names("#h", API_KEY_HASH)
-            .send()
+        if !self
+            .api_keys()
+            .insert(&hash, &key)
             .await
-            .map_err(|e| match e.code() {
-                Some("ConditionalCheckFailedException") => {
-                    AdminError::Invalid("a key with this token exists already".into())
-                }
-                _ => aws_error("PutItem(api key)", &e),
-            })?;
+            .map_err(store_error)?
+        {
+            return Err(AdminError::Invalid(
+                "a key with this token exists already".into(),
+            ));
+        }
         Ok(CreatedKey { key, token })
     }
 
     /// Every key, oldest first.
     pub async fn list_keys(&self) -> Result<Vec<ApiKey>, AdminError> {
-        let mut keys: Vec<ApiKey> = self
-            .scan_keys()
-            .await?
-            .iter()
-            .filter_map(api_key_from_item)
-            .collect();
-        keys.sort_by_key(|k| k.created_at);
-        Ok(keys)
-    }
-
-    async fn scan_keys(&self) -> Result<Vec<Item>, AdminError> {
-        let pages: Result<Vec<_>, _> = self
-            .dynamodb
-            .scan()
-            .table_name(&self.resources.api_keys_table)
-            .into_paginator()
-            .items()
-            .send()
-            .collect()
-            .await;
-        pages.map_err(|e| aws_error("Scan(api keys)", &e))
+        self.api_keys().list().await.map_err(store_error)
     }
 
     /// Suspends a key: it answers 401 API_KEY_SUSPENDED (with `reason`) until reactivated.
     pub async fn suspend_key(&self, api_key_id: &str, reason: &str) -> Result<ApiKey, AdminError> {
-        let now = crate::domain::time_format::rfc3339(OffsetDateTime::now_utc());
-        self.set_status(
-            api_key_id,
-            "SET #s = :s, suspendedAt = :at, suspendReason = :r",
-            vec![
-                (":s", AttributeValue::S("suspended".into())),
-                (":at", AttributeValue::S(now)),
-                (":r", AttributeValue::S(reason.to_owned())),
-            ],
-        )
-        .await
+        let change = KeyChange::Suspend {
+            reason: reason.to_owned(),
+            at: OffsetDateTime::now_utc(),
+        };
+        self.change_key(api_key_id, &change).await
     }
 
     /// Sets a key's own rate limits (`None` keeps a limit as it is).
@@ -396,83 +379,38 @@ impl Admin {
         per_minute: Option<u32>,
         per_hour: Option<u32>,
     ) -> Result<ApiKey, AdminError> {
-        let mut sets = Vec::new();
-        let mut values = Vec::new();
-        for (attribute, placeholder, limit) in [
-            (RATE_PER_MINUTE, ":m", per_minute),
-            (RATE_PER_HOUR, ":h", per_hour),
-        ] {
-            if let Some(limit) = limit {
-                if limit == 0 {
-                    return Err(AdminError::Invalid(
-                        "a rate limit must be at least 1".into(),
-                    ));
-                }
-                sets.push(format!("{attribute} = {placeholder}"));
-                values.push((placeholder, AttributeValue::N(limit.to_string())));
-            }
+        if per_minute == Some(0) || per_hour == Some(0) {
+            return Err(AdminError::Invalid(
+                "a rate limit must be at least 1".into(),
+            ));
         }
-        if sets.is_empty() {
+        if per_minute.is_none() && per_hour.is_none() {
             return Err(AdminError::Invalid(
                 "give --rate-limit-minute or --rate-limit-hour".into(),
             ));
         }
-        self.set_status(api_key_id, &format!("SET {}", sets.join(", ")), values)
-            .await
+        let change = KeyChange::RateLimits {
+            per_minute,
+            per_hour,
+        };
+        self.change_key(api_key_id, &change).await
     }
 
     /// Revokes a key for good.
     pub async fn revoke_key(&self, api_key_id: &str) -> Result<ApiKey, AdminError> {
-        self.set_status(
-            api_key_id,
-            "SET #s = :s",
-            vec![(":s", AttributeValue::S("revoked".into()))],
-        )
-        .await
+        self.change_key(api_key_id, &KeyChange::Revoke).await
     }
 
-    async fn set_status(
-        &self,
-        api_key_id: &str,
-        update: &str,
-        values: Vec<(&str, AttributeValue)>,
-    ) -> Result<ApiKey, AdminError> {
-        // Keys are few; a scan by id keeps the table free of a second index.
-        let items = self.scan_keys().await?;
-        let item = items
-            .iter()
-            .find(|item| {
-                item.get("apiKeyId")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    == Some(api_key_id)
-            })
-            .ok_or_else(|| AdminError::Invalid(format!("no API key with id {api_key_id}")))?;
-        let hash = api_key_hash_of(item)
-            .ok_or_else(|| AdminError::Invalid("malformed key record".into()))?;
-        let mut request = self
-            .dynamodb
-            .update_item()
-            .table_name(&self.resources.api_keys_table)
-            .key(API_KEY_HASH, AttributeValue::S(hash.0))
-            .update_expression(update)
-            .set_expression_attribute_names(
-                update
-                    .contains("#s")
-                    .then(|| std::collections::HashMap::from([("#s".into(), "status".into())])),
-            )
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        for (name, value) in values {
-            request = request.expression_attribute_values(name, value);
-        }
-        let output = request
-            .send()
+    async fn change_key(&self, api_key_id: &str, change: &KeyChange) -> Result<ApiKey, AdminError> {
+        self.api_keys()
+            .update(api_key_id, change)
             .await
-            .map_err(|e| aws_error("UpdateItem(api key)", &e))?;
-        output
-            .attributes
-            .as_ref()
-            .and_then(api_key_from_item)
-            .ok_or_else(|| AdminError::Invalid("malformed key record".into()))
+            .map_err(store_error)?
+            .ok_or_else(|| AdminError::Invalid(format!("no API key with id {api_key_id}")))
+    }
+
+    /// The API keys table (src/store/dynamodb/api_keys.rs holds its reads and writes).
+    fn api_keys(&self) -> DynamoApiKeys {
+        DynamoApiKeys::new(self.dynamodb.clone(), &self.resources.api_keys_table)
     }
 }

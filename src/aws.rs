@@ -9,8 +9,8 @@ use aws_config::{BehaviorVersion, SdkConfig};
 /// Per-attempt limit: a healthy DynamoDB or Secrets Manager call takes tens of milliseconds.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Whole-operation limit, retries included. Authentication makes at most two calls (pepper,
-/// key) before the create's own write and undo budgets (`service::WRITE_BUDGET`,
-/// `service::UNDO_BUDGET`) take over, so every answer comes within about 24 s, inside the
+/// key) before the create's own write and undo budgets (`time_budget::WRITE_BUDGET`,
+/// `time_budget::UNDO_BUDGET`) take over, so every answer comes within about 24 s, inside the
 /// function's 28 s timeout and API Gateway's 29 s.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 

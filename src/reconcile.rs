@@ -13,7 +13,7 @@
 //!    and that is older than [`Options::min_secret_age`] is deleted at once, without a recovery
 //!    window (it was never handed out, or its webhook is deleted). The age rule keeps every
 //!    create in flight safe: a create writes its secret before its record and gives up within
-//!    seconds (`service::create::WRITE_BUDGET` + `UNDO_BUDGET`), so a secret without a record
+//!    seconds (`time_budget::WRITE_BUDGET` + `UNDO_BUDGET`), so a secret without a record
 //!    that is younger than the safe age may still be about to get its record. The table is read
 //!    before the secrets are listed, so a record written after the scan always belongs to a
 //!    secret that is younger than the scan.
@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn the_default_safe_age_outlasts_any_create() {
-        let create = crate::service::WRITE_BUDGET + crate::service::UNDO_BUDGET;
+        let create = crate::time_budget::WRITE_BUDGET + crate::time_budget::UNDO_BUDGET;
         assert!(DEFAULT_MIN_SECRET_AGE > create * 10);
     }
 }

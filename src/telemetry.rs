@@ -21,7 +21,7 @@ pub fn filter(level: &str) -> Targets {
 
 /// Installs the JSON subscriber for the process, writing to stdout (CloudWatch).
 pub fn init() {
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    let level = crate::config::log_level(crate::config::process_env);
     // A second call (tests) keeps the first subscriber, which is what we want.
     let _ = tracing::subscriber::set_global_default(subscriber(filter(&level), std::io::stdout));
 }

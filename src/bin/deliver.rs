@@ -34,9 +34,7 @@ async fn main() -> Result<(), Error> {
             .with_key_cache_ttl(config.key_cache_ttl),
             Queues::new(aws_sdk_sqs::Client::new(&sdk)),
             // DELIVER_TO_LOOPBACK_ONLY (local stacks): nothing leaves the machine.
-            Sender::new(config.url_policy)?.loopback_only(
-                std::env::var("DELIVER_TO_LOOPBACK_ONLY").is_ok_and(|v| v == "true" || v == "1"),
-            ),
+            Sender::new(config.url_policy)?.loopback_only(config.loopback_only_deliveries),
             config.retry,
             config.deliveries_queue_url,
         )

@@ -12,9 +12,7 @@ use lambda_http::{service_fn, Error};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = PipelineConfig::from_env()?;
-    let events_dlq_url = config
-        .events_dlq_url
-        .ok_or("configuration: EVENTS_DLQ_URL must be set")?;
+    let events_dlq_url = config.require_events_dlq_url()?.to_owned();
     let sdk = aws::sdk_config().await;
     // DeliveriesRefused and EventsRefused (src/emf.rs), one document per invocation.
     let metrics = emf::init();

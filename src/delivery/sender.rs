@@ -285,7 +285,11 @@ impl Sender {
     }
 
     /// Resolve, vet, connect, handshake, send, and wait for the answer's head.
-    async fn exchange(&self, target: &Target, request: &SignedRequest) -> Result<Answer, Outcome> {
+    async fn exchange(
+        &self,
+        target: &Target,
+        request: &SignedRequest,
+    ) -> Result<ReceiverAnswer, Outcome> {
         let addresses = self.vetted_addresses(target).await?;
         let tcp = connect_any(&addresses, target.port).await?;
         let _ = tcp.set_nodelay(true);
@@ -378,7 +382,7 @@ impl Target {
 }
 
 /// The answer's head, and the task driving its connection (aborted when dropped).
-struct Answer {
+struct ReceiverAnswer {
     response: http::Response<Incoming>,
     connection: ConnectionTask,
 }
@@ -428,7 +432,11 @@ fn tls_failure(error: io::Error) -> Outcome {
 
 /// HTTP/1.1 over an open connection: one request, no redirects followed (hyper's connection
 /// API has none to follow).
-async fn send_over<I>(io: I, target: &Target, request: &SignedRequest) -> Result<Answer, Outcome>
+async fn send_over<I>(
+    io: I,
+    target: &Target,
+    request: &SignedRequest,
+) -> Result<ReceiverAnswer, Outcome>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -459,7 +467,7 @@ where
         headers.append(name, value.clone());
     }
     let response = sender.send_request(http_request).await.map_err(no_answer)?;
-    Ok(Answer {
+    Ok(ReceiverAnswer {
         response,
         connection,
     })

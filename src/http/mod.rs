@@ -29,9 +29,10 @@ use routes::{Matched, Operation};
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
-/// What a request led to, for the log line and the rate headers.
+/// What handling a request learned (its key, its webhook, its rate count), for the log line
+/// and the rate headers.
 #[derive(Default)]
-struct Outcome {
+struct RequestFacts {
     api_key_id: Option<String>,
     webhook_id: Option<String>,
     rate: Option<RateStatus>,
@@ -66,7 +67,7 @@ where
     let request_id = request_id(&request);
     let path = path_of(&request);
     let template = routes::template_of(path);
-    let mut outcome = Outcome::default();
+    let mut outcome = RequestFacts::default();
     let result = serve(app, &request, path, arrival, &mut outcome).await;
     let (mut response, error_code) = match &result {
         Ok(success) => (answer(success, &request_id), None),
@@ -129,7 +130,7 @@ async fn serve<K, W, S>(
     request: &Request,
     path: &str,
     arrival: Arrival,
-    outcome: &mut Outcome,
+    outcome: &mut RequestFacts,
 ) -> Result<Success, ApiError>
 where
     K: ApiKeyStore,
@@ -166,7 +167,7 @@ where
 }
 
 /// Refuses a request over its key's rate limit.
-fn admit(outcome: &Outcome) -> Result<(), ApiError> {
+fn admit(outcome: &RequestFacts) -> Result<(), ApiError> {
     match &outcome.rate {
         Some(rate) if rate.exceeded.is_some() => Err(ServiceError::RateLimited(*rate).into()),
         _ => Ok(()),

@@ -1,22 +1,13 @@
-//! The pipeline functions' settings, read from the environment once per container.
+//! The pipeline functions' settings, read from the environment once per container (through
+//! [`crate::config::Vars`], with the API's [`ConfigError`]).
 
 use std::time::Duration;
 
+use crate::config::{process_env, ConfigError, Vars};
 use crate::domain::UrlPolicy;
 
 use super::keys::DEFAULT_KEY_CACHE_TTL;
 use super::retry::RetryPolicy;
-
-/// A setting is missing or malformed; the function refuses to start.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    fn new(message: String) -> Self {
-        Self(message)
-    }
-}
 
 /// What the fan-out and delivery functions need to know about their deployment.
 #[derive(Clone, Debug)]
@@ -40,66 +31,51 @@ pub struct PipelineConfig {
     /// `API_KEY_CACHE_TTL_SECONDS`, as for the API (default 60; 0 reads a key for every check):
     /// how long a key read by fan-out or deliver is reused.
     pub key_cache_ttl: Duration,
+    /// `DELIVER_TO_LOOPBACK_ONLY`, as for the API's test ping (default false; `local.env` sets
+    /// it, so that a local stack or a test run never delivers off the machine).
+    pub loopback_only_deliveries: bool,
 }
 
 impl PipelineConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(process_env)
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let required =
-            |name: &str| get(name).ok_or_else(|| ConfigError::new(format!("{name} must be set")));
-        let retry = match get("RETRY_DELAYS_SECONDS") {
-            None => RetryPolicy::default(),
-            Some(text) => RetryPolicy::parse(&text).ok_or_else(|| {
-                ConfigError::new(
-                    "RETRY_DELAYS_SECONDS must be whole seconds separated by commas".into(),
-                )
-            })?,
-        };
-        let allow_localhost = match get("ALLOW_LOCALHOST_URLS").as_deref() {
-            Some("true") | Some("1") => true,
-            None | Some("false") | Some("0") => false,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "ALLOW_LOCALHOST_URLS must be true or false".into(),
-                ))
-            }
-        };
-        let key_cache_ttl = match get("API_KEY_CACHE_TTL_SECONDS") {
-            None => DEFAULT_KEY_CACHE_TTL,
-            Some(text) => Duration::from_secs(text.trim().parse().map_err(|_| {
-                ConfigError::new(
-                    "API_KEY_CACHE_TTL_SECONDS must be a whole number of seconds".into(),
-                )
-            })?),
-        };
-        let recover_rate = match get("RECOVER_RATE_PER_SECOND") {
-            None => crate::pipeline::deliver::DEFAULT_RECOVER_RATE,
-            Some(text) => text
-                .trim()
-                .parse()
-                .ok()
-                .filter(|rate| *rate >= 1)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "RECOVER_RATE_PER_SECOND must be a whole number of at least 1".into(),
-                    )
-                })?,
-        };
+        let vars = Vars::new(lookup);
+        let retry = vars.parsed(
+            "RETRY_DELAYS_SECONDS",
+            RetryPolicy::default(),
+            "must be whole seconds separated by commas",
+            RetryPolicy::parse,
+        )?;
+        let recover_rate = vars.parsed(
+            "RECOVER_RATE_PER_SECOND",
+            crate::pipeline::deliver::DEFAULT_RECOVER_RATE,
+            "must be a whole number of at least 1",
+            |text| text.parse().ok().filter(|rate| *rate >= 1),
+        )?;
         Ok(Self {
-            key_cache_ttl,
+            key_cache_ttl: vars.seconds("API_KEY_CACHE_TTL_SECONDS", DEFAULT_KEY_CACHE_TTL)?,
             recover_rate,
-            delivery_log_table: required("DELIVERY_LOG_TABLE_NAME")?,
-            webhooks_table: required("WEBHOOKS_TABLE_NAME")?,
-            api_keys_table: required("API_KEYS_TABLE_NAME")?,
-            deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
-            events_dlq_url: get("EVENTS_DLQ_URL"),
+            delivery_log_table: vars.required("DELIVERY_LOG_TABLE_NAME")?,
+            webhooks_table: vars.required("WEBHOOKS_TABLE_NAME")?,
+            api_keys_table: vars.required("API_KEYS_TABLE_NAME")?,
+            deliveries_queue_url: vars.required("DELIVERIES_QUEUE_URL")?,
+            events_dlq_url: vars.get("EVENTS_DLQ_URL"),
             retry,
-            url_policy: UrlPolicy { allow_localhost },
+            url_policy: UrlPolicy {
+                allow_localhost: vars.switch("ALLOW_LOCALHOST_URLS")?,
+            },
+            loopback_only_deliveries: vars.switch("DELIVER_TO_LOOPBACK_ONLY")?,
         })
+    }
+
+    /// `EVENTS_DLQ_URL`, which the fan-out cannot do without.
+    pub fn require_events_dlq_url(&self) -> Result<&str, ConfigError> {
+        self.events_dlq_url
+            .as_deref()
+            .ok_or(ConfigError::missing("EVENTS_DLQ_URL"))
     }
 }
 
@@ -175,5 +151,48 @@ mod tests {
     #[test]
     fn a_missing_queue_is_an_error() {
         assert!(PipelineConfig::from_lookup(lookup(&REQUIRED[..3])).is_err());
+    }
+
+    #[test]
+    fn a_missing_or_malformed_setting_names_its_variable() {
+        let error = PipelineConfig::from_lookup(lookup(&REQUIRED[..3])).unwrap_err();
+        assert_eq!(error, ConfigError::missing("DELIVERIES_QUEUE_URL"));
+        for (name, value) in [
+            ("RETRY_DELAYS_SECONDS", "soon"),
+            ("ALLOW_LOCALHOST_URLS", "maybe"),
+            ("API_KEY_CACHE_TTL_SECONDS", "-1"),
+            ("DELIVER_TO_LOOPBACK_ONLY", "yes"),
+        ] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push((name, value));
+            let pairs: &'static [(&str, &str)] = Box::leak(pairs.into_boxed_slice());
+            let error = PipelineConfig::from_lookup(lookup(pairs)).unwrap_err();
+            assert_eq!(error.variable(), name, "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn deliveries_stay_on_the_machine_only_when_asked() {
+        let config = PipelineConfig::from_lookup(lookup(REQUIRED)).unwrap();
+        assert!(!config.loopback_only_deliveries);
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("DELIVER_TO_LOOPBACK_ONLY", "1"));
+        let pairs: &'static [(&str, &str)] = Box::leak(pairs.into_boxed_slice());
+        let config = PipelineConfig::from_lookup(lookup(pairs)).unwrap();
+        assert!(config.loopback_only_deliveries);
+    }
+
+    #[test]
+    fn the_fan_out_needs_its_dead_letter_queue() {
+        let config = PipelineConfig::from_lookup(lookup(REQUIRED)).unwrap();
+        assert_eq!(
+            config.require_events_dlq_url(),
+            Err(ConfigError::missing("EVENTS_DLQ_URL"))
+        );
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("EVENTS_DLQ_URL", "http://dlq"));
+        let pairs: &'static [(&str, &str)] = Box::leak(pairs.into_boxed_slice());
+        let config = PipelineConfig::from_lookup(lookup(pairs)).unwrap();
+        assert_eq!(config.require_events_dlq_url(), Ok("http://dlq"));
     }
 }

@@ -23,8 +23,6 @@ mod manage;
 mod ping;
 mod rotate;
 
-/// The create's budgets live in [`crate::time_budget`]; these names stay for `reconcile.rs`.
-pub use crate::time_budget::{UNDO_BUDGET, WRITE_BUDGET};
 pub use create::Created;
 pub use manage::{parse_webhook_id, Answered};
 pub use ping::TestResult;

@@ -1,5 +1,5 @@
-//! DynamoDB adapters: API key records (read) and the webhooks table (records, per-key counts,
-//! idempotency claims, rate counters, tombstones).
+//! DynamoDB adapters: API key records (read by the API, written by the admin tool) and the
+//! webhooks table (records, per-key counts, idempotency claims, rate counters, tombstones).
 //!
 //! - [`schema`]: every attribute name, key prefix, index and TTL attribute of the three tables, and
 //!   the key-building functions (docs/TABLES.md is the same as a table).
@@ -25,12 +25,11 @@ mod rate_windows;
 pub mod schema;
 mod tombstones;
 mod webhooks;
+pub use api_keys::KeyChange;
 pub use deliveries::DynamoDeliveryLog;
 pub use webhooks::query_webhooks;
 
-pub use codec::{
-    api_key_from_item, api_key_hash_of, api_key_item, webhook_from_item, webhook_item,
-};
+pub use codec::{api_key_from_item, webhook_from_item, webhook_item};
 pub use schema::{
     ALL_COMPANIES, API_KEYS_BY_ID_INDEX, API_KEY_HASH, BY_API_KEY_INDEX, BY_COMPANY_INDEX,
     FANOUT_COMPANY, FENCE, RATE_PER_HOUR, RATE_PER_MINUTE, WEBHOOK_ID,
@@ -39,7 +38,7 @@ pub use schema::{
 /// An item as the SDK represents it.
 pub type Item = HashMap<String, AttributeValue>;
 
-/// Reads API key records by token hash.
+/// The API keys table: records read by token hash, written and listed by the admin tool.
 #[derive(Clone, Debug)]
 pub struct DynamoApiKeys {
     client: Client,
