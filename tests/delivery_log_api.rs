@@ -634,7 +634,7 @@ async fn a_webhook_of_a_company_the_key_lost_is_listed_and_read_but_not_resent_o
 
     let listed = send(&app, deliveries(&id).token(MOVED_TOKEN)).await;
     assert_success(&listed, 200);
-    assert_eq!(ids(&listed), [did.clone()]);
+    assert_eq!(ids(&listed), [did.as_str()]);
     // Its payload holds the lost company's data.
     let read = send(&app, one(&id, &did).token(MOVED_TOKEN)).await;
     assert_error(&read, 403, "RESOURCE_ACCESS_DENIED");
@@ -1369,7 +1369,7 @@ async fn the_test_ping_is_listed_as_a_delivery_with_its_attempt_under_its_derive
     let got = receiver.next().await;
     assert_eq!(got.headers["webhook-id"], delivery_id.as_str());
     let listed = send(&app, deliveries(&id).query("event", "ping")).await;
-    assert_eq!(ids(&listed), [delivery_id.clone()]);
+    assert_eq!(ids(&listed), [delivery_id.as_str()]);
     let summary = &listed.json["data"]["data"][0];
     assert_eq!(summary["status"], "delivered");
     assert_eq!(summary["attemptCount"], 1);

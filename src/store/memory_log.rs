@@ -230,7 +230,7 @@ impl DeliveryLog for MemoryDeliveryLog {
 /// A job the API queued.
 #[derive(Clone, Debug, PartialEq)]
 pub enum QueuedJob {
-    Resend(ResendJob),
+    Resend(Box<ResendJob>),
     Recover(RecoverJob),
 }
 
@@ -251,7 +251,7 @@ impl MemoryPipelineQueue {
         self.jobs()
             .into_iter()
             .filter_map(|job| match job {
-                QueuedJob::Resend(job) => Some(job),
+                QueuedJob::Resend(job) => Some(*job),
                 QueuedJob::Recover(_) => None,
             })
             .collect()
@@ -283,7 +283,7 @@ impl PipelineQueue for MemoryPipelineQueue {
         self.jobs
             .lock()
             .unwrap()
-            .push(QueuedJob::Resend(job.clone()));
+            .push(QueuedJob::Resend(Box::new(job.clone())));
         Ok(())
     }
 
