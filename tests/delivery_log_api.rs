@@ -385,6 +385,18 @@ async fn the_filters_combine_with_and_and_their_cursors_follow_them_across_pages
     let expected: Vec<String> = failed_in_window.iter().map(|d| d.id.to_string()).collect();
     assert_eq!(pages.concat(), expected);
     assert!(pages.iter().all(|page| page.len() <= 4));
+    // An offset's `+` sent unencoded arrives as a space, and still reads as the same time.
+    let offset_since = rfc3339(base_time() + Duration::minutes(6)).replace('Z', " 00:00");
+    let same = all_pages(&app, || {
+        deliveries(&id)
+            .query("status", "failed")
+            .query("event", "interview.completed")
+            .query("since", &offset_since)
+            .query("until", &until)
+            .query("limit", "4")
+    })
+    .await;
+    assert_eq!(same.concat(), expected);
     let pings = send(&app, deliveries(&id).query("event", "ping")).await;
     assert_eq!(ids(&pings), [ping.id.to_string()]);
     let skipped = send(

@@ -650,7 +650,9 @@ fn deliveries_query(request: &Request) -> DeliveryListQuery {
     }
     let mut time = |name: &'static str, value: Option<String>| {
         let value = value?;
-        let parsed = crate::domain::time_format::parse_rfc3339(&value);
+        // A `+` of an offset sent unencoded in a query string arrives as a space.
+        let parsed = crate::domain::time_format::parse_rfc3339(&value)
+            .or_else(|| crate::domain::time_format::parse_rfc3339(&value.replace(' ', "+")));
         if parsed.is_none() {
             errors.push(FieldError::new(
                 name,

@@ -641,6 +641,18 @@ mod tests {
     }
 
     #[test]
+    fn the_cursor_key_is_the_peppers_for_this_purpose_alone() {
+        let tag = |pepper: &[u8], purpose: &str| {
+            let mut mac = crate::domain::Pepper::new(pepper.to_vec()).keyed_mac(purpose);
+            mac.update(b"position");
+            mac.finalize().into_bytes().to_vec()
+        };
+        assert_eq!(tag(b"p", CURSOR_PURPOSE), tag(b"p", CURSOR_PURPOSE));
+        assert_ne!(tag(b"p", CURSOR_PURPOSE), tag(b"q", CURSOR_PURPOSE));
+        assert_ne!(tag(b"p", CURSOR_PURPOSE), tag(b"p", "another purpose"));
+    }
+
+    #[test]
     fn the_canonical_filter_names_every_filter() {
         let filter = DeliveryFilter {
             status: Some(DeliveryStatus::Failed),
