@@ -1453,3 +1453,80 @@ async fn a_ping_not_sent_records_nothing() {
     assert_eq!(tested.json["data"]["deliveryId"], Value::Null);
     assert!(app.delivery_log().deliveries_of(uuid(&id)).is_empty());
 }
+
+// --- Logs ----------------------------------------------------------------------------------------
+
+const HEADER_VALUE: &str = "Bearer hv-5d4c3b2a19f8e7d6c5b4a3f2e1d0c9b8";
+
+#[test]
+fn the_delivery_routes_log_and_answer_no_token_signing_secret_or_header_value() {
+    let captured = CapturedLogs::default();
+    let subscriber = instaview_webhooks::telemetry::subscriber(
+        instaview_webhooks::telemetry::filter("trace"),
+        captured.clone(),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (answers, signing_secret) = runtime.block_on(async {
+        let app = app();
+        let mut receiver = Receiver::start(Reply::status(500)).await;
+        let body = json!({
+            "url": format!("http://127.0.0.1:{}/hooks", receiver.address.port()),
+            "events": ["ping", "interview.completed"],
+            "companyId": COMPANY,
+            "headers": [{"name": "X-Customer-Auth", "value": HEADER_VALUE}],
+        });
+        let created = send(&app, post(&body.to_string())).await;
+        let id = created.json["data"]["id"].as_str().unwrap().to_owned();
+        let signing_secret = created.json["data"]["signingSecret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let delivery = seed(&app, &id, 1, DeliveryStatus::Failed);
+        let did = delivery.id.to_string();
+        app.delivery_log()
+            .fail_record_with(StoreError::Unavailable {
+                operation: "record ping",
+                kind: "ThrottlingException".into(),
+            });
+        app.pipeline().fail_with(StoreError::Unavailable {
+            operation: "queue resend",
+            kind: "ThrottlingException".into(),
+        });
+        let mut answers = Vec::new();
+        for request in [
+            request(Method::POST, &format!("/webhooks/{id}/test")),
+            resend(&id, &did),
+            recover(&id, &json!({"since": rfc3339(base_time())})),
+            deliveries(&id).query("cursor", &signing_secret),
+            one(&id, &did),
+            deliveries(&id),
+        ] {
+            answers.push(send(&app, request).await.raw);
+        }
+        receiver.next().await;
+        (answers, signing_secret)
+    });
+    let logs = captured.text();
+    assert!(
+        logs.contains("could not be recorded in the delivery log"),
+        "{logs}"
+    );
+    for secret in [
+        TOKEN,
+        signing_secret.as_str(),
+        HEADER_VALUE,
+        "hv-5d4c3b2a19f8",
+    ] {
+        assert!(!logs.contains(secret), "a log line holds {secret}");
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret),
+                "an answer holds {secret}: {answer}"
+            );
+        }
+    }
+}
