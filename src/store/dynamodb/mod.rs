@@ -19,12 +19,14 @@ mod api_keys;
 pub mod attempts;
 mod claims;
 mod codec;
+pub mod deliveries;
 mod expression;
 mod quotas;
 mod rate_windows;
 pub mod schema;
 mod tombstones;
 mod webhooks;
+pub use deliveries::DynamoDeliveryLog;
 pub use webhooks::query_webhooks;
 
 pub use codec::{

@@ -165,6 +165,78 @@ pub fn attempt_id(delivery_id: Uuid, attempt: u32) -> String {
     format!("{ATTEMPT_PREFIX}{delivery_id}#{attempt}")
 }
 
+// ----- The delivery log table (store/dynamodb/deliveries.rs; the pipeline writes it) -----
+//
+// A table of its own (the reconciler scans the webhooks table: it must not grow with the log).
+// Two item kinds under one partition key, [`LOG_ID`]: events ([`EVENT_PREFIX`]) and
+// deliveries ([`DELIVERY_PREFIX`]), each attempt an attribute of its delivery
+// ([`attempt_attribute`]). [`EXPIRES_AT`] is its TTL attribute too.
+
+/// Partition key of the delivery log table.
+pub const LOG_ID: &str = "id";
+/// Key prefix of an event: `event#<eventId>`.
+pub const EVENT_PREFIX: &str = "event#";
+/// Key prefix of a delivery: `delivery#<deliveryId>`.
+pub const DELIVERY_PREFIX: &str = "delivery#";
+/// The index of events by company (partition [`COMPANY_ID`], sort [`OCCURRED_KEY`]): recover's
+/// walk by time window. Operational events and pings have no company, so are not in it.
+pub const EVENTS_BY_COMPANY_INDEX: &str = "eventsByCompany";
+/// The index of deliveries by webhook (partition [`ATTEMPT_WEBHOOK_ID`], sort
+/// [`CREATED_KEY`]): the delivery list, newest first.
+pub const DELIVERIES_BY_WEBHOOK_INDEX: &str = "deliveriesByWebhook";
+/// The event's id (events and deliveries).
+pub const EVENT_ID: &str = "eventId";
+/// When the event occurred (RFC 3339, as published).
+pub const OCCURRED_AT: &str = "occurredAt";
+/// `<occurredAt in epoch milliseconds, 13 digits>#<eventId>`: sorts by time, unique.
+pub const OCCURRED_KEY: &str = "occurredKey";
+/// When the pipeline accepted the event (RFC 3339).
+pub const RECEIVED_AT: &str = "receivedAt";
+/// The event's `data`, as its compact JSON text.
+pub const DATA: &str = "data";
+/// A delivery's status: `pending`, `delivered`, `failed` or `skipped`.
+pub const DELIVERY_STATUS: &str = "status";
+/// `<createdAt in epoch milliseconds, 13 digits>#<deliveryId>`: sorts by time, unique.
+pub const CREATED_KEY: &str = "createdKey";
+pub const ATTEMPT_COUNT: &str = "attemptCount";
+pub const LAST_ATTEMPT_AT: &str = "lastAttemptAt";
+pub const LAST_HTTP_STATUS: &str = "lastHttpStatus";
+/// Epoch seconds the next attempt is planned for (on deliveries and on failed attempts).
+pub const NEXT_ATTEMPT_AT: &str = "nextAttemptAt";
+/// Prefix of a delivery's attribute that holds one attempt (a map: [`ATTEMPT`],
+/// [`ATTEMPTED_AT`], [`OUTCOME`], [`REASON`], [`HTTP_STATUS`], [`DURATION_MS`],
+/// [`NEXT_ATTEMPT_AT`], [`MESSAGE_ID`], [`CLAIM`]).
+pub const ATTEMPT_ATTRIBUTE_PREFIX: &str = "attempt#";
+/// The SQS message that made an attempt (a message that comes back finds its own record).
+pub const MESSAGE_ID: &str = "messageId";
+/// The token of the run that wrote an attempt (a retried write recognises its own).
+pub const CLAIM: &str = "claim";
+
+/// The key of an event in the delivery log.
+pub fn event_key(event_id: &str) -> String {
+    format!("{EVENT_PREFIX}{event_id}")
+}
+
+/// The key of a delivery in the delivery log.
+pub fn delivery_key(delivery_id: Uuid) -> String {
+    format!("{DELIVERY_PREFIX}{delivery_id}")
+}
+
+/// The attribute of a delivery that holds attempt `attempt`.
+pub fn attempt_attribute(attempt: u32) -> String {
+    format!("{ATTEMPT_ATTRIBUTE_PREFIX}{attempt}")
+}
+
+/// A sort key of the log's indexes: the time in epoch milliseconds, fixed width, then the id.
+pub fn time_key(epoch_ms: i128, id: &str) -> String {
+    format!("{}#{id}", time_key_prefix(epoch_ms))
+}
+
+/// The part of [`time_key`] that orders by time alone (range bounds).
+pub fn time_key_prefix(epoch_ms: i128) -> String {
+    format!("{:013}", epoch_ms.max(0))
+}
+
 // ----- The API keys table -----
 
 /// Partition key of the API keys table: the HMAC-SHA-256 of the token with the pepper (hex).
@@ -244,6 +316,25 @@ mod tests {
         REASON,
         HTTP_STATUS,
         DURATION_MS,
+        LOG_ID,
+        EVENT_PREFIX,
+        DELIVERY_PREFIX,
+        EVENTS_BY_COMPANY_INDEX,
+        DELIVERIES_BY_WEBHOOK_INDEX,
+        EVENT_ID,
+        OCCURRED_AT,
+        OCCURRED_KEY,
+        RECEIVED_AT,
+        DATA,
+        DELIVERY_STATUS,
+        CREATED_KEY,
+        ATTEMPT_COUNT,
+        LAST_ATTEMPT_AT,
+        LAST_HTTP_STATUS,
+        NEXT_ATTEMPT_AT,
+        ATTEMPT_ATTRIBUTE_PREFIX,
+        MESSAGE_ID,
+        CLAIM,
         API_KEY_HASH,
         API_KEYS_BY_ID_INDEX,
         SCOPES,
