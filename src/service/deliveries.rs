@@ -512,7 +512,9 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore, L: DeliveryLog, Q: Pipelin
                 })
             }
         };
+        // As marked: pending, due now, no retry planned.
         delivery.status = DeliveryStatus::Pending;
+        delivery.next_attempt_at = None;
         let job = ResendJob {
             delivery,
             event,

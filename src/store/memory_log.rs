@@ -191,7 +191,9 @@ impl DeliveryLog for MemoryDeliveryLog {
         if delivery.status == DeliveryStatus::Pending {
             return Ok(ResendMark::AlreadyPending);
         }
+        // As the DynamoDB adapter does: a resend is due now, no retry is planned.
         delivery.status = DeliveryStatus::Pending;
+        delivery.next_attempt_at = None;
         Ok(ResendMark::Marked {
             attempt: delivery.next_attempt_number(),
         })
