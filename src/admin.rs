@@ -42,6 +42,8 @@ pub struct Resources {
     pub webhooks_table: String,
     pub api_keys_table: String,
     pub pepper_secret_id: String,
+    /// The delivery log (events, deliveries, attempts).
+    pub delivery_log_table: String,
 }
 
 /// The admin tool's AWS clients and resource names.
@@ -91,10 +93,29 @@ impl Admin {
                 report.existing.push(format!("table {table}"));
             }
         }
+        let log = &self.resources.delivery_log_table;
+        if self.create_log_table().await? {
+            report.created.push(format!("table {log}"));
+        } else {
+            report.existing.push(format!("table {log}"));
+        }
+        self.enable_ttl(&self.resources.delivery_log_table).await?;
+        self.enable_ttl(&self.resources.webhooks_table).await?;
+        let pepper_id = &self.resources.pepper_secret_id;
+        if self.create_pepper().await? {
+            report.created.push(format!("secret {pepper_id}"));
+        } else {
+            report.existing.push(format!("secret {pepper_id}"));
+        }
+        Ok(report)
+    }
+
+    /// Turns on the TTL of `table` (on `expiresAt`); already on is fine.
+    async fn enable_ttl(&self, table: &str) -> Result<(), AdminError> {
         let ttl = self
             .dynamodb
             .update_time_to_live()
-            .table_name(&self.resources.webhooks_table)
+            .table_name(table)
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
                     .enabled(true)
@@ -110,13 +131,68 @@ impl Admin {
             Err(e) if e.code() == Some("ValidationException") => {}
             Err(e) => return Err(aws_error("UpdateTimeToLive", &e)),
         }
-        let pepper_id = &self.resources.pepper_secret_id;
-        if self.create_pepper().await? {
-            report.created.push(format!("secret {pepper_id}"));
-        } else {
-            report.existing.push(format!("secret {pepper_id}"));
+        Ok(())
+    }
+
+    /// Creates the delivery log table (as template.yaml declares it): key `id`, the index of
+    /// events by company and the index of deliveries by webhook (docs/TABLES.md).
+    async fn create_log_table(&self) -> Result<bool, AdminError> {
+        use crate::store::dynamodb::schema::{
+            ATTEMPT_WEBHOOK_ID, COMPANY_ID, CREATED_KEY, DELIVERIES_BY_WEBHOOK_INDEX,
+            EVENTS_BY_COMPANY_INDEX, LOG_ID, OCCURRED_KEY,
+        };
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| AdminError::Invalid(e.to_string());
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(invalid)
+        };
+        let key_element = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(invalid)
+        };
+        let index = |name: &str, hash: &str, range: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key_element(hash, KeyType::Hash)?)
+                .key_schema(key_element(range, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(invalid)
+        };
+        let result = self
+            .dynamodb
+            .create_table()
+            .table_name(&self.resources.delivery_log_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute(LOG_ID)?)
+            .attribute_definitions(attribute(COMPANY_ID)?)
+            .attribute_definitions(attribute(OCCURRED_KEY)?)
+            .attribute_definitions(attribute(ATTEMPT_WEBHOOK_ID)?)
+            .attribute_definitions(attribute(CREATED_KEY)?)
+            .key_schema(key_element(LOG_ID, KeyType::Hash)?)
+            .global_secondary_indexes(index(EVENTS_BY_COMPANY_INDEX, COMPANY_ID, OCCURRED_KEY)?)
+            .global_secondary_indexes(index(
+                DELIVERIES_BY_WEBHOOK_INDEX,
+                ATTEMPT_WEBHOOK_ID,
+                CREATED_KEY,
+            )?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(false),
+            Err(e) => Err(aws_error("CreateTable", &e)),
         }
-        Ok(report)
     }
 
     /// Creates a table keyed on `key`; with `by_owner`, also the index of webhooks by API key

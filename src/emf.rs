@@ -59,6 +59,16 @@ pub fn delivery_refused(stage: &'static str, reason: &'static str) {
     ::metrics::counter!("DeliveriesRefused", "Stage" => stage, "Reason" => reason).increment(1);
 }
 
+/// Counts a circuit opened by a failed attempt (the template's alarm watches it).
+pub fn circuit_opened() {
+    ::metrics::counter!("CircuitsOpened").increment(1);
+}
+
+/// Counts a delivery that failed for good: retries exhausted, or `410 Gone`.
+pub fn delivery_failed() {
+    ::metrics::counter!("DeliveriesFailed").increment(1);
+}
+
 /// Counts an event fan-out moved to the events dead-letter queue.
 pub fn event_refused(reason: &'static str) {
     ::metrics::counter!("EventsRefused", "Reason" => reason).increment(1);

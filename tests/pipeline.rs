@@ -27,6 +27,10 @@ use instaview_webhooks::pipeline::store::PipelineStore;
 use instaview_webhooks::pipeline::{
     Deliverer, DeliveryMessage, Fanned, Fanout, Handled, RetryPolicy, SqsEvent, SqsMessage,
 };
+use instaview_webhooks::store::delivery_log::{
+    Delivery, DeliveryFilter, DeliveryLog, DeliveryStatus,
+};
+use instaview_webhooks::store::dynamodb::DynamoDeliveryLog;
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use lambda_http::http::Method;
 use serde_json::{json, Value};
@@ -196,6 +200,7 @@ impl Stack {
             dynamodb.clone(),
             &env.resources.webhooks_table,
             &env.resources.api_keys_table,
+            &env.resources.delivery_log_table,
         )
         .with_key_cache_ttl(ttl);
         let queues = Queues::new(sqs.clone());
@@ -297,9 +302,12 @@ impl Stack {
         SqsMessage::new(format!("event-{n}-{}", Uuid::new_v4()), body)
     }
 
+    /// A platform event with an id of its own, as the platform publishes them (events without
+    /// an id and with the same content are one event).
     fn event(&self, event: &str, company: &str) -> SqsMessage {
         self.event_message(
             &json!({
+                "eventId": Uuid::new_v4().to_string(),
                 "event": event,
                 "companyId": company,
                 "data": {"interviewId": "int_123", "score": 87},
@@ -526,6 +534,16 @@ impl Stack {
         &self,
         id: &str,
     ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        // Attempts live in their delivery's item in the delivery log now.
+        if id.starts_with("attempt#") {
+            return self
+                .env
+                .attempt_items()
+                .await
+                .into_iter()
+                .find(|item| item["id"].as_s().is_ok_and(|i| i == id))
+                .expect("the attempt was recorded");
+        }
         self.env
             .dynamodb
             .get_item()
@@ -539,6 +557,27 @@ impl Stack {
             .unwrap()
             .item
             .expect("the item exists")
+    }
+
+    /// Every delivery of `webhook` in the log, newest first (the API's read, all pages).
+    async fn deliveries_of(&self, webhook: Uuid) -> Vec<Delivery> {
+        let log = DynamoDeliveryLog::new(
+            self.env.dynamodb.clone(),
+            &self.env.resources.delivery_log_table,
+        );
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = log
+                .list(webhook, &DeliveryFilter::default(), 100, after.as_deref())
+                .await
+                .unwrap();
+            all.extend(page.deliveries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return all,
+            }
+        }
     }
 
     /// Fans one event out to `webhook` and answers its delivery message.
@@ -705,6 +744,19 @@ async fn circuit_opens_after_ten_consecutive_failures_and_drops_pending_deliveri
             .await,
         200
     );
+    // That event's delivery was recorded `skipped` (recoverable), not dropped: fanning it out
+    // again does not send it (`recover` does); a new event does.
+    let skipped = stack.deliveries_of(webhook).await;
+    assert!(
+        skipped
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Skipped)
+            .count()
+            >= 10,
+        "{skipped:?}"
+    );
+    assert_eq!(stack.fanout.fan_out(&event).await.unwrap(), Fanned::Out(0));
+    let event = stack.event("interview.completed", COMPANY);
     let fanned = stack.fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(1));
 }
@@ -943,6 +995,7 @@ async fn a_key_is_read_once_per_cache_ttl_by_fan_out_and_deliver() {
             stack.env.dynamodb.clone(),
             &stack.env.resources.webhooks_table,
             &stack.env.resources.api_keys_table,
+            &stack.env.resources.delivery_log_table,
         ),
         Queues::new(stack.sqs.clone()),
         Sender::with_parts(
@@ -1086,7 +1139,13 @@ async fn webhooks_admin_refuses_to_publish_an_event_over_the_size_limit() {
     );
     let sent = stack.drain(&events).await;
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].body, sized_event(MAX_EVENT_BYTES, 'a'));
+    // As given, with the id the tool assigned (none was given).
+    let published = instaview_webhooks::pipeline::Event::parse(&sent[0].body).unwrap();
+    assert!(published
+        .event_id
+        .as_ref()
+        .is_some_and(|id| Uuid::try_parse(id.as_str()).is_ok()));
+    assert_eq!(published.content_json(), sized_event(MAX_EVENT_BYTES, 'a'));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1183,6 +1242,7 @@ async fn handlers_through(stack: &Stack, proxy: &str) -> (Fanout, Arc<Deliverer>
         dynamodb.clone(),
         &stack.env.resources.webhooks_table,
         &stack.env.resources.api_keys_table,
+        &stack.env.resources.delivery_log_table,
     );
     let queues = Queues::new(aws_sdk_sqs::Client::new(&faulty));
     let fanout = Fanout {
@@ -1319,8 +1379,12 @@ async fn failed_bookkeeping_calls_neither_count_twice_nor_resend_nor_lose_the_re
     );
     let retry = stack.drain(&stack.deliveries).await;
     assert_eq!(retry.len(), 1, "the retry was not lost");
-    // A success whose count reset fails: the message comes back, and is not sent again.
-    proxy.always("UpdateItem", Fault::ServerError);
+    // A success whose count reset fails: the message comes back, and is not sent again. (The
+    // attempt's entry on its delivery is an UpdateItem too, the first: it lands.)
+    proxy.script(
+        "UpdateItem",
+        std::iter::once(None).chain(std::iter::repeat_n(Some(Fault::ServerError), 10)),
+    );
     assert!(deliver(retry[0].clone()).await.is_err());
     proxy.clear();
     assert_eq!(deliver(retry[0].clone()).await.unwrap(), Handled::Delivered);
@@ -1437,8 +1501,10 @@ async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_thei
         .collect();
     for event in &to_fan_out {
         for webhook in &webhooks {
-            still_queued.insert(instaview_webhooks::pipeline::messages::delivery_id(
-                &event.message_id,
+            still_queued.insert(instaview_webhooks::store::delivery_log::delivery_id(
+                &instaview_webhooks::pipeline::Event::parse(&event.body)
+                    .unwrap()
+                    .id(),
                 *webhook,
             ));
         }
@@ -1465,8 +1531,10 @@ async fn under_sqs_and_dynamodb_faults_no_event_is_lost_and_duplicates_keep_thei
     let mut expected = std::collections::HashSet::new();
     for event in &events {
         for webhook in &webhooks {
-            expected.insert(instaview_webhooks::pipeline::messages::delivery_id(
-                &event.message_id,
+            expected.insert(instaview_webhooks::store::delivery_log::delivery_id(
+                &instaview_webhooks::pipeline::Event::parse(&event.body)
+                    .unwrap()
+                    .id(),
                 *webhook,
             ));
         }
@@ -1640,7 +1708,7 @@ async fn killed_invocations_under_slow_and_throttled_aws_count_every_attempt_onc
     // The attempt records, by delivery.
     let mut records: std::collections::BTreeMap<String, Vec<(u32, String, String)>> =
         Default::default();
-    for item in stack.env.all_items().await {
+    for item in stack.env.attempt_items().await {
         let id = item["id"].as_s().unwrap();
         if id.starts_with("attempt#") {
             records
@@ -1826,31 +1894,13 @@ impl Stack {
 
     /// The attempt records of this test's table, counted by outcome.
     async fn attempt_outcomes(&self) -> std::collections::BTreeMap<String, u64> {
-        use aws_sdk_dynamodb::types::AttributeValue;
         let mut outcomes = std::collections::BTreeMap::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .env
-                .dynamodb
-                .scan()
-                .table_name(&self.env.resources.webhooks_table)
-                .filter_expression("begins_with(id, :attempt)")
-                .expression_attribute_values(":attempt", AttributeValue::S("attempt#".into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .unwrap();
-            for item in page.items() {
-                *outcomes
-                    .entry(item["outcome"].as_s().unwrap().clone())
-                    .or_default() += 1;
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return outcomes;
-            }
+        for item in self.env.attempt_items().await {
+            *outcomes
+                .entry(item["outcome"].as_s().unwrap().clone())
+                .or_default() += 1;
         }
+        outcomes
     }
 }
 
@@ -1949,6 +1999,7 @@ async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for(
                 Handled::Dropped("circuit open") => "dropped: circuit open",
                 Handled::Dropped(_) => "dropped: other",
                 Handled::Duplicate => "duplicate",
+                Handled::Recovering { .. } => "recovering",
             };
             *handled.entry(kind).or_default() += 1;
         }
@@ -2083,6 +2134,7 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
         dynamodb.clone(),
         &stack.env.resources.webhooks_table,
         &stack.env.resources.api_keys_table,
+        &stack.env.resources.delivery_log_table,
     );
     let queues = Queues::new(sqs);
     let fanout = Fanout {
@@ -2114,22 +2166,24 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
             .await;
     }
 
-    // Fan-out of one event to 100 webhooks: two index queries, the key's companies, and ten
-    // batches of ten messages.
+    // Fan-out of one event to 100 webhooks: two index queries, the key's companies, the event
+    // once in the delivery log, one conditional put per delivery (created once: pending or
+    // skipped), and ten batches of ten messages.
     counter.take();
     let event = stack.event("interview.completed", COMPANY);
     let fanned = fanout.fan_out(&event).await.unwrap();
     assert_eq!(fanned, Fanned::Out(100));
     assert_eq!(
         counter.take(),
-        calls(&[("Query", 3), ("SendMessageBatch", 10)])
+        calls(&[("PutItem", 101), ("Query", 3), ("SendMessageBatch", 10)])
     );
 
     // Delivery, one instance, batches of 10 one after another. The first delivery to each
     // webhook reads its secret; after that a delivery is three calls: the webhook record and
-    // the attempt's record in one BatchGetItem (was the webhook's GetItem: the attempt's
-    // record tells a message that comes back that its attempt was made), the attempt record's
-    // conditional PutItem and the failure count's conditional reset (refused when it is 0).
+    // its delivery in the log in one BatchGetItem over both tables (was the webhook's GetItem:
+    // the attempt's entry tells a message that comes back that its attempt was made), the
+    // attempt's entry on the delivery (one conditional UpdateItem, which also sets its status)
+    // and the failure count's conditional reset (refused when it is 0).
     let mut rounds = Vec::new();
     for round in 0..2 {
         if round == 1 {
@@ -2160,13 +2214,12 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
         calls(&[
             ("BatchGetItem", 100),
             ("GetSecretValue", 100),
-            ("PutItem", 100),
-            ("UpdateItem", 100)
+            ("UpdateItem", 200)
         ])
     );
     assert_eq!(
         *second,
-        calls(&[("BatchGetItem", 100), ("PutItem", 100), ("UpdateItem", 100)])
+        calls(&[("BatchGetItem", 100), ("UpdateItem", 200)])
     );
 
     // A failed attempt is four calls (and here the secret: this instance has not read it

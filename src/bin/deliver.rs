@@ -21,19 +21,27 @@ async fn main() -> Result<(), Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     // DeliveriesRefused (src/emf.rs), one document per invocation.
     let metrics = emf::init();
-    let deliverer = Arc::new(Deliverer::new(
-        // Secrets are read by the ARN on the record: no prefix, no pepper needed here.
-        SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), "", None, ""),
-        PipelineStore::new(dynamodb, config.webhooks_table, config.api_keys_table)
+    let deliverer = Arc::new(
+        Deliverer::new(
+            // Secrets are read by the ARN on the record: no prefix, no pepper needed here.
+            SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), "", None, ""),
+            PipelineStore::new(
+                dynamodb,
+                config.webhooks_table,
+                config.api_keys_table,
+                config.delivery_log_table,
+            )
             .with_key_cache_ttl(config.key_cache_ttl),
-        Queues::new(aws_sdk_sqs::Client::new(&sdk)),
-        // DELIVER_TO_LOOPBACK_ONLY (local stacks): nothing leaves the machine.
-        Sender::new(config.url_policy)?.loopback_only(
-            std::env::var("DELIVER_TO_LOOPBACK_ONLY").is_ok_and(|v| v == "true" || v == "1"),
-        ),
-        config.retry,
-        config.deliveries_queue_url,
-    ));
+            Queues::new(aws_sdk_sqs::Client::new(&sdk)),
+            // DELIVER_TO_LOOPBACK_ONLY (local stacks): nothing leaves the machine.
+            Sender::new(config.url_policy)?.loopback_only(
+                std::env::var("DELIVER_TO_LOOPBACK_ONLY").is_ok_and(|v| v == "true" || v == "1"),
+            ),
+            config.retry,
+            config.deliveries_queue_url,
+        )
+        .with_recover_rate(config.recover_rate),
+    );
     let deliverer = &deliverer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         // The function's deadline less the recording time; cargo lambda watch's constant

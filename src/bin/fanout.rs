@@ -23,6 +23,7 @@ async fn main() -> Result<(), Error> {
             aws_sdk_dynamodb::Client::new(&sdk),
             config.webhooks_table,
             config.api_keys_table,
+            config.delivery_log_table,
         )
         .with_key_cache_ttl(config.key_cache_ttl),
         queues: Queues::new(aws_sdk_sqs::Client::new(&sdk)),

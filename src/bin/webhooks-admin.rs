@@ -42,6 +42,9 @@ struct Names {
     /// Secrets Manager name or ARN of the API key pepper.
     #[arg(long, env = "PEPPER_SECRET_ID")]
     pepper_secret_id: String,
+    /// DynamoDB table of the delivery log (events, deliveries, attempts).
+    #[arg(long, env = "DELIVERY_LOG_TABLE_NAME")]
+    delivery_log_table: String,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +96,10 @@ enum Events {
         /// When it happened, RFC 3339 (default: now).
         #[arg(long)]
         occurred_at: Option<String>,
+        /// The event's id (default: a new UUID). Publishing the same id again is the same
+        /// event: its deliveries keep their ids and are not sent again.
+        #[arg(long)]
+        event_id: Option<String>,
     },
 }
 
@@ -103,7 +110,9 @@ async fn publish(
     company: Uuid,
     data: String,
     occurred_at: Option<String>,
-) -> Result<String, String> {
+    event_id: Option<String>,
+) -> Result<(String, String), String> {
+    let event_id = event_id.unwrap_or_else(|| Uuid::new_v4().to_string());
     let data: serde_json::Value =
         serde_json::from_str(&data).map_err(|e| format!("--data must be JSON: {e}"))?;
     let occurred_at = occurred_at.unwrap_or_else(|| {
@@ -114,6 +123,7 @@ async fn publish(
         )
     });
     let body = json!({
+        "eventId": event_id,
         "event": event,
         "companyId": company.to_string(),
         "data": data,
@@ -138,7 +148,7 @@ async fn publish(
                 e.code().unwrap_or("connection or timeout error")
             )
         })?;
-    Ok(output.message_id.unwrap_or_default())
+    Ok((event_id, output.message_id.unwrap_or_default()))
 }
 
 #[derive(Subcommand)]
@@ -288,6 +298,7 @@ async fn admin(names: Names) -> Admin {
             webhooks_table: names.webhooks_table,
             api_keys_table: names.api_keys_table,
             pepper_secret_id: names.pepper_secret_id,
+            delivery_log_table: names.delivery_log_table,
         },
     }
 }
@@ -405,12 +416,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             company,
             data,
             occurred_at,
+            event_id,
         }) => {
-            let id = publish(queue_url, event, company, data, occurred_at).await?;
+            let (event_id, message_id) =
+                publish(queue_url, event, company, data, occurred_at, event_id).await?;
             if as_json {
-                println!("{}", json!({ "messageId": id }));
+                println!(
+                    "{}",
+                    json!({ "eventId": event_id, "messageId": message_id })
+                );
             } else {
-                println!("published {id}");
+                println!("published {event_id}");
             }
         }
         Command::Reconcile {

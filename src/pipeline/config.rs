@@ -25,6 +25,10 @@ pub struct PipelineConfig {
     pub webhooks_table: String,
     /// `API_KEYS_TABLE_NAME` (fan-out: the companies of a key).
     pub api_keys_table: String,
+    /// `DELIVERY_LOG_TABLE_NAME`: events, deliveries and their attempts.
+    pub delivery_log_table: String,
+    /// `RECOVER_RATE_PER_SECOND` (deliver), default 10: recover's sends per second per webhook.
+    pub recover_rate: u32,
     /// `DELIVERIES_QUEUE_URL`: where fan-out queues deliveries and deliver queues retries.
     pub deliveries_queue_url: String,
     /// `EVENTS_DLQ_URL`: where fan-out moves malformed events (fan-out only).
@@ -72,8 +76,23 @@ impl PipelineConfig {
                 )
             })?),
         };
+        let recover_rate = match get("RECOVER_RATE_PER_SECOND") {
+            None => crate::pipeline::deliver::DEFAULT_RECOVER_RATE,
+            Some(text) => text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|rate| *rate >= 1)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "RECOVER_RATE_PER_SECOND must be a whole number of at least 1".into(),
+                    )
+                })?,
+        };
         Ok(Self {
             key_cache_ttl,
+            recover_rate,
+            delivery_log_table: required("DELIVERY_LOG_TABLE_NAME")?,
             webhooks_table: required("WEBHOOKS_TABLE_NAME")?,
             api_keys_table: required("API_KEYS_TABLE_NAME")?,
             deliveries_queue_url: required("DELIVERIES_QUEUE_URL")?,
@@ -100,8 +119,24 @@ mod tests {
     const REQUIRED: &[(&str, &str)] = &[
         ("WEBHOOKS_TABLE_NAME", "w"),
         ("API_KEYS_TABLE_NAME", "k"),
+        ("DELIVERY_LOG_TABLE_NAME", "l"),
         ("DELIVERIES_QUEUE_URL", "http://q"),
     ];
+
+    #[test]
+    fn recover_paces_at_ten_a_second_unless_told() {
+        let config = PipelineConfig::from_lookup(lookup(REQUIRED)).unwrap();
+        assert_eq!(config.recover_rate, 10);
+        assert_eq!(config.delivery_log_table, "l");
+        let mut bad = REQUIRED.to_vec();
+        bad.push(("RECOVER_RATE_PER_SECOND", "0"));
+        let bad: &'static [(&str, &str)] = Box::leak(bad.into_boxed_slice());
+        let error = PipelineConfig::from_lookup(lookup(bad)).unwrap_err();
+        assert!(
+            error.to_string().contains("RECOVER_RATE_PER_SECOND"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn retry_delays_default_to_the_specification() {
@@ -139,6 +174,6 @@ mod tests {
 
     #[test]
     fn a_missing_queue_is_an_error() {
-        assert!(PipelineConfig::from_lookup(lookup(&REQUIRED[..2])).is_err());
+        assert!(PipelineConfig::from_lookup(lookup(&REQUIRED[..3])).is_err());
     }
 }

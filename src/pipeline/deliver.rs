@@ -46,15 +46,19 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::keys;
-use super::messages::DeliveryMessage;
+use super::messages::{DeliveryMessage, RecoverMessage};
 use super::queue::Queues;
 use super::retry::{random_unit, RetryPolicy};
 use super::sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
 use super::store::{AttemptMark, AttemptRecord, CircuitChange, PipelineStore, Recorded};
 use crate::delivery::{DeliveryBody, Outcome, Sender, SignedRequest, Signer};
 use crate::domain::{EventType, UrlPolicy, Webhook, WebhookUrl};
+use crate::store::delivery_log::{DeliveryStatus, EventId, LoggedEvent};
 use crate::store::secrets_manager::SecretsManagerStore;
 use crate::store::{SecretDocument, SecretStore, StoreError};
+
+/// Recover's default sends per second per webhook (DELIVERY-LOG.md).
+pub const DEFAULT_RECOVER_RATE: u32 = 10;
 
 /// Secret versions kept in memory (a version never changes, so a cached one is never stale).
 const SECRET_CACHE_ENTRIES: usize = 1_000;
@@ -68,6 +72,8 @@ pub struct Deliverer {
     pub retry: RetryPolicy,
     /// The deliveries queue, where the next attempts go (`DELIVERIES_QUEUE_URL`).
     pub deliveries_queue_url: String,
+    /// Recover's sends per second per webhook (`RECOVER_RATE_PER_SECOND`, default 10).
+    pub recover_rate: u32,
     secret_cache: Mutex<HashMap<(String, String), Arc<SecretDocument>>>,
 }
 
@@ -89,6 +95,9 @@ pub enum Handled {
     /// Another copy of this message made (or is making) this attempt: its record says so, and
     /// that copy queues what follows. Nothing counted, nothing queued.
     Duplicate,
+    /// A step of a recover: `queued` deliveries so far; `done` unless it goes on in a next
+    /// message.
+    Recovering { queued: u64, done: bool },
 }
 
 /// Why a message must come back (reported as a batch item failure).
@@ -120,8 +129,15 @@ impl Deliverer {
             sender,
             retry,
             deliveries_queue_url: deliveries_queue_url.into(),
+            recover_rate: DEFAULT_RECOVER_RATE,
             secret_cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same with recover's rate per webhook (sends per second, at least 1).
+    pub fn with_recover_rate(mut self, per_second: u32) -> Self {
+        self.recover_rate = per_second.max(1);
+        self
     }
 
     /// Handles one batch, every message at once; `deadline` is when the last attempt must have
@@ -164,6 +180,9 @@ impl Deliverer {
         message: &SqsMessage,
         deadline: Instant,
     ) -> Result<Handled, DeliverError> {
+        if let Some(recover) = RecoverMessage::parse(&message.body) {
+            return super::recover::work(self, recover, deadline).await;
+        }
         let Some(pending) = DeliveryMessage::parse(&message.body) else {
             return Err(DeliverError::Malformed);
         };
@@ -208,19 +227,34 @@ impl Deliverer {
             None => None,
         };
         let Some(stored) = stored else {
+            // Its deliveries go with it: nothing lists them any more.
             return dropped("webhook deleted");
         };
         let webhook = &stored.webhook;
+        // Not attempted (again): the delivery is recorded `skipped`, not lost, and `recover`
+        // brings it back once the webhook is active and its circuit closed.
+        let skip = |why: &'static str| async move {
+            self.store
+                .log
+                .move_status(
+                    pending.delivery_id,
+                    &[DeliveryStatus::Pending],
+                    DeliveryStatus::Skipped,
+                    None,
+                )
+                .await?;
+            dropped(why)
+        };
         if !webhook.is_active {
-            return dropped("webhook inactive");
+            return skip("webhook inactive").await;
         }
         if webhook.circuit_opened_at.is_some() {
-            return dropped("circuit open");
+            return skip("circuit open").await;
         }
         let subscribed =
             EventType::parse(&pending.event).is_some_and(|event| webhook.events.contains(&event));
         if !subscribed {
-            return dropped("no longer subscribed");
+            return skip("no longer subscribed").await;
         }
         // The key as the API sees it, again before every attempt: a revoked, suspended or
         // expired key, or one that lost the event's company, stops deliveries already queued.
@@ -237,6 +271,15 @@ impl Deliverer {
                 "delivery refused: the webhook's key may not receive this company's events"
             );
             crate::emf::delivery_refused("deliver", refusal.as_str());
+            self.store
+                .log
+                .move_status(
+                    pending.delivery_id,
+                    &[DeliveryStatus::Pending],
+                    DeliveryStatus::Skipped,
+                    None,
+                )
+                .await?;
             return Ok(Handled::Dropped(refusal.as_str()));
         }
 
@@ -271,9 +314,16 @@ impl Deliverer {
 
         // Recording: at most time_budget::RECORDING_CALLS sequential calls from here.
         let gone = outcome.http_status() == Some(410);
-        let delay = (!outcome.is_success()).then(|| {
-            self.retry
-                .delay_after(pending.attempt, outcome.retry_after(), random_unit())
+        // The delivery's last attempt: retries exhausted, a `410 Gone`, or a resend's one.
+        let last = gone
+            || pending.single
+            || pending.attempt > pending.retry_base.saturating_add(webhook.max_retries);
+        let delay = (!outcome.is_success() && !last).then(|| {
+            self.retry.delay_after(
+                pending.attempt.saturating_sub(pending.retry_base),
+                outcome.retry_after(),
+                random_unit(),
+            )
         });
         let record = AttemptRecord {
             message_id: message.message_id.clone(),
@@ -294,6 +344,13 @@ impl Deliverer {
             reason: (!outcome.is_success()).then(|| outcome.reason()),
             http_status: outcome.http_status(),
             duration_ms: outcome.duration().map(|d| d.as_millis() as u64),
+            status: if outcome.is_success() {
+                DeliveryStatus::Delivered
+            } else if last {
+                DeliveryStatus::Failed
+            } else {
+                DeliveryStatus::Pending
+            },
         };
         // 1. The record, written once per (delivery, attempt); with a failure, in the same
         //    transaction as its count.
@@ -347,12 +404,66 @@ impl Deliverer {
             .store
             .open_circuit_if_due(webhook.id, gone, now)
             .await?;
-        let last = pending.attempt > webhook.max_retries;
-        // The failure that opened the circuit ends its delivery. Others queue their next
-        // attempt even when the circuit opened meanwhile: it meets the open circuit there and
-        // is dropped (skipped, once the delivery log keeps such deliveries recoverable).
-        let stop = gone || last || matches!(circuit, CircuitChange::Opened | CircuitChange::Gone);
+        let last = gone
+            || pending.single
+            || pending.attempt > pending.retry_base.saturating_add(webhook.max_retries);
+        // The failure that opened the circuit ends its delivery: `skipped` (recoverable) unless
+        // it was its last attempt anyway (`failed`). Others queue their next attempt even when
+        // the circuit opened meanwhile: it meets the open circuit there and is skipped.
+        let stop = last || matches!(circuit, CircuitChange::Opened | CircuitChange::Gone);
         if stop {
+            if circuit == CircuitChange::Opened && !last {
+                self.store
+                    .log
+                    .move_status(
+                        pending.delivery_id,
+                        &[DeliveryStatus::Pending],
+                        DeliveryStatus::Skipped,
+                        None,
+                    )
+                    .await?;
+            }
+            // Telling the owner: never about the deliveries of an operational event (so an
+            // alert webhook that fails starts no chain), never to the failing webhook.
+            let operational =
+                EventType::parse(&pending.event).is_some_and(EventType::is_operational);
+            if !operational {
+                if circuit == CircuitChange::Opened {
+                    crate::emf::circuit_opened();
+                    self.alert(
+                        EventType::WebhookCircuitOpened,
+                        pending,
+                        webhook,
+                        serde_json::json!({
+                            "webhookId": webhook.id.to_string(),
+                            "url": webhook.url,
+                            "consecutiveFailures": webhook.consecutive_failures + 1,
+                            "circuitOpenedAt": crate::domain::time_format::rfc3339(now),
+                        }),
+                        now,
+                    )
+                    .await?;
+                }
+                // A resend's failure is the customer's own request: its answer is in the log.
+                if last && !pending.single {
+                    crate::emf::delivery_failed();
+                    self.alert(
+                        EventType::DeliveryFailed,
+                        pending,
+                        webhook,
+                        serde_json::json!({
+                            "webhookId": webhook.id.to_string(),
+                            "url": webhook.url,
+                            "deliveryId": pending.delivery_id.to_string(),
+                            "event": pending.event,
+                            "attemptCount": pending.attempt,
+                            "reason": if gone { "the endpoint answered 410 Gone" } else { "retries exhausted" },
+                        }),
+                        now,
+                    )
+                    .await?;
+                }
+            }
             return Ok((Handled::GaveUp, Some(circuit)));
         }
         let not_before = next_attempt_at.unwrap_or(now.unix_timestamp());
@@ -374,6 +485,59 @@ impl Deliverer {
             },
             Some(circuit),
         ))
+    }
+
+    /// Emits an operational event about `webhook` (from `pending`'s attempt): kept once in the
+    /// log (its id derived from the delivery and attempt, so a message that comes back emits
+    /// the same event) and delivered to the same key's other webhooks that subscribe to it.
+    async fn alert(
+        &self,
+        kind: EventType,
+        pending: &DeliveryMessage,
+        webhook: &Webhook,
+        data: serde_json::Value,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let event = LoggedEvent {
+            id: EventId::of_content(&format!(
+                "{}\0{}\0{}",
+                kind.as_str(),
+                pending.delivery_id,
+                pending.attempt
+            )),
+            event: kind,
+            company_id: None,
+            occurred_at: now,
+            received_at: now,
+            data,
+        };
+        let targets: Vec<_> = self
+            .store
+            .webhooks_of_key(&webhook.api_key_id, kind)
+            .await?
+            .into_iter()
+            .filter(|other| other.webhook.id != webhook.id)
+            .collect();
+        self.store.log.put_event_once(&event).await?;
+        let spread = super::fanout::spread(
+            &self.store,
+            &self.queues,
+            &self.deliveries_queue_url,
+            &event,
+            &targets,
+            now,
+        )
+        .await?;
+        tracing::info!(
+            event_id = %event.id,
+            event = kind.as_str(),
+            webhook_id = %webhook.id,
+            delivery_id = %pending.delivery_id,
+            deliveries = spread.queued,
+            skipped = spread.skipped,
+            "operational event emitted to the key's other webhooks"
+        );
+        Ok(())
     }
 
     /// A message that came back after its attempt was recorded: no new attempt, only the

@@ -5,9 +5,15 @@
 //!   a scan. Each subscriber's key must be active, unexpired and hold the event's company
 //!   ([`super::keys`]); a webhook its key refuses gets no delivery, with a log line and the
 //!   `DeliveriesRefused` metric. Keys are cached per container (the API's TTL).
-//! - Each delivery's id is derived from the event's queue message id and the webhook id, so a
-//!   fan-out that runs again (SQS is at least once; a batch is retried after a failure) makes
-//!   the very same deliveries, whose `webhook-id` receivers use to drop duplicates.
+//! - The event is kept once in the delivery log, under its id: the publisher's `eventId`, or
+//!   one derived from its content, never the SQS message id. Each delivery's id is derived
+//!   from the event id and the webhook id, so a fan-out that runs again (SQS is at least once;
+//!   a batch is retried after a failure), a DLQ redrive or a second publish of the same event
+//!   makes the very same deliveries, whose `webhook-id` receivers use to drop duplicates.
+//! - Each delivery is created in the log once (a conditional put): `pending` and queued, or
+//!   `skipped` (not sent, recoverable) when the webhook is inactive or its circuit open. One
+//!   that exists already is queued again only while it is `pending` (a fan-out that failed
+//!   before queuing it); a delivered, failed or skipped one is left as it is.
 //! - A malformed event, or one larger than
 //!   [`MAX_EVENT_BYTES`](super::messages::MAX_EVENT_BYTES) (its deliveries would not fit
 //!   in SQS), is sent to the events dead-letter queue at once, with an error log line and the
@@ -21,12 +27,15 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::messages::{delivery_id, DeliveryMessage, Event};
+use tokio::task::JoinSet;
+
+use super::messages::{DeliveryMessage, Event};
 use super::queue::Queues;
 use super::sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
 use super::store::PipelineStore;
 use crate::delivery::DeliveryBody;
-use crate::store::StoreError;
+use crate::store::delivery_log::{delivery_id, Delivery, DeliveryStatus, LoggedEvent};
+use crate::store::{StoreError, StoredWebhook};
 
 /// The fan-out function's dependencies, built once per container.
 #[derive(Clone, Debug)]
@@ -84,13 +93,17 @@ impl Fanout {
                 return Ok(Fanned::DeadLettered);
             }
         };
+        let now = OffsetDateTime::now_utc();
+        let logged = event.logged(now);
+        self.store.log.put_event_once(&logged).await?;
         let subscribers = self
             .store
-            .subscribers(event.event, event.company_id, OffsetDateTime::now_utc())
+            .subscribers(event.event, event.company_id, now)
             .await?;
         for (stored, refusal) in &subscribers.refused {
             tracing::warn!(
                 message_id = %message.message_id,
+                event_id = %logged.id,
                 webhook_id = %stored.webhook.id,
                 api_key_id = %stored.webhook.api_key_id,
                 event = event.event.as_str(),
@@ -100,36 +113,141 @@ impl Fanout {
             );
             crate::emf::delivery_refused("fanout", refusal.as_str());
         }
-        let bodies: Vec<String> = subscribers
-            .webhooks
-            .iter()
-            .map(|stored| {
-                let id = delivery_id(&message.message_id, stored.webhook.id);
-                DeliveryMessage {
-                    delivery_id: id,
-                    webhook_id: stored.webhook.id,
-                    company_id: Some(event.company_id),
-                    event: event.event.as_str().to_owned(),
-                    body: DeliveryBody::new(event.event, event.occurred_at, id, &event.data)
-                        .as_str()
-                        .to_owned(),
-                    attempt: 1,
-                    not_before: None,
-                }
-                .to_json()
-            })
-            .collect();
-        self.queues
-            .send_all(&self.deliveries_queue_url, &bodies)
-            .await?;
+        let spread = spread(
+            &self.store,
+            &self.queues,
+            &self.deliveries_queue_url,
+            &logged,
+            &subscribers.webhooks,
+            now,
+        )
+        .await?;
         tracing::info!(
             message_id = %message.message_id,
+            event_id = %logged.id,
             event = event.event.as_str(),
             company_id = %event.company_id,
-            deliveries = bodies.len(),
+            deliveries = spread.queued,
+            skipped = spread.skipped,
+            already_done = spread.already,
             refused = subscribers.refused.len(),
             "event fanned out"
         );
-        Ok(Fanned::Out(bodies.len()))
+        Ok(Fanned::Out(spread.queued))
     }
+}
+
+/// What [`spread`] did with an event's subscribers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spread {
+    /// Deliveries queued (new ones, and `pending` ones a fan-out before left unqueued).
+    pub queued: usize,
+    /// Deliveries recorded `skipped`: the webhook inactive or its circuit open.
+    pub skipped: usize,
+    /// Deliveries that were there already, delivered, failed or skipped: left as they are.
+    pub already: usize,
+}
+
+/// Creates `event`'s delivery to each of `webhooks` in the log (`pending`, or `skipped` for an
+/// inactive webhook or an open circuit) and queues the pending ones. Shared by fan-out and the
+/// operational events (`deliver`).
+pub async fn spread(
+    store: &PipelineStore,
+    queues: &Queues,
+    deliveries_queue_url: &str,
+    event: &LoggedEvent,
+    webhooks: &[StoredWebhook],
+    now: OffsetDateTime,
+) -> Result<Spread, StoreError> {
+    let mut creates = JoinSet::new();
+    for stored in webhooks {
+        let webhook = &stored.webhook;
+        let status = if !webhook.is_active || webhook.circuit_opened_at.is_some() {
+            DeliveryStatus::Skipped
+        } else {
+            DeliveryStatus::Pending
+        };
+        let delivery = Delivery {
+            id: delivery_id(&event.id, webhook.id),
+            webhook_id: webhook.id,
+            event_id: event.id.clone(),
+            event: event.event,
+            status,
+            created_at: now,
+            last_attempt_at: None,
+            last_http_status: None,
+            next_attempt_at: None,
+            attempts: Vec::new(),
+        };
+        let log = store.log.clone();
+        creates.spawn(async move {
+            let found = log.create_delivery(&delivery).await;
+            (delivery, found)
+        });
+    }
+    let mut spread = Spread::default();
+    let mut bodies = Vec::new();
+    let mut failure = None;
+    while let Some(joined) = creates.join_next().await {
+        let (delivery, found) = match joined {
+            Ok(done) => done,
+            Err(_) => {
+                failure = Some(StoreError::Failed {
+                    operation: "fan-out task",
+                    kind: "panicked".into(),
+                });
+                continue;
+            }
+        };
+        let status = match found {
+            Ok(status) => status,
+            Err(error) => {
+                failure = Some(error);
+                continue;
+            }
+        };
+        match (delivery.status, status) {
+            (_, DeliveryStatus::Pending) => {
+                bodies.push(
+                    DeliveryMessage {
+                        delivery_id: delivery.id,
+                        webhook_id: delivery.webhook_id,
+                        company_id: event.company_id,
+                        event: event.event.as_str().to_owned(),
+                        body: DeliveryBody::new(
+                            event.event,
+                            event.occurred_at,
+                            delivery.id,
+                            &event.data,
+                        )
+                        .as_str()
+                        .to_owned(),
+                        attempt: 1,
+                        not_before: None,
+                        single: false,
+                        retry_base: 0,
+                    }
+                    .to_json(),
+                );
+            }
+            (DeliveryStatus::Skipped, DeliveryStatus::Skipped) => {
+                tracing::info!(
+                    delivery_id = %delivery.id,
+                    webhook_id = %delivery.webhook_id,
+                    event_id = %event.id,
+                    event = event.event.as_str(),
+                    "delivery skipped: the webhook is inactive or its circuit open (recoverable)"
+                );
+                spread.skipped += 1;
+            }
+            _ => spread.already += 1,
+        }
+    }
+    if let Some(error) = failure {
+        // Those created are kept; the message comes back, finds them and queues the pending.
+        return Err(error);
+    }
+    queues.send_all(deliveries_queue_url, &bodies).await?;
+    spread.queued = bodies.len();
+    Ok(spread)
 }

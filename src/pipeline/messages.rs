@@ -3,16 +3,19 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::time_format::{parse_rfc3339, rfc3339};
 use crate::domain::EventType;
+use crate::store::delivery_log::{EventId, LoggedEvent, RecoverJob};
 
-/// An event published by InstaView's platform: `{"event","companyId","data","occurredAt"}`.
+/// An event published by InstaView's platform: `{"eventId"?,"event","companyId","data",
+/// "occurredAt"}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
+    /// The publisher's id, if it gave one ([`Event::id`] derives one otherwise).
+    pub event_id: Option<EventId>,
     pub event: EventType,
     pub company_id: Uuid,
     pub data: Value,
@@ -24,6 +27,8 @@ pub struct Event {
 pub enum MalformedEvent {
     #[error("the body is not a JSON object")]
     NotAnObject,
+    #[error("`eventId` is not 1 to 100 of A-Z a-z 0-9 . _ : -")]
+    EventId,
     #[error("`event` is missing or not a known event type")]
     Event,
     #[error("`companyId` is missing or not a UUID")]
@@ -70,7 +75,8 @@ impl MalformedEvent {
 pub const SQS_MAX_MESSAGE_BYTES: usize = 262_144;
 /// DynamoDB's largest item (400 KB); the delivery log (issue 17) stores each event once.
 pub const DYNAMODB_MAX_ITEM_BYTES: usize = 400 * 1024;
-/// The largest event accepted, as its compact JSON ([`Event::to_json`]): at ingest by fan-out
+/// The largest event accepted, as its compact JSON without its id ([`Event::content_json`]):
+/// at ingest by fan-out
 /// (bigger ones go to the events dead-letter queue) and by `webhooks-admin events publish`.
 /// A round figure under the largest that fits (the assertions below), leaving about 5.8 KB
 /// of the SQS message for fields a later message format may add.
@@ -89,11 +95,11 @@ const EVENT_FRAME: usize =
 const BODY_FRAME: usize =
     r#"{"event":"","timestamp":"","deliveryId":"","data":}"#.len() + UUID_TEXT;
 /// A delivery message without its body, at its longest.
-const MESSAGE_FRAME: usize = r#"{"deliveryId":"","webhookId":"","companyId":"","event":"","body":"","attempt":,"notBefore":}"#
+const MESSAGE_FRAME: usize = r#"{"deliveryId":"","webhookId":"","companyId":"","event":"","body":"","attempt":,"notBefore":,"single":true,"retryBase":}"#
     .len()
     + 3 * UUID_TEXT
     + LONGEST_EVENT_TYPE
-    + ATTEMPT_DIGITS
+    + 2 * ATTEMPT_DIGITS
     + NOT_BEFORE_DIGITS;
 
 /// The longest delivery message an event of `event_bytes` (its compact JSON) can make.
@@ -112,6 +118,14 @@ impl Event {
         let value: Value = serde_json::from_str(body).map_err(|_| MalformedEvent::NotAnObject)?;
         let object = value.as_object().ok_or(MalformedEvent::NotAnObject)?;
         let text = |name: &str| object.get(name).and_then(Value::as_str);
+        let event_id = match object.get("eventId") {
+            None | Some(Value::Null) => None,
+            Some(id) => Some(
+                id.as_str()
+                    .and_then(EventId::parse)
+                    .ok_or(MalformedEvent::EventId)?,
+            ),
+        };
         let event = text("event")
             .and_then(EventType::parse)
             // `ping` is the test route's alone, and the operational types the pipeline's: the
@@ -126,6 +140,7 @@ impl Event {
             .and_then(parse_rfc3339)
             .ok_or(MalformedEvent::OccurredAt)?;
         let event = Self {
+            event_id,
             event,
             company_id,
             data,
@@ -133,7 +148,8 @@ impl Event {
         };
         // Measured on the compact form, which every delivery carries: the message as sent may
         // be shorter (`1e15` is re-encoded as `1000000000000000.0`) or longer (whitespace).
-        let bytes = event.to_json().len();
+        // The publisher's id is not part of any delivery message: it does not count.
+        let bytes = event.content_json().len();
         if bytes > MAX_EVENT_BYTES {
             return Err(MalformedEvent::TooLarge { bytes });
         }
@@ -142,30 +158,52 @@ impl Event {
 
     /// The compact message body (what `events publish` sends; its length is the event's size).
     pub fn to_json(&self) -> String {
+        match &self.event_id {
+            None => self.content_json(),
+            Some(id) => {
+                let mut json = self.content_value();
+                json["eventId"] = Value::String(id.as_str().to_owned());
+                json.to_string()
+            }
+        }
+    }
+
+    /// The compact JSON of the event without its id: its size (the cap applies to it) and
+    /// what an event without an id is identified by.
+    pub fn content_json(&self) -> String {
+        self.content_value().to_string()
+    }
+
+    fn content_value(&self) -> Value {
         serde_json::json!({
             "event": self.event.as_str(),
             "companyId": self.company_id.to_string(),
             "data": self.data,
             "occurredAt": rfc3339(self.occurred_at),
         })
-        .to_string()
     }
-}
 
-/// The delivery id of `event_message_id`'s delivery to `webhook_id`: derived, not drawn, so that
-/// a fan-out that runs again for the same queue message (at least once) makes the same deliveries
-/// with the same `webhook-id`, which receivers drop as duplicates.
-pub fn delivery_id(event_message_id: &str, webhook_id: Uuid) -> Uuid {
-    let digest = Sha256::new()
-        .chain_update(b"instaview-delivery\0")
-        .chain_update(event_message_id.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(webhook_id.as_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    // A version 8 ("custom") UUID: any UUID parser accepts it.
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    /// The event's id: the publisher's, or one derived from the content (its compact JSON
+    /// without an id), never the SQS message id: a redrive or a second publish of the same
+    /// event is the same event, with the same delivery ids.
+    pub fn id(&self) -> EventId {
+        match &self.event_id {
+            Some(id) => id.clone(),
+            None => EventId::of_content(&self.content_json()),
+        }
+    }
+
+    /// The event as the delivery log keeps it, accepted at `received_at`.
+    pub fn logged(&self, received_at: OffsetDateTime) -> LoggedEvent {
+        LoggedEvent {
+            id: self.id(),
+            event: self.event,
+            company_id: Some(self.company_id),
+            occurred_at: self.occurred_at,
+            received_at,
+            data: self.data.clone(),
+        }
+    }
 }
 
 /// One pending attempt of one delivery (deliveries queue). The body is built once at fan-out
@@ -195,6 +233,17 @@ pub struct DeliveryMessage {
     /// 15 minutes; a longer wait is made of several delayed sends (see `deliver`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<i64>,
+    /// A resend: one attempt, never retried.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single: bool,
+    /// Attempts made before this chain (a recovered delivery's earlier ones): the chain
+    /// ends after `retryBase + maxRetries + 1`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_base: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl DeliveryMessage {
@@ -204,6 +253,60 @@ impl DeliveryMessage {
 
     pub fn parse(body: &str) -> Option<Self> {
         serde_json::from_str(body).ok()
+    }
+}
+
+/// A `recover` at work (deliveries queue): the API queues it as asked, deliver works it off in
+/// steps, each queuing the window's next events and, when time runs short, this message again
+/// with where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoverMessage {
+    pub job: RecoverJob,
+    /// The last event (its `occurredKey`) queued by an earlier step.
+    pub after: Option<String>,
+    /// Unix seconds up to which earlier steps have paced their sends.
+    pub paced_until: Option<i64>,
+    /// Deliveries queued by earlier steps.
+    pub queued: u64,
+}
+
+impl RecoverMessage {
+    pub fn new(job: RecoverJob) -> Self {
+        Self {
+            job,
+            after: None,
+            paced_until: None,
+            queued: 0,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::json!({"recover": {
+            "webhookId": self.job.webhook_id.to_string(),
+            "since": crate::domain::time_format::rfc3339(self.job.since),
+            "until": crate::domain::time_format::rfc3339(self.job.until),
+            "after": self.after,
+            "pacedUntil": self.paced_until,
+            "queued": self.queued,
+        }})
+        .to_string()
+    }
+
+    /// A recover message, or `None` for any other body.
+    pub fn parse(body: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(body).ok()?;
+        let work = value.get("recover")?;
+        let text = |name: &str| work.get(name).and_then(Value::as_str);
+        Some(Self {
+            job: RecoverJob {
+                webhook_id: Uuid::try_parse(text("webhookId")?).ok()?,
+                since: parse_rfc3339(text("since")?)?,
+                until: parse_rfc3339(text("until")?)?,
+            },
+            after: text("after").map(str::to_owned),
+            paced_until: work.get("pacedUntil").and_then(Value::as_i64),
+            queued: work.get("queued").and_then(Value::as_u64).unwrap_or(0),
+        })
     }
 }
 
@@ -250,8 +353,42 @@ mod opt_uuid_text {
 mod tests {
     use super::*;
     use crate::delivery::DeliveryBody;
+    use crate::store::delivery_log::delivery_id;
 
     const GOOD: &str = r#"{"event":"interview.completed","companyId":"3f1c2a9e-8b4d-4e6f-9a7b-1c2d3e4f5a6b","data":{"interviewId":"i-1"},"occurredAt":"2026-11-27T12:00:00Z"}"#;
+
+    #[test]
+    fn recover_messages_read_back_and_are_never_deliveries() {
+        let mut message = RecoverMessage::new(RecoverJob {
+            webhook_id: Uuid::from_u128(4),
+            since: parse_rfc3339("2026-12-01T00:00:00Z").unwrap(),
+            until: parse_rfc3339("2026-12-02T00:00:00Z").unwrap(),
+        });
+        message.after = Some("1796378400000#e".into());
+        message.paced_until = Some(1_796_378_400);
+        message.queued = 7;
+        let text = message.to_json();
+        assert_eq!(RecoverMessage::parse(&text), Some(message));
+        assert_eq!(DeliveryMessage::parse(&text), None);
+        assert_eq!(RecoverMessage::parse(r#"{"deliveryId":"x"}"#), None);
+    }
+
+    #[test]
+    fn an_events_id_is_the_publishers_or_its_contents() {
+        let event = Event::parse(GOOD).unwrap();
+        assert_eq!(event.event_id, None);
+        assert_eq!(event.id(), Event::parse(GOOD).unwrap().id());
+        let mut with_id: Value = serde_json::from_str(GOOD).unwrap();
+        with_id["eventId"] = "evt_1".into();
+        let event = Event::parse(&with_id.to_string()).unwrap();
+        assert_eq!(event.id().as_str(), "evt_1");
+        assert_eq!(Event::parse(&event.to_json()).unwrap(), event);
+        with_id["eventId"] = "no spaces".into();
+        assert_eq!(
+            Event::parse(&with_id.to_string()).unwrap_err(),
+            MalformedEvent::EventId
+        );
+    }
 
     #[test]
     fn parses_a_platform_event_and_writes_it_back() {
@@ -318,6 +455,7 @@ mod tests {
 
     fn json_event(event: EventType, data: &Value) -> Event {
         Event {
+            event_id: None,
             event,
             company_id: Uuid::from_u128(7),
             data: data.clone(),
@@ -368,7 +506,7 @@ mod tests {
             EventType::AnalysisCompleted,
             &serde_json::json!({"a": [1, "b"]}),
         );
-        let id = delivery_id("m", Uuid::from_u128(1));
+        let id = delivery_id(&EventId::parse("m").unwrap(), Uuid::from_u128(1));
         let body = DeliveryBody::new(event.event, event.occurred_at, id, &event.data);
         let event_bytes = event.to_json().len();
         assert_eq!(body.as_str().len(), event_bytes - EVENT_FRAME + BODY_FRAME);
@@ -384,6 +522,8 @@ mod tests {
             body: body.as_str().to_owned(),
             attempt: u32::MAX,
             not_before: Some(i64::MIN),
+            single: true,
+            retry_base: u32::MAX,
         }
         .to_json();
         let quotes = body.as_str().matches('"').count();
@@ -406,7 +546,7 @@ mod tests {
         for fill in ['"', '\\', 'a', '\u{e9}'] {
             let text = event_of(longest, MAX_EVENT_BYTES, fill);
             let event = Event::parse(&text).unwrap();
-            let id = delivery_id("an-sqs-message-id", Uuid::from_u128(3));
+            let id = delivery_id(&EventId::parse("e").unwrap(), Uuid::from_u128(3));
             let message = DeliveryMessage {
                 delivery_id: id,
                 webhook_id: Uuid::from_u128(3),
@@ -417,6 +557,8 @@ mod tests {
                     .to_owned(),
                 attempt: u32::MAX,
                 not_before: Some(i64::MIN),
+                single: true,
+                retry_base: u32::MAX,
             }
             .to_json();
             assert!(
@@ -426,14 +568,5 @@ mod tests {
             );
             assert!(message.len() <= SQS_MAX_MESSAGE_BYTES);
         }
-    }
-
-    #[test]
-    fn delivery_ids_are_stable_per_event_message_and_webhook() {
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        assert_eq!(delivery_id("m1", a), delivery_id("m1", a));
-        assert_ne!(delivery_id("m1", a), delivery_id("m1", b));
-        assert_ne!(delivery_id("m1", a), delivery_id("m2", a));
-        assert_eq!(delivery_id("m1", a).get_version_num(), 8);
     }
 }

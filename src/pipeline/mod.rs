@@ -11,6 +11,7 @@
 //! - [`deliver`]: check the webhook, sign, send, count the outcome, queue the next attempt.
 //! - [`store`]: the DynamoDB calls (subscriber queries, keys, circuit counters, attempt records).
 //! - [`keys`]: whether a webhook's key still lets it receive an event (fan-out and deliver).
+//! - [`recover`]: `recover`'s walk of the delivery log, worked off by deliver.
 //! - [`queue`], [`messages`], [`retry`], [`sqs_event`], [`config`]: the parts they share.
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod fanout;
 pub mod keys;
 pub mod messages;
 pub mod queue;
+pub mod recover;
 pub mod retry;
 pub mod sqs_event;
 pub mod store;

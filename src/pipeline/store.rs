@@ -1,15 +1,15 @@
 //! The pipeline's DynamoDB calls: find an event's subscribers (index queries, never a scan),
-//! the API key of a webhook (cached), the circuit breaker's counters, and attempt records.
+//! the API key of a webhook (cached), the circuit breaker's counters, and the delivery log's
+//! attempt entries (`store::dynamodb::deliveries`), written in the same calls as the counts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
 };
 use aws_sdk_dynamodb::Client;
@@ -20,16 +20,21 @@ use super::keys::{self, KeyCache, KeyRefusal};
 use crate::domain::time_format::rfc3339;
 use crate::domain::{ApiKey, EventType};
 use crate::store::aws_error::classify;
+use crate::store::delivery_log::{Attempt, DeliveryStatus};
+use crate::store::dynamodb::deliveries::{
+    delivery_item_key, AttemptEntry, AttemptWrite, DynamoDeliveryLog,
+};
+use crate::store::dynamodb::schema::{
+    API_KEY_ID, CIRCUIT_OPENED_AT, CONSECUTIVE_FAILURES, EVENTS, LOG_ID, UPDATED_AT, VERSION,
+};
 use crate::store::dynamodb::{
     api_key_from_item, query_webhooks, webhook_from_item, Item, ALL_COMPANIES,
-    API_KEYS_BY_ID_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, FENCE, WEBHOOK_ID,
+    API_KEYS_BY_ID_INDEX, BY_API_KEY_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, FENCE, WEBHOOK_ID,
 };
 use crate::store::{StoreError, StoredWebhook};
 
 /// Consecutive failed attempts that open a webhook's circuit.
 pub const CIRCUIT_THRESHOLD: u32 = 10;
-/// How long an attempt record is kept (DynamoDB TTL on `expiresAt`).
-pub const ATTEMPT_TTL_SECONDS: i64 = 30 * 24 * 60 * 60;
 
 /// The pipeline's view of the two tables.
 #[derive(Clone, Debug)]
@@ -37,6 +42,8 @@ pub struct PipelineStore {
     client: Client,
     webhooks_table: String,
     api_keys_table: String,
+    /// The delivery log: events, deliveries and their attempts.
+    pub log: DynamoDeliveryLog,
     /// Shared by the clones of one container's store (fan-out or deliver).
     keys: Arc<KeyCache>,
 }
@@ -44,7 +51,8 @@ pub struct PipelineStore {
 /// What the fan-out index holds for one event.
 #[derive(Clone, Debug, Default)]
 pub struct Subscribers {
-    /// The webhooks that get a delivery.
+    /// The webhooks that get a delivery: `pending`, or `skipped` for those inactive or with
+    /// an open circuit.
     pub webhooks: Vec<StoredWebhook>,
     /// Webhooks of the event's company whose key refuses it: no delivery.
     pub refused: Vec<(StoredWebhook, KeyRefusal)>,
@@ -77,8 +85,11 @@ pub struct AttemptRecord {
     pub event: String,
     pub attempt: u32,
     pub at: OffsetDateTime,
-    /// `delivered`, `failed` or `failed_permanently` (410).
+    /// `delivered`, `failed` or `gone` (410).
     pub outcome: &'static str,
+    /// The delivery's status once this attempt is recorded: `delivered`, `pending` (a retry
+    /// follows) or `failed` (the last attempt, a `410`, a resend's one attempt).
+    pub status: DeliveryStatus,
     /// The failure in words (`the endpoint answered 500`), none on success.
     pub reason: Option<String>,
     pub http_status: Option<u16>,
@@ -104,8 +115,10 @@ impl PipelineStore {
         client: Client,
         webhooks_table: impl Into<String>,
         api_keys_table: impl Into<String>,
+        log_table: impl Into<String>,
     ) -> Self {
         Self {
+            log: DynamoDeliveryLog::new(client.clone(), log_table),
             client,
             webhooks_table: webhooks_table.into(),
             api_keys_table: api_keys_table.into(),
@@ -120,8 +133,9 @@ impl PipelineStore {
         self
     }
 
-    /// Active webhooks with a closed circuit that subscribe to `event` and are filed under
-    /// `partition` in the fan-out index (a company id, or [`ALL_COMPANIES`]).
+    /// Webhooks that subscribe to `event` and are filed under `partition` in the fan-out
+    /// index (a company id, or [`ALL_COMPANIES`]), inactive ones and open circuits too: their
+    /// deliveries are recorded as `skipped` (DELIVERY.md: skipped, not dropped).
     async fn query_partition(
         &self,
         partition: &str,
@@ -134,19 +148,59 @@ impl PipelineStore {
             .table_name(&self.webhooks_table)
             .index_name(BY_COMPANY_INDEX)
             .key_condition_expression("#company = :company")
-            .filter_expression(
-                "contains(#events, :event) AND #active = :true \
-                 AND (attribute_not_exists(#opened) OR attribute_type(#opened, :null))",
-            )
+            .filter_expression("contains(#events, :event)")
             .expression_attribute_names("#company", FANOUT_COMPANY)
-            .expression_attribute_names("#events", "events")
-            .expression_attribute_names("#active", "isActive")
-            .expression_attribute_names("#opened", "circuitOpenedAt")
+            .expression_attribute_names("#events", EVENTS)
             .expression_attribute_values(":company", s(partition))
-            .expression_attribute_values(":event", s(event.as_str()))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":null", s("NULL"));
+            .expression_attribute_values(":event", s(event.as_str()));
         query_webhooks(query, OPERATION).await
+    }
+
+    /// The webhooks of `api_key_id` that subscribe to `event` (an operational event's
+    /// subscribers), from the index by owner, never a scan.
+    pub async fn webhooks_of_key(
+        &self,
+        api_key_id: &str,
+        event: EventType,
+    ) -> Result<Vec<StoredWebhook>, StoreError> {
+        const OPERATION: &str = "dynamodb.Query(webhooks by key)";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.webhooks_table)
+            .index_name(BY_API_KEY_INDEX)
+            .key_condition_expression("#key = :key")
+            .filter_expression("contains(#events, :event)")
+            .expression_attribute_names("#key", API_KEY_ID)
+            .expression_attribute_names("#events", EVENTS)
+            .expression_attribute_values(":key", s(api_key_id))
+            .expression_attribute_values(":event", s(event.as_str()));
+        query_webhooks(query, OPERATION).await
+    }
+
+    /// One webhook record (consistent); a tombstone reads as none.
+    pub async fn webhook(&self, webhook_id: Uuid) -> Result<Option<StoredWebhook>, StoreError> {
+        const OPERATION: &str = "dynamodb.GetItem(webhook)";
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.webhooks_table)
+            .key(WEBHOOK_ID, s(&webhook_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(OPERATION, &e))?;
+        match output.item {
+            Some(item) if !item.contains_key(FENCE) => {
+                webhook_from_item(&item)
+                    .map(Some)
+                    .ok_or(StoreError::Failed {
+                        operation: OPERATION,
+                        kind: "malformed webhook record".into(),
+                    })
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Every webhook that gets `event` of `company`: those of the company, and those without a
@@ -200,7 +254,8 @@ impl PipelineStore {
             .query()
             .table_name(&self.api_keys_table)
             .index_name(API_KEYS_BY_ID_INDEX)
-            .key_condition_expression("apiKeyId = :id")
+            .key_condition_expression("#id = :id")
+            .expression_attribute_names("#id", API_KEY_ID)
             .expression_attribute_values(":id", s(api_key_id))
             .send()
             .await
@@ -214,31 +269,40 @@ impl PipelineStore {
         }
     }
 
-    /// The webhook record and the record of `attempt` of `delivery_id`, in one consistent
-    /// `BatchGetItem` (the call that was the webhook's `GetItem`): whether the attempt was made
-    /// already is known before it is made again. A tombstone reads as no webhook.
+    /// The webhook record and the delivery with its entry of `attempt`, in one consistent
+    /// `BatchGetItem` over both tables (the call that was the webhook's `GetItem`): whether the
+    /// attempt was made already is known before it is made again. A tombstone reads as no
+    /// webhook.
     pub async fn read_delivery(
         &self,
         webhook_id: Uuid,
         delivery_id: Uuid,
         attempt: u32,
     ) -> Result<(Option<StoredWebhook>, Option<AttemptMark>), StoreError> {
-        const OPERATION: &str = "dynamodb.BatchGetItem(webhook and attempt)";
+        const OPERATION: &str = "dynamodb.BatchGetItem(webhook and delivery)";
         let webhook_key = webhook_id.to_string();
-        let attempt_key = attempt_id(delivery_id, attempt);
-        let keys = KeysAndAttributes::builder()
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Failed {
+            operation: OPERATION,
+            kind: e.to_string(),
+        };
+        let webhook_keys = KeysAndAttributes::builder()
             .keys(HashMap::from([(WEBHOOK_ID.to_owned(), s(&webhook_key))]))
-            .keys(HashMap::from([(WEBHOOK_ID.to_owned(), s(&attempt_key))]))
             .consistent_read(true)
             .build()
-            .map_err(|e| StoreError::Failed {
-                operation: OPERATION,
-                kind: e.to_string(),
-            })?;
+            .map_err(invalid)?;
+        let delivery_keys = KeysAndAttributes::builder()
+            .keys(HashMap::from([(
+                LOG_ID.to_owned(),
+                s(&delivery_item_key(delivery_id)),
+            )]))
+            .consistent_read(true)
+            .build()
+            .map_err(invalid)?;
         let output = self
             .client
             .batch_get_item()
-            .request_items(&self.webhooks_table, keys)
+            .request_items(&self.webhooks_table, webhook_keys)
+            .request_items(self.log.table(), delivery_keys)
             .send()
             .await
             .map_err(|e| classify(OPERATION, &e))?;
@@ -253,26 +317,25 @@ impl PipelineStore {
                 kind: "keys left unprocessed".into(),
             });
         }
-        let items = output
-            .responses()
-            .and_then(|r| r.get(&self.webhooks_table))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let id_of = |item: &Item| item.get(WEBHOOK_ID).and_then(|v| v.as_s().ok()).cloned();
+        let items = |table: &str| {
+            output
+                .responses()
+                .and_then(|r| r.get(table))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
         let mut webhook = None;
-        let mut mark = None;
-        for item in items {
-            match id_of(item) {
-                Some(id) if id == webhook_key && !item.contains_key(FENCE) => {
-                    webhook = Some(webhook_from_item(item).ok_or(StoreError::Failed {
-                        operation: OPERATION,
-                        kind: "malformed webhook record".into(),
-                    })?);
-                }
-                Some(id) if id == attempt_key => mark = Some(AttemptMark::of(item)),
-                _ => {}
+        for item in items(&self.webhooks_table) {
+            if !item.contains_key(FENCE) {
+                webhook = Some(webhook_from_item(item).ok_or(StoreError::Failed {
+                    operation: OPERATION,
+                    kind: "malformed webhook record".into(),
+                })?);
             }
         }
+        let mark = items(self.log.table())
+            .first()
+            .and_then(|item| AttemptMark::in_delivery(item, attempt));
         Ok((webhook, mark))
     }
 
@@ -290,22 +353,17 @@ impl PipelineStore {
             operation: OPERATION,
             kind: e.to_string(),
         };
-        let put = Put::builder()
-            .table_name(&self.webhooks_table)
-            .set_item(Some(attempt_item(record)))
-            .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", WEBHOOK_ID)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(invalid)?;
+        let entry = self.log.attempt_update(&attempt_write(record))?;
         let count = Update::builder()
             .table_name(&self.webhooks_table)
             .key(WEBHOOK_ID, s(&record.webhook_id.to_string()))
-            .update_expression("ADD consecutiveFailures :one, #v :one SET updatedAt = :now")
+            .update_expression("ADD #failures :one, #v :one SET #updated = :now")
             .condition_expression(LIVE)
             .expression_attribute_names("#id", WEBHOOK_ID)
             .expression_attribute_names("#fence", FENCE)
-            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#failures", CONSECUTIVE_FAILURES)
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_names("#v", VERSION)
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", s(&rfc3339(whole_seconds(record.at))))
             .build()
@@ -313,7 +371,7 @@ impl PipelineStore {
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(entry).build())
             .transact_items(TransactWriteItem::builder().update(count).build())
             .send()
             .await;
@@ -334,7 +392,9 @@ impl PipelineStore {
                 .is_some_and(|code| code == CONDITION_FAILED)
         };
         if failed(0) {
-            let existing = reasons[0].item().map(AttemptMark::of);
+            let existing = reasons[0]
+                .item()
+                .and_then(|item| AttemptMark::in_delivery(item, record.attempt));
             return Ok(Recorded::judge(existing, record));
         }
         if failed(1) {
@@ -347,25 +407,31 @@ impl PipelineStore {
         Err(classify(OPERATION, &error))
     }
 
-    /// Records a successful attempt (or one whose webhook is gone), written only if the attempt
-    /// has no record yet; see [`Recorded`].
+    /// Records a successful attempt (or one whose webhook is gone) on its delivery, written
+    /// only if the attempt has no entry yet; see [`Recorded`].
     pub async fn put_attempt_once(&self, record: &AttemptRecord) -> Result<Recorded, StoreError> {
-        const OPERATION: &str = "dynamodb.PutItem(attempt)";
+        const OPERATION: &str = "dynamodb.UpdateItem(attempt)";
+        let update = self.log.attempt_update(&attempt_write(record))?;
         let result = self
             .client
-            .put_item()
-            .table_name(&self.webhooks_table)
-            .set_item(Some(attempt_item(record)))
-            .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", WEBHOOK_ID)
+            .update_item()
+            .table_name(update.table_name())
+            .set_key(Some(update.key().clone()))
+            .update_expression(update.update_expression())
+            .set_condition_expression(update.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(update.expression_attribute_names().cloned())
+            .set_expression_attribute_values(update.expression_attribute_values().cloned())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(Recorded::Written),
             Err(error) => match error.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Recorded::judge(failed.item().map(AttemptMark::of), record))
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let existing = failed
+                        .item()
+                        .and_then(|item| AttemptMark::in_delivery(item, record.attempt));
+                    Ok(Recorded::judge(existing, record))
                 }
                 _ => Err(classify(OPERATION, &error)),
             },
@@ -388,27 +454,31 @@ impl PipelineStore {
         let due = if open_now {
             ""
         } else {
-            " AND consecutiveFailures >= :threshold"
+            " AND #failures >= :threshold"
         };
         let mut request = self
             .client
             .update_item()
             .table_name(&self.webhooks_table)
             .key(WEBHOOK_ID, s(&webhook_id.to_string()))
-            .update_expression("SET circuitOpenedAt = :now, updatedAt = :now ADD #v :one")
+            .update_expression("SET #opened = :now, #updated = :now ADD #v :one")
             .condition_expression(format!(
-                "{LIVE} AND (attribute_not_exists(circuitOpenedAt) \
-                 OR attribute_type(circuitOpenedAt, :null)){due}"
+                "{LIVE} AND (attribute_not_exists(#opened) \
+                 OR attribute_type(#opened, :null)){due}"
             ))
             .expression_attribute_names("#id", WEBHOOK_ID)
             .expression_attribute_names("#fence", FENCE)
-            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#opened", CIRCUIT_OPENED_AT)
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_names("#v", VERSION)
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", s(&at))
             .expression_attribute_values(":null", s("NULL"))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if !open_now {
-            request = request.expression_attribute_values(":threshold", n(CIRCUIT_THRESHOLD));
+            request = request
+                .expression_attribute_names("#failures", CONSECUTIVE_FAILURES)
+                .expression_attribute_values(":threshold", n(CIRCUIT_THRESHOLD));
         }
         match request.send().await {
             Ok(_) => Ok(CircuitChange::Opened),
@@ -417,10 +487,10 @@ impl PipelineStore {
                     let old = failed.item();
                     let live = old.is_some_and(|item| !item.contains_key(FENCE));
                     let open = old
-                        .and_then(|item| item.get("circuitOpenedAt"))
+                        .and_then(|item| item.get(CIRCUIT_OPENED_AT))
                         .is_some_and(|at| at.as_s().is_ok());
                     let failures = old
-                        .and_then(|item| item.get("consecutiveFailures"))
+                        .and_then(|item| item.get(CONSECUTIVE_FAILURES))
                         .and_then(|v| v.as_n().ok())
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
@@ -447,11 +517,13 @@ impl PipelineStore {
             .update_item()
             .table_name(&self.webhooks_table)
             .key(WEBHOOK_ID, s(&webhook_id.to_string()))
-            .update_expression("SET consecutiveFailures = :zero, updatedAt = :now ADD #v :one")
-            .condition_expression(format!("{LIVE} AND consecutiveFailures > :zero"))
+            .update_expression("SET #failures = :zero, #updated = :now ADD #v :one")
+            .condition_expression(format!("{LIVE} AND #failures > :zero"))
             .expression_attribute_names("#id", WEBHOOK_ID)
             .expression_attribute_names("#fence", FENCE)
-            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#failures", CONSECUTIVE_FAILURES)
+            .expression_attribute_names("#updated", UPDATED_AT)
+            .expression_attribute_names("#v", VERSION)
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", s(&rfc3339(whole_seconds(now))))
@@ -465,40 +537,28 @@ impl PipelineStore {
     }
 }
 
-/// An attempt record, `attempt#<deliveryId>#<attempt>` in the webhooks table, expiring after
-/// 30 days.
-fn attempt_item(record: &AttemptRecord) -> Item {
-    let mut item = HashMap::from([
-        (
-            WEBHOOK_ID.to_owned(),
-            s(&attempt_id(record.delivery_id, record.attempt)),
-        ),
-        ("deliveryId".to_owned(), s(&record.delivery_id.to_string())),
-        ("webhookId".to_owned(), s(&record.webhook_id.to_string())),
-        ("event".to_owned(), s(&record.event)),
-        ("attempt".to_owned(), n(record.attempt)),
-        ("attemptedAt".to_owned(), s(&rfc3339(record.at))),
-        ("outcome".to_owned(), s(record.outcome)),
-        ("messageId".to_owned(), s(&record.message_id)),
-        ("claim".to_owned(), s(&record.claim.to_string())),
-        (
-            "expiresAt".to_owned(),
-            n(record.at.unix_timestamp() + ATTEMPT_TTL_SECONDS),
-        ),
-    ]);
-    if let Some(reason) = &record.reason {
-        item.insert("reason".to_owned(), s(reason));
+/// What the recording of `record` sets on its delivery in the log.
+fn attempt_write(record: &AttemptRecord) -> AttemptWrite {
+    AttemptWrite {
+        delivery_id: record.delivery_id,
+        webhook_id: record.webhook_id,
+        event_id: None,
+        event: record.event.clone(),
+        entry: AttemptEntry {
+            attempt: Attempt {
+                attempt: record.attempt,
+                at: record.at,
+                outcome: record.outcome.to_owned(),
+                http_status: record.http_status,
+                duration_ms: record.duration_ms,
+                reason: record.reason.clone(),
+            },
+            message_id: Some(record.message_id.clone()),
+            claim: Some(record.claim.to_string()),
+            next_attempt_at: record.next_attempt_at,
+        },
+        status: record.status,
     }
-    if let Some(status) = record.http_status {
-        item.insert("httpStatus".to_owned(), n(status));
-    }
-    if let Some(ms) = record.duration_ms {
-        item.insert("durationMs".to_owned(), n(ms));
-    }
-    if let Some(at) = record.next_attempt_at {
-        item.insert("nextAttemptAt".to_owned(), n(at));
-    }
-    item
 }
 
 /// What an attempt's record says about it, read before the attempt or handed back when a
@@ -516,17 +576,14 @@ pub struct AttemptMark {
 }
 
 impl AttemptMark {
-    fn of(item: &Item) -> Self {
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        Self {
-            message_id: text("messageId"),
-            claim: text("claim"),
-            outcome: text("outcome").unwrap_or_default(),
-            next_attempt_at: item
-                .get("nextAttemptAt")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok()),
-        }
+    /// The entry of `attempt` in a delivery's item, if that attempt was made.
+    fn in_delivery(item: &Item, attempt: u32) -> Option<Self> {
+        AttemptEntry::in_item(item, attempt).map(|entry| Self {
+            message_id: entry.message_id,
+            claim: entry.claim,
+            outcome: entry.attempt.outcome,
+            next_attempt_at: entry.next_attempt_at,
+        })
     }
 }
 
@@ -558,11 +615,6 @@ impl Recorded {
             }),
         }
     }
-}
-
-/// The id of an attempt record.
-pub fn attempt_id(delivery_id: Uuid, attempt: u32) -> String {
-    format!("attempt#{delivery_id}#{attempt}")
 }
 
 fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {

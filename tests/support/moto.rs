@@ -170,6 +170,7 @@ impl AwsEnv {
                 webhooks_table: format!("{}-{suffix}", env["WEBHOOKS_TABLE_NAME"]),
                 api_keys_table: format!("{}-{suffix}", env["API_KEYS_TABLE_NAME"]),
                 pepper_secret_id: format!("{}-{suffix}", env["PEPPER_SECRET_ID"]),
+                delivery_log_table: format!("{}-{suffix}", env["DELIVERY_LOG_TABLE_NAME"]),
             },
             secret_prefix: format!("{}{suffix}/", env["WEBHOOK_SECRET_PREFIX"]),
         };
@@ -316,5 +317,47 @@ impl AwsEnv {
             .collect()
             .await;
         pages.expect("scan webhooks")
+    }
+
+    /// Every attempt in this test's delivery log, one item each, as the attempt records of the
+    /// webhooks table used to be: `id` `attempt#<deliveryId>#<n>`, `deliveryId`, `webhookId`,
+    /// the attempt's own fields and the delivery's `expiresAt`.
+    pub async fn attempt_items(
+        &self,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let pages: Result<Vec<_>, _> = self
+            .dynamodb
+            .scan()
+            .table_name(&self.resources.delivery_log_table)
+            .into_paginator()
+            .items()
+            .send()
+            .collect()
+            .await;
+        let mut attempts = Vec::new();
+        for item in pages.expect("scan the delivery log") {
+            let Some(delivery) = item.get("deliveryId").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            for (name, value) in &item {
+                let (Some(n), Ok(map)) = (name.strip_prefix("attempt#"), value.as_m()) else {
+                    continue;
+                };
+                let mut record = map.clone();
+                record.insert(
+                    "id".into(),
+                    AttributeValue::S(format!("attempt#{delivery}#{n}")),
+                );
+                record.insert("deliveryId".into(), AttributeValue::S(delivery.clone()));
+                for copied in ["webhookId", "expiresAt", "event"] {
+                    if let Some(v) = item.get(copied) {
+                        record.insert(copied.into(), v.clone());
+                    }
+                }
+                attempts.push(record);
+            }
+        }
+        attempts
     }
 }
