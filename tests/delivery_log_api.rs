@@ -1530,3 +1530,24 @@ fn the_delivery_routes_log_and_answer_no_token_signing_secret_or_header_value() 
         }
     }
 }
+
+#[tokio::test]
+async fn with_delivery_log_puts_another_log_and_queue_under_the_same_app() {
+    use instaview_webhooks::store::memory_log::{MemoryDeliveryLog, MemoryPipelineQueue};
+    let app = app();
+    let id = create(&app).await;
+    let log = MemoryDeliveryLog::default();
+    let event = event(1, Some(company()));
+    let delivery = delivery_of(&event, uuid(&id), DeliveryStatus::Failed);
+    log.insert_event(event);
+    log.insert_delivery(delivery.clone());
+    let app = app.with_delivery_log(log, MemoryPipelineQueue::default());
+
+    let listed = parse(handle(&app, deliveries(&id).build()).await);
+    let resent = parse(handle(&app, resend(&id, &delivery.id.to_string()).build()).await);
+
+    assert_success(&listed, 200);
+    assert_eq!(ids(&listed), [delivery.id.to_string()]);
+    assert_success(&resent, 202);
+    assert_eq!(app.pipeline().resends().len(), 1);
+}
