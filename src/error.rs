@@ -59,6 +59,16 @@ impl Answer {
 /// The longest resource id echoed back in a 404 (a real id has 36 characters).
 const MAX_ECHOED_ID_CHARS: usize = 64;
 
+/// A resource id as sent, cut to [`MAX_ECHOED_ID_CHARS`] characters.
+fn echoed(resource_id: &str) -> String {
+    if resource_id.chars().count() > MAX_ECHOED_ID_CHARS {
+        let cut: String = resource_id.chars().take(MAX_ECHOED_ID_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        resource_id.to_owned()
+    }
+}
+
 fn plain(status: u16, code: &'static str, message: impl Into<String>) -> Answer {
     Answer {
         status,
@@ -150,15 +160,33 @@ fn service_answer(error: &ServiceError) -> Answer {
         )
         .with_details(json!({ "limit": limit })),
         ServiceError::WebhookNotFound { resource_id } => {
-            let echoed: String = if resource_id.chars().count() > MAX_ECHOED_ID_CHARS {
-                let cut: String = resource_id.chars().take(MAX_ECHOED_ID_CHARS).collect();
-                format!("{cut}…")
-            } else {
-                resource_id.clone()
-            };
-            plain(404, "RESOURCE_NOT_FOUND", "Webhook configuration not found")
-                .with_details(json!({"resourceType": "WebhookConfig", "resourceId": echoed}))
+            plain(404, "RESOURCE_NOT_FOUND", "Webhook configuration not found").with_details(
+                json!({"resourceType": "WebhookConfig", "resourceId": echoed(resource_id)}),
+            )
         }
+        ServiceError::DeliveryNotFound { resource_id } => {
+            plain(404, "RESOURCE_NOT_FOUND", "Delivery not found")
+                .with_details(json!({"resourceType": "Delivery", "resourceId": echoed(resource_id)}))
+        }
+        ServiceError::WebhookNotDelivering {
+            is_active,
+            circuit_open,
+        } => plain(
+            409,
+            "WEBHOOK_NOT_DELIVERING",
+            "The webhook is inactive or its circuit is open: activate it or reset its circuit first",
+        )
+        .with_details(json!({"isActive": is_active, "circuitOpen": circuit_open})),
+        ServiceError::DeliveryPending => plain(
+            409,
+            "DELIVERY_PENDING",
+            "This delivery is still pending: it is on its way, resend it once it is delivered or failed",
+        ),
+        ServiceError::EventExpired => plain(
+            409,
+            "EVENT_EXPIRED",
+            "This delivery's event is past its 30-day retention: it can no longer be resent",
+        ),
         ServiceError::PreconditionFailed => plain(
             412,
             "PRECONDITION_FAILED",

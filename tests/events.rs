@@ -7,6 +7,8 @@
 //!
 //! Every file gets an app of its own, seeded afresh: no event sees what another one did, so the
 //! order of the files never matters (the `DELETE` of the seeded webhook cannot break its `GET`).
+//! The delivery log starts with the deliveries `events/README.md` lists (of the seeded webhook,
+//! and of a second, active one, [`ACTIVE_WEBHOOK_ID`], that resend and recover can act on).
 
 mod support;
 
@@ -20,6 +22,9 @@ use instaview_webhooks::domain::{
 };
 use instaview_webhooks::http::handle;
 use instaview_webhooks::service::App;
+use instaview_webhooks::store::delivery_log::{
+    delivery_id, Attempt, Delivery, DeliveryStatus, EventId, LoggedEvent,
+};
 use instaview_webhooks::store::memory::{MemoryApiKeys, MemorySecrets, MemoryWebhooks};
 use instaview_webhooks::store::{SecretDocument, SecretStore, StoredWebhook, WebhookWrites};
 use lambda_http::http::Method;
@@ -39,6 +44,50 @@ const DEV_READONLY_KEY_ID: &str = "dev-readonly-key";
 const SEEDED_WEBHOOK_ID: &str = "5eeded00-7e57-4000-8000-000000000001";
 /// The seeded webhook's `ETag`.
 const SEEDED_ETAG: &str = "\"3\"";
+/// A second webhook of the write key, active with its circuit closed (resend and recover act
+/// on it; the seeded one's circuit is open).
+const ACTIVE_WEBHOOK_ID: &str = "5eeded00-7e57-4000-8000-000000000002";
+/// The seeded deliveries, `(event id, webhook id, status, delivery id)`: each id is
+/// `delivery_id(event, webhook)`, written out because the event files name them.
+const SEEDED_DELIVERIES: [(&str, &str, DeliveryStatus, &str); 4] = [
+    (
+        "evt_seeded_0001",
+        SEEDED_WEBHOOK_ID,
+        DeliveryStatus::Failed,
+        "b93a7d18-0adb-8511-90d3-d90966d64565",
+    ),
+    (
+        "evt_seeded_0002",
+        SEEDED_WEBHOOK_ID,
+        DeliveryStatus::Skipped,
+        "c39158c5-3378-8fb3-8f80-051e1ed259f9",
+    ),
+    (
+        "evt_seeded_0001",
+        ACTIVE_WEBHOOK_ID,
+        DeliveryStatus::Failed,
+        "d528ed39-782d-8fc7-b5a8-952fdbaf8760",
+    ),
+    (
+        "evt_seeded_0003",
+        ACTIVE_WEBHOOK_ID,
+        DeliveryStatus::Pending,
+        "b0e32e0b-9cf0-83fc-8629-238186f1d708",
+    ),
+];
+/// A delivery's fields as listed, in order.
+const SUMMARY_FIELDS: [&str; 10] = [
+    "id",
+    "webhookId",
+    "eventId",
+    "event",
+    "status",
+    "attemptCount",
+    "createdAt",
+    "lastAttemptAt",
+    "lastHttpStatus",
+    "nextAttemptAt",
+];
 
 type DevApp = App<MemoryApiKeys, MemoryWebhooks, MemorySecrets>;
 
@@ -83,7 +132,144 @@ async fn dev_app() -> DevApp {
         Settings::default(),
     );
     seed_webhook(&app, company).await;
+    seed_active_webhook(&app, company).await;
+    seed_deliveries(&app, company);
     app
+}
+
+/// Stores [`ACTIVE_WEBHOOK_ID`]: the write key's, in `DEV_COMPANY_ID`, active, circuit closed.
+async fn seed_active_webhook(app: &DevApp, company: Uuid) {
+    let id = Uuid::parse_str(ACTIVE_WEBHOOK_ID).unwrap();
+    let webhook = Webhook {
+        id,
+        api_key_id: DEV_WRITE_KEY_ID.to_owned(),
+        company_id: Some(company),
+        url: "https://api.example.com/webhooks/active".to_owned(),
+        name: Some("Active Webhook".to_owned()),
+        description: None,
+        header_names: Vec::new(),
+        events: vec![EventType::InterviewCompleted, EventType::Ping],
+        is_active: true,
+        max_retries: 3,
+        timeout_ms: 30_000,
+        consecutive_failures: 0,
+        circuit_opened_at: None,
+        created_at: datetime!(2026-01-01 10:00 UTC),
+        updated_at: datetime!(2026-01-01 10:00 UTC),
+        version: 1,
+    };
+    let document = SecretDocument {
+        signing_secret: SigningSecret::from_stored("ac".repeat(32)),
+        previous: None,
+        headers: Vec::new(),
+    };
+    let secret = app
+        .secrets()
+        .create_webhook_secret(id, DEV_WRITE_KEY_ID, &document)
+        .await
+        .expect("the in-memory secret store takes the active webhook's secret");
+    let limit = app.settings().max_webhooks_per_key;
+    app.webhooks()
+        .insert(&StoredWebhook { webhook, secret }, limit, None)
+        .await
+        .expect("the in-memory store takes the active webhook");
+}
+
+/// Stores [`SEEDED_DELIVERIES`] and their events (of `DEV_COMPANY_ID`), an hour apart.
+fn seed_deliveries(app: &DevApp, company: Uuid) {
+    for (n, (event_id, webhook_id, status, id)) in SEEDED_DELIVERIES.into_iter().enumerate() {
+        let at = datetime!(2026-01-02 08:00 UTC) + time::Duration::hours(n as i64);
+        let event = LoggedEvent {
+            id: EventId::parse(event_id).unwrap(),
+            event: EventType::InterviewCompleted,
+            company_id: Some(company),
+            occurred_at: at,
+            received_at: at,
+            data: serde_json::json!({"interviewId": format!("int_{event_id}")}),
+        };
+        let webhook_id = Uuid::parse_str(webhook_id).unwrap();
+        assert_eq!(
+            delivery_id(&event.id, webhook_id).to_string(),
+            id,
+            "a seeded delivery's id is its event's and webhook's"
+        );
+        let attempts: Vec<Attempt> = match status {
+            DeliveryStatus::Skipped => Vec::new(),
+            _ => vec![Attempt {
+                attempt: 1,
+                at: at + time::Duration::seconds(1),
+                outcome: "failed".into(),
+                http_status: Some(500),
+                duration_ms: Some(120),
+                reason: Some("the endpoint answered 500".into()),
+            }],
+        };
+        app.delivery_log().insert_delivery(Delivery {
+            id: Uuid::parse_str(id).unwrap(),
+            webhook_id,
+            event_id: event.id.clone(),
+            event: event.event,
+            status,
+            created_at: at,
+            last_attempt_at: attempts.last().map(|a| a.at),
+            last_http_status: attempts.last().and_then(|a| a.http_status),
+            next_attempt_at: (status == DeliveryStatus::Pending)
+                .then(|| at + time::Duration::minutes(5)),
+            attempts,
+        });
+        app.delivery_log().insert_event(event);
+    }
+}
+
+/// Every seeded delivery as it is now.
+fn seeded_deliveries(app: &DevApp) -> Vec<Option<Delivery>> {
+    SEEDED_DELIVERIES
+        .iter()
+        .map(|(_, _, _, id)| app.delivery_log().delivery(Uuid::parse_str(id).unwrap()))
+        .collect()
+}
+
+/// An event as it would be sent now: a `recover` body's window is written relative to the
+/// file's request time (`timeEpoch`, `requestTimeEpoch`), and is moved by as much as that time
+/// is behind now, so that its `since` stays within the 30 days `recover` reaches back.
+fn as_sent_now(text: &str) -> String {
+    let Ok(mut event) = serde_json::from_str::<Value>(text) else {
+        return text.to_owned();
+    };
+    let path = event
+        .get("rawPath")
+        .or_else(|| event.get("path"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !path.trim_end_matches('/').ends_with("/recover") {
+        return text.to_owned();
+    }
+    let sent_ms = event
+        .pointer("/requestContext/timeEpoch")
+        .or_else(|| event.pointer("/requestContext/requestTimeEpoch"))
+        .and_then(Value::as_i64);
+    let body = event.get("body").and_then(Value::as_str).map(str::to_owned);
+    let (Some(sent_ms), Some(body)) = (sent_ms, body) else {
+        return text.to_owned();
+    };
+    let Ok(mut body) = serde_json::from_str::<Value>(&body) else {
+        return text.to_owned();
+    };
+    let sent = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(sent_ms) * 1_000_000)
+        .expect("a request time");
+    let shift = time::OffsetDateTime::now_utc() - sent;
+    for field in ["since", "until"] {
+        let moved = body
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(instaview_webhooks::domain::time_format::parse_rfc3339)
+            .map(|at| instaview_webhooks::domain::time_format::rfc3339(at + shift));
+        if let Some(moved) = moved {
+            body[field] = Value::String(moved);
+        }
+    }
+    event["body"] = Value::String(body.to_string());
+    event.to_string()
 }
 
 /// Stores the webhook of [`SEEDED_WEBHOOK_ID`] through the stores, as a create would: its
@@ -182,12 +368,15 @@ fn segments_after_webhooks(path: &str) -> Option<Vec<&str>> {
     Some(segments.collect())
 }
 
-/// The `Allow` the API documents for a path: every action under `/webhooks/{id}/` is a `POST`.
+/// The `Allow` the API documents for a path: a webhook's deliveries and one delivery are read,
+/// every other action under `/webhooks/{id}/` is a `POST`.
 fn documented_allow(segments: &[&str]) -> Option<&'static str> {
-    match segments.len() {
-        0 => Some("GET, POST"),
-        1 => Some("GET, PATCH, DELETE"),
-        2 => Some("POST"),
+    match segments {
+        [] => Some("GET, POST"),
+        [_] => Some("GET, PATCH, DELETE"),
+        [_, "deliveries"] | [_, "deliveries", _] => Some("GET"),
+        [_, "deliveries", _, "resend"] => Some("POST"),
+        [_, _] => Some("POST"),
         _ => None,
     }
 }
@@ -225,7 +414,7 @@ async fn check_event(path: &Path) -> Vec<String> {
         Ok(text) => text,
         Err(e) => return vec![format!("cannot read: {e}")],
     };
-    let request = match lambda_http::request::from_str(&text) {
+    let request = match lambda_http::request::from_str(&as_sent_now(&text)) {
         Ok(request) => request,
         Err(e) => return vec![format!("not an event lambda_http accepts: {e}")],
     };
@@ -238,6 +427,9 @@ async fn check_event(path: &Path) -> Vec<String> {
 
     let app = dev_app().await;
     let seeded_before = app.webhooks().get_record(seeded_id);
+    let active_id = Uuid::parse_str(ACTIVE_WEBHOOK_ID).unwrap();
+    let active_before = app.webhooks().get_record(active_id);
+    let deliveries_before = seeded_deliveries(&app);
     let response = handle(&app, request).await;
     let got_status = response.status().as_u16();
     let header = |name: &str| {
@@ -300,11 +492,25 @@ async fn check_event(path: &Path) -> Vec<String> {
         problems.push(format!("success is {:?}", body.get("success")));
     }
     // A refusal changes nothing.
-    if !(200..300).contains(&got_status) && app.webhooks().get_record(seeded_id) != seeded_before {
-        problems.push(format!(
-            "a {got_status} answer, but the seeded webhook changed"
-        ));
+    if !(200..300).contains(&got_status) {
+        if app.webhooks().get_record(seeded_id) != seeded_before
+            || app.webhooks().get_record(active_id) != active_before
+        {
+            problems.push(format!(
+                "a {got_status} answer, but a seeded webhook changed"
+            ));
+        }
+        if seeded_deliveries(&app) != deliveries_before {
+            problems.push(format!(
+                "a {got_status} answer, but a seeded delivery changed"
+            ));
+        }
+        if !app.pipeline().jobs().is_empty() {
+            problems.push(format!("a {got_status} answer, but a job was queued"));
+        }
     }
+    let section = segments.as_ref().and_then(|s| s.get(1)).copied();
+    let delivery_segment = segments.as_ref().and_then(|s| s.get(2)).copied();
     let no_store = |problems: &mut Vec<String>| {
         if header("cache-control").as_deref() != Some("no-store") {
             problems.push(format!(
@@ -350,6 +556,74 @@ async fn check_event(path: &Path) -> Vec<String> {
                     }
                 }
                 _ => problems.push("a list answer without data.data and data.total".into()),
+            }
+            no_store(&mut problems);
+        }
+        // A page of deliveries: `{"data": [summary, ...], "nextCursor": ...}`.
+        200 if section == Some("deliveries") && delivery_segment.is_none() => {
+            let data = body.get("data").unwrap_or(&Value::Null);
+            let keys: Vec<&str> = data
+                .as_object()
+                .map_or(vec![], |d| d.keys().map(String::as_str).collect());
+            if keys != ["data", "nextCursor"] {
+                problems.push(format!("deliveries page keys {keys:?}"));
+            }
+            for (i, summary) in data
+                .get("data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let keys: Vec<&str> = summary
+                    .as_object()
+                    .map_or(vec![], |d| d.keys().map(String::as_str).collect());
+                if keys != SUMMARY_FIELDS {
+                    problems.push(format!("data.data[{i}] keys {keys:?}"));
+                }
+                if summary.get("webhookId").and_then(Value::as_str) != path_id {
+                    problems.push(format!("data.data[{i}] is not the path's webhook's"));
+                }
+            }
+            no_store(&mut problems);
+        }
+        // One delivery: the summary, its attempts and its payload.
+        200 if section == Some("deliveries") => {
+            let data = body.get("data").unwrap_or(&Value::Null);
+            let keys: Vec<&str> = data
+                .as_object()
+                .map_or(vec![], |d| d.keys().map(String::as_str).collect());
+            let mut expected = SUMMARY_FIELDS.to_vec();
+            expected.extend(["attempts", "payload"]);
+            if keys != expected {
+                problems.push(format!("delivery keys {keys:?}, expected {expected:?}"));
+            }
+            let id = data.get("id").and_then(Value::as_str);
+            if id.map(str::to_ascii_lowercase) != delivery_segment.map(str::to_ascii_lowercase) {
+                problems.push(format!("data.id {id:?} is not the path's delivery id"));
+            }
+            no_store(&mut problems);
+        }
+        // A resend: the delivery, now pending, and one job queued.
+        202 if section == Some("deliveries") => {
+            let data = body.get("data").unwrap_or(&Value::Null);
+            if data.get("status").and_then(Value::as_str) != Some("pending") {
+                problems.push(format!("a resend answered status {:?}", data.get("status")));
+            }
+            if app.pipeline().resends().len() != 1 {
+                problems.push("a resend that queued no job".into());
+            }
+            no_store(&mut problems);
+        }
+        // A recover: its window, `queued: null`, and one job queued.
+        202 if section == Some("recover") => {
+            let data = body.get("data").and_then(Value::as_object);
+            let keys: Vec<&str> = data.map_or(vec![], |d| d.keys().map(String::as_str).collect());
+            if keys != ["since", "until", "queued"] {
+                problems.push(format!("recover answer keys {keys:?}"));
+            }
+            if app.pipeline().recovers().len() != 1 {
+                problems.push("a recover that queued no job".into());
             }
             no_store(&mut problems);
         }
@@ -425,8 +699,16 @@ async fn check_event(path: &Path) -> Vec<String> {
         }
         404 if code.as_deref() == Some("RESOURCE_NOT_FOUND") => {
             let details = body.pointer("/error/details");
-            let expected = path_id
-                .map(|id| serde_json::json!({"resourceType": "WebhookConfig", "resourceId": id}));
+            // An event of a known webhook names a delivery no webhook of it has.
+            let delivery = delivery_segment.filter(|_| {
+                path_id.is_some_and(|id| id == SEEDED_WEBHOOK_ID || id == ACTIVE_WEBHOOK_ID)
+            });
+            let expected = match delivery {
+                Some(id) => Some(serde_json::json!({"resourceType": "Delivery", "resourceId": id})),
+                None => path_id.map(
+                    |id| serde_json::json!({"resourceType": "WebhookConfig", "resourceId": id}),
+                ),
+            };
             if details != expected.as_ref() {
                 problems.push(format!("error.details {details:?}, expected {expected:?}"));
             }
@@ -482,5 +764,9 @@ fn the_allow_checked_is_the_paths() {
         Some("GET, PATCH, DELETE")
     );
     assert_eq!(allow("/webhooks/x/reset-circuit/"), Some("POST"));
+    assert_eq!(allow("/webhooks/x/deliveries"), Some("GET"));
+    assert_eq!(allow("/webhooks/x/deliveries/y/"), Some("GET"));
+    assert_eq!(allow("/webhooks/x/deliveries/y/resend"), Some("POST"));
+    assert_eq!(allow("/webhooks/x/recover"), Some("POST"));
     assert_eq!(allow("/hooks"), None);
 }

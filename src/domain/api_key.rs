@@ -108,6 +108,17 @@ impl Pepper {
         mac.update(token.expose().as_bytes());
         TokenHash(hex::encode(mac.finalize().into_bytes()))
     }
+
+    /// A MAC of `purpose`'s own: HMAC-SHA256 keyed with HMAC-SHA256(pepper, purpose), so that
+    /// no tag it makes is ever a token hash or another purpose's tag (the delivery list's
+    /// cursors). Cloned per message; it never shows its key.
+    pub fn keyed_mac(&self, purpose: &str) -> Hmac<Sha256> {
+        let mut derive = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC accepts keys of any length");
+        derive.update(purpose.as_bytes());
+        Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes())
+            .expect("HMAC accepts keys of any length")
+    }
 }
 
 impl std::fmt::Debug for Pepper {

@@ -2,7 +2,7 @@
 //! ([`lambda_event`]), are routed ([`routes`]), read and answered.
 //!
 //! Checks run in the contract's order: route → authentication (and scope) → rate limit →
-//! query (only the list takes one) → content type → size → body → resource → store.
+//! query (only the lists take one) → content type → size → body → resource → store.
 
 use lambda_http::http::{header, HeaderMap, HeaderName};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -15,7 +15,11 @@ use crate::domain::{
     WebhookPatch,
 };
 use crate::error::ApiError;
-use crate::service::{parse_webhook_id, App, ServiceError};
+use crate::service::{
+    parse_webhook_id, App, DeliveryDetail, DeliveryListQuery, DeliveryPageAnswer, RecoverRequest,
+    Recovered, Resent, ServiceError,
+};
+use crate::store::delivery_log::{DeliveryLog, DeliveryStatus, PipelineQueue};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
 use crate::time_budget::{test_ping_deadline, Arrival};
 
@@ -53,14 +57,23 @@ enum Success {
         replayed: bool,
     },
     Rotated(crate::service::Rotated),
+    Deliveries(DeliveryPageAnswer),
+    Delivery(DeliveryDetail),
+    Resent(Resent),
+    Recovered {
+        recovered: Recovered,
+        replayed: bool,
+    },
 }
 
 /// Answers one request. Never fails: every error becomes an answer from the contract's table.
-pub async fn handle<K, W, S>(app: &App<K, W, S>, request: Request) -> Response<Body>
+pub async fn handle<K, W, S, L, Q>(app: &App<K, W, S, L, Q>, request: Request) -> Response<Body>
 where
     K: ApiKeyStore,
     W: WebhookStore,
     S: SecretStore,
+    L: DeliveryLog,
+    Q: PipelineQueue,
 {
     let arrival = Arrival::now();
     let started = arrival.at;
@@ -122,11 +135,18 @@ fn answer(success: &Success, request_id: &str) -> Response<Body> {
         Success::Deleted => response::no_content(request_id),
         Success::Tested { result, replayed } => response::tested(result, *replayed, request_id),
         Success::Rotated(rotated) => response::rotated(rotated, request_id),
+        Success::Deliveries(page) => response::ok(page, request_id),
+        Success::Delivery(detail) => response::ok(detail, request_id),
+        Success::Resent(resent) => response::accepted(&resent.summary, resent.replayed, request_id),
+        Success::Recovered {
+            recovered,
+            replayed,
+        } => response::accepted(recovered, *replayed, request_id),
     }
 }
 
-async fn serve<K, W, S>(
-    app: &App<K, W, S>,
+async fn serve<K, W, S, L, Q>(
+    app: &App<K, W, S, L, Q>,
     request: &Request,
     path: &str,
     arrival: Arrival,
@@ -136,6 +156,8 @@ where
     K: ApiKeyStore,
     W: WebhookStore,
     S: SecretStore,
+    L: DeliveryLog,
+    Q: PipelineQueue,
 {
     let matched = routes::route(path, request.method())?;
     if let Some(id) = matched.id {
@@ -146,7 +168,10 @@ where
     let scope = key.require(matched.scope);
     // Reads run beside the rate count (one round trip); everything else waits for it.
     let result = match (&matched.operation, &scope) {
-        (Operation::List | Operation::Get, Ok(())) => {
+        (
+            Operation::List | Operation::Get | Operation::ListDeliveries | Operation::GetDelivery,
+            Ok(()),
+        ) => {
             let (count, read) =
                 tokio::join!(app.count_request(&key), read(app, request, &key, matched));
             outcome.rate = Some(count?);
@@ -174,8 +199,8 @@ fn admit(outcome: &RequestFacts) -> Result<(), ApiError> {
     }
 }
 
-async fn read<K, W, S>(
-    app: &App<K, W, S>,
+async fn read<K, W, S, L, Q>(
+    app: &App<K, W, S, L, Q>,
     request: &Request,
     key: &ApiKey,
     matched: Matched<'_>,
@@ -184,11 +209,26 @@ where
     K: ApiKeyStore,
     W: WebhookStore,
     S: SecretStore,
+    L: DeliveryLog,
+    Q: PipelineQueue,
 {
     match (matched.operation, matched.id) {
         (Operation::List, _) => {
             let company = list_query(request)?;
             Ok(Success::List(app.list_webhooks(key, company).await?))
+        }
+        (Operation::ListDeliveries, Some(id)) => {
+            let query = deliveries_query(request);
+            Ok(Success::Deliveries(
+                app.list_deliveries(key, id, query).await?,
+            ))
+        }
+        (Operation::GetDelivery, Some(id)) => {
+            no_query(request, matched.operation)?;
+            let delivery_id = matched.delivery_id.unwrap_or_default();
+            Ok(Success::Delivery(
+                app.get_delivery(key, id, delivery_id).await?,
+            ))
         }
         (_, Some(id)) => {
             no_query(request, matched.operation)?;
@@ -201,8 +241,8 @@ where
     }
 }
 
-async fn write<K, W, S>(
-    app: &App<K, W, S>,
+async fn write<K, W, S, L, Q>(
+    app: &App<K, W, S, L, Q>,
     request: &Request,
     key: &ApiKey,
     matched: Matched<'_>,
@@ -212,9 +252,11 @@ where
     K: ApiKeyStore,
     W: WebhookStore,
     S: SecretStore,
+    L: DeliveryLog,
+    Q: PipelineQueue,
 {
     let id = matched.id.unwrap_or_default();
-    if !matches!(matched.operation, Operation::List | Operation::Get) {
+    if !is_read(matched.operation) {
         no_query(request, matched.operation)?;
     }
     match matched.operation {
@@ -276,16 +318,49 @@ where
                 app.rotate_secret(key, id, grace, if_match, claim).await?,
             ))
         }
-        Operation::List | Operation::Get => read(app, request, key, matched).await,
+        Operation::ResendDelivery => {
+            let body = empty_body(request)?;
+            let claim = claim(request, key, matched, body)?;
+            let delivery_id = matched.delivery_id.unwrap_or_default();
+            Ok(Success::Resent(
+                app.resend_delivery(key, id, delivery_id, claim).await?,
+            ))
+        }
+        Operation::Recover => {
+            let body = json_body(request, JSON)?;
+            let claim = claim(request, key, matched, body)?;
+            let window = RecoverRequest::parse(body, time::OffsetDateTime::now_utc())?;
+            let (recovered, replayed) = app.recover(key, id, window, claim).await?;
+            Ok(Success::Recovered {
+                recovered,
+                replayed,
+            })
+        }
+        Operation::List | Operation::Get | Operation::ListDeliveries | Operation::GetDelivery => {
+            read(app, request, key, matched).await
+        }
     }
 }
 
+/// The operations that only read (served beside the rate count, and taking their own query).
+fn is_read(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::List | Operation::Get | Operation::ListDeliveries | Operation::GetDelivery
+    )
+}
+
 /// Exactly one `Authorization: Bearer <sk_…>` header, naming a usable key.
-async fn authenticate<K, W, S>(app: &App<K, W, S>, request: &Request) -> Result<ApiKey, ApiError>
+async fn authenticate<K, W, S, L, Q>(
+    app: &App<K, W, S, L, Q>,
+    request: &Request,
+) -> Result<ApiKey, ApiError>
 where
     K: ApiKeyStore,
     W: WebhookStore,
     S: SecretStore,
+    L: DeliveryLog,
+    Q: PipelineQueue,
 {
     let value = single(request.headers(), &header::AUTHORIZATION)
         .ok()
@@ -333,14 +408,19 @@ fn claim(
         )
     })?;
     let idempotency_key = IdempotencyKey::parse(text).map_err(|m| ApiError::invalid(FIELD, m))?;
-    // The id as the webhook's own (lowercase), so that two spellings share one scope.
-    let id = matched
-        .id
-        .map(|id| parse_webhook_id(id).map_or_else(|_| id.to_owned(), |u| u.to_string()));
-    let route = match id {
-        Some(id) => matched.template.replace("{id}", &id),
-        None => matched.template.to_owned(),
+    // Every path parameter fills its place, as the resource's own id (lowercase) when it is
+    // a UUID, so that two spellings share one scope and two deliveries never do.
+    let own = |id: &str| match Uuid::try_parse(id) {
+        Ok(uuid) if id.len() == 36 => uuid.to_string(),
+        _ => id.to_owned(),
     };
+    let mut route = matched.template.to_owned();
+    if let Some(id) = matched.id {
+        route = route.replace("{id}", &own(id));
+    }
+    if let Some(delivery_id) = matched.delivery_id {
+        route = route.replace("{deliveryId}", &own(delivery_id));
+    }
     let scope = format!("{} {route}", request.method());
     Ok(Some(IdempotencyClaim::new(
         &key.id,
@@ -428,18 +508,27 @@ fn check_content_type(request: &Request, media_types: &[&str]) -> Result<(), Api
     Ok(())
 }
 
+/// The query parameters `GET /webhooks/{id}/deliveries` takes.
+const DELIVERY_LIST_PARAMETERS: [&str; 6] =
+    ["status", "event", "since", "until", "limit", "cursor"];
+
 /// One error per query parameter the route does not take, each on the parameter's own name
-/// (as an unknown body field is named): the list takes `companyId`, every other route none.
-/// A parameter ignored would be a setting the client believes it made
-/// (`rotate-secret?gracePeriodSeconds=0`).
+/// (as an unknown body field is named): the list takes `companyId`, the deliveries' list
+/// [`DELIVERY_LIST_PARAMETERS`], every other route none. A parameter ignored would be a
+/// setting the client believes it made (`rotate-secret?gracePeriodSeconds=0`).
 fn unknown_query(request: &Request, operation: Operation) -> Vec<FieldError> {
     let Some(query) = request.query_string_parameters_ref() else {
         return Vec::new();
     };
+    let taken: &[&str] = match operation {
+        Operation::List => &["companyId"],
+        Operation::ListDeliveries => &DELIVERY_LIST_PARAMETERS,
+        _ => &[],
+    };
     let mut names: Vec<&str> = query
         .iter()
         .map(|(name, _)| name)
-        .filter(|name| !(operation == Operation::List && *name == "companyId"))
+        .filter(|name| !taken.contains(name))
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -451,6 +540,9 @@ fn unknown_query(request: &Request, operation: Operation) -> Vec<FieldError> {
                 Operation::List => {
                     format!("{echoed} is not a query parameter: companyId is the only one")
                 }
+                Operation::ListDeliveries => format!(
+                    "{echoed} is not a query parameter: status, event, since, until, limit and cursor are the only ones"
+                ),
                 Operation::RotateSecret if name == "gracePeriodSeconds" => {
                     "gracePeriodSeconds goes in the JSON body, not the query".to_owned()
                 }
@@ -502,6 +594,97 @@ fn list_query(request: &Request) -> Result<Option<Uuid>, ApiError> {
     } else {
         Err(ServiceError::Validation(errors).into())
     }
+}
+
+/// `GET /webhooks/{id}/deliveries`' query: the filters, the page size and the cursor, with
+/// every field error found (unknown parameters included); the cursor is judged by the service.
+fn deliveries_query(request: &Request) -> DeliveryListQuery {
+    let mut query = DeliveryListQuery {
+        errors: unknown_query(request, Operation::ListDeliveries),
+        ..DeliveryListQuery::default()
+    };
+    let Some(parameters) = request.query_string_parameters_ref() else {
+        return query;
+    };
+    let mut errors = Vec::new();
+    let mut one = |name: &'static str| -> Option<String> {
+        match parameters.all(name).unwrap_or_default().as_slice() {
+            [] => None,
+            [value] => Some((*value).to_owned()),
+            _ => {
+                errors.push(FieldError::new(
+                    name,
+                    format!("{name} must be given at most once"),
+                ));
+                None
+            }
+        }
+    };
+    let (status, event, since, until, limit, cursor) = (
+        one("status"),
+        one("event"),
+        one("since"),
+        one("until"),
+        one("limit"),
+        one("cursor"),
+    );
+    if let Some(status) = status {
+        match DeliveryStatus::parse(&status) {
+            Some(status) => query.filter.status = Some(status),
+            None => errors.push(FieldError::new(
+                "status",
+                "status must be one of pending, delivered, failed, skipped",
+            )),
+        }
+    }
+    if let Some(event) = event {
+        match crate::domain::EventType::parse(&event) {
+            Some(event) => query.filter.event = Some(event),
+            None => errors.push(FieldError::new(
+                "event",
+                format!(
+                    "event must be one of {}",
+                    crate::domain::EventType::allowed_list()
+                ),
+            )),
+        }
+    }
+    let mut time = |name: &'static str, value: Option<String>| {
+        let value = value?;
+        // A `+` of an offset sent unencoded in a query string arrives as a space.
+        let parsed = crate::domain::time_format::parse_rfc3339(&value)
+            .or_else(|| crate::domain::time_format::parse_rfc3339(&value.replace(' ', "+")));
+        if parsed.is_none() {
+            errors.push(FieldError::new(
+                name,
+                format!("{name} must be an RFC 3339 timestamp such as 2026-12-01T10:00:00Z"),
+            ));
+        }
+        parsed
+    };
+    query.filter.since = time("since", since);
+    query.filter.until = time("until", until);
+    if let (Some(since), Some(until)) = (query.filter.since, query.filter.until) {
+        if since >= until {
+            errors.push(FieldError::new("until", "until must be later than since"));
+        }
+    }
+    if let Some(limit) = limit {
+        let max = crate::service::deliveries::MAX_LIMIT;
+        match limit.parse::<u32>() {
+            Ok(n) if limit.bytes().all(|b| b.is_ascii_digit()) && (1..=max).contains(&n) => {
+                query.limit = Some(n);
+            }
+            _ => errors.push(FieldError::new(
+                "limit",
+                format!("limit must be a whole number from 1 to {max}"),
+            )),
+        }
+    }
+    query.cursor = cursor;
+    // Unknown parameters first, then the known ones in the documentation's order.
+    query.errors.extend(errors);
+    query
 }
 
 /// The request path without the API Gateway stage. REST (v1) events carry a stage-less path

@@ -170,6 +170,27 @@ pub(super) fn rotated(rotated: &Rotated, request_id: &str) -> Response<Body> {
     response
 }
 
+/// `200` with `data` (the delivery log's reads), never cached: deliveries and their bodies
+/// are the customer's data.
+pub(super) fn ok(data: impl Serialize, request_id: &str) -> Response<Body> {
+    let mut response = base(StatusCode::OK, request_id, success(data));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `202` with `data`: a job queued for the pipeline (resend, recover).
+pub(super) fn accepted(data: impl Serialize, replayed: bool, request_id: &str) -> Response<Body> {
+    let mut response = base(StatusCode::ACCEPTED, request_id, success(data));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
 /// `204` without a body.
 pub(super) fn no_content(request_id: &str) -> Response<Body> {
     let mut response = base(StatusCode::NO_CONTENT, request_id, String::new());

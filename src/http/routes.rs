@@ -11,17 +11,10 @@
 //! - another method on a known path is 405 with the row's methods as `Allow`, in the row's
 //!   order; any other path is 404 `NOT_FOUND`.
 //!
-//! A route is added as a row and its [`Operation`] (the handler matches on it). The delivery
-//! log's routes will read as below, with [`Matched`] handing over `{deliveryId}` beside `{id}`
-//! and the idempotency scope (`claim` in `http/mod.rs`) filling it in as it fills in `{id}`, so
-//! that resending two deliveries under one `Idempotency-Key` is two scopes:
-//!
-//! ```text
-//! row("/webhooks/{id}/deliveries",                     &[(GET, ListDeliveries, READ)]),
-//! row("/webhooks/{id}/deliveries/{deliveryId}",        &[(GET, GetDelivery, READ)]),
-//! row("/webhooks/{id}/deliveries/{deliveryId}/resend", &[(POST, ResendDelivery, WRITE)]),
-//! row("/webhooks/{id}/recover",                        &[(POST, Recover, WRITE)]),
-//! ```
+//! A route is added as a row and its [`Operation`] (the handler matches on it). [`Matched`]
+//! hands over `{deliveryId}` beside `{id}`, and the idempotency scope (`claim` in
+//! `http/mod.rs`) fills it in as it fills in `{id}`, so that resending two deliveries under
+//! one `Idempotency-Key` is two scopes.
 
 use std::sync::LazyLock;
 
@@ -41,6 +34,10 @@ pub enum Operation {
     ResetCircuit,
     Test,
     RotateSecret,
+    ListDeliveries,
+    GetDelivery,
+    ResendDelivery,
+    Recover,
 }
 
 /// One path of the API: its template (as logged and metered, and the idempotency scope's
@@ -72,6 +69,12 @@ const ROUTES: &[Route] = {
         row("/webhooks/{id}/reset-circuit", &[(POST, ResetCircuit, WRITE)]),
         row("/webhooks/{id}/test",          &[(POST, Test, WRITE)]),
         row("/webhooks/{id}/rotate-secret", &[(POST, RotateSecret, WRITE)]),
+        row("/webhooks/{id}/deliveries",    &[(GET, ListDeliveries, READ)]),
+        row("/webhooks/{id}/deliveries/{deliveryId}",
+                                            &[(GET, GetDelivery, READ)]),
+        row("/webhooks/{id}/deliveries/{deliveryId}/resend",
+                                            &[(POST, ResendDelivery, WRITE)]),
+        row("/webhooks/{id}/recover",       &[(POST, Recover, WRITE)]),
     ]
 };
 
@@ -88,6 +91,8 @@ pub struct Matched<'a> {
     pub template: &'static str,
     /// The `{id}` segment as sent.
     pub id: Option<&'a str>,
+    /// The `{deliveryId}` segment as sent.
+    pub delivery_id: Option<&'a str>,
 }
 
 /// The route template a path matches (for logs and metrics), or `"unmatched"`.
@@ -152,6 +157,7 @@ impl Router {
             scope: *scope,
             template: entry.route.template,
             id: params.get("id"),
+            delivery_id: params.get("deliveryId"),
         })
     }
 }
@@ -290,8 +296,9 @@ mod tests {
             &format!("/webhooks/{ID}/%74est"),
             &format!("/webhooks/{ID}/../test"),
             &format!("/webhooks/{ID}/test/{ID}"),
-            &format!("/webhooks/{ID}/deliveries"),
-            &format!("/webhooks/{ID}/recover"),
+            &format!("/webhooks/{ID}/deliveries//"),
+            &format!("/webhooks/{ID}/deliveries/{ID}/x"),
+            &format!("/webhooks/{ID}/recover/{ID}"),
         ] {
             for method in [Method::GET, Method::POST] {
                 assert_eq!(
@@ -418,6 +425,10 @@ mod tests {
             Operation::ResetCircuit,
             Operation::Test,
             Operation::RotateSecret,
+            Operation::ListDeliveries,
+            Operation::GetDelivery,
+            Operation::ResendDelivery,
+            Operation::Recover,
         ];
         for operation in all {
             let rows = ROUTES
@@ -437,31 +448,10 @@ mod tests {
         }
     }
 
-    /// Issue 17's nested routes, as rows (with today's operations standing in for theirs).
-    #[rustfmt::skip]
-    const WITH_DELIVERIES: &[Route] = {
-        use Operation::*;
-        const GET: Method = Method::GET;
-        const POST: Method = Method::POST;
-        const READ: Scope = Scope::ReadWebhooks;
-        const WRITE: Scope = Scope::WriteWebhooks;
-        &[
-            row("/webhooks",                                     &[(GET, List, READ)]),
-            row("/webhooks/{id}",                                &[(GET, Get, READ)]),
-            row("/webhooks/{id}/test",                           &[(POST, Test, WRITE)]),
-            row("/webhooks/{id}/deliveries",                     &[(GET, List, READ)]),
-            row("/webhooks/{id}/deliveries/{deliveryId}",        &[(GET, Get, READ)]),
-            row("/webhooks/{id}/deliveries/{deliveryId}/resend", &[(POST, Test, WRITE)]),
-            row("/webhooks/{id}/recover",                        &[(POST, ResetCircuit, WRITE)]),
-        ]
-    };
-
-    static NESTED: LazyLock<Router> = LazyLock::new(|| Router::new(WITH_DELIVERIES));
-
     #[test]
     fn a_nested_template_with_two_parameters_is_one_row() {
         let found = |path: &str| {
-            NESTED.find(path).map(|(entry, params)| {
+            ROUTER.find(path).map(|(entry, params)| {
                 (
                     entry.route.template,
                     params.get("id").map(str::to_owned),
@@ -499,13 +489,68 @@ mod tests {
             assert_eq!(found(path), None, "{path}");
         }
         assert_eq!(
-            NESTED.route("/webhooks/w1/deliveries/d1/resend", &Method::GET),
+            ROUTER.route("/webhooks/w1/deliveries/d1/resend", &Method::GET),
             Err(ApiError::MethodNotAllowed { allow: "POST" })
         );
-        let matched = NESTED
+        let matched = ROUTER
             .route("/webhooks/w1/deliveries/d1/resend", &Method::POST)
             .unwrap();
-        assert_eq!((matched.template, matched.id), (resend, Some("w1")));
+        assert_eq!(
+            (matched.template, matched.id, matched.delivery_id),
+            (resend, Some("w1"), Some("d1"))
+        );
+        assert_eq!(matched.operation, Operation::ResendDelivery);
+    }
+
+    #[test]
+    fn the_delivery_logs_routes_map_to_their_operations_and_scopes() {
+        for (path, method, operation, scope) in [
+            (
+                format!("/webhooks/{ID}/deliveries"),
+                Method::GET,
+                Operation::ListDeliveries,
+                Scope::ReadWebhooks,
+            ),
+            (
+                format!("/webhooks/{ID}/deliveries/{ID}/"),
+                Method::GET,
+                Operation::GetDelivery,
+                Scope::ReadWebhooks,
+            ),
+            (
+                format!("/webhooks/{ID}/deliveries/{ID}/resend"),
+                Method::POST,
+                Operation::ResendDelivery,
+                Scope::WriteWebhooks,
+            ),
+            (
+                format!("/webhooks/{ID}/recover/"),
+                Method::POST,
+                Operation::Recover,
+                Scope::WriteWebhooks,
+            ),
+        ] {
+            let matched = route(&path, &method).unwrap();
+            assert_eq!(
+                (matched.operation, matched.scope),
+                (operation, scope),
+                "{path}"
+            );
+        }
+        for (path, allow) in [
+            (format!("/webhooks/{ID}/deliveries"), "GET"),
+            (format!("/webhooks/{ID}/deliveries/{ID}"), "GET"),
+            (format!("/webhooks/{ID}/deliveries/{ID}/resend"), "POST"),
+            (format!("/webhooks/{ID}/recover"), "POST"),
+        ] {
+            for method in [Method::PUT, Method::DELETE, Method::PATCH] {
+                assert_eq!(
+                    route(&path, &method),
+                    Err(ApiError::MethodNotAllowed { allow }),
+                    "{method} {path}"
+                );
+            }
+        }
     }
 
     proptest! {

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{App, ServiceError};
 use crate::domain::{ApiKey, ClaimOutcome, IdempotencyClaim, NewWebhook, SigningSecret, Webhook};
+use crate::store::delivery_log::{DeliveryLog, PipelineQueue};
 use crate::store::{
     ApiKeyStore, InsertError, SecretDocument, SecretStore, StoreError, StoredWebhook, WebhookStore,
 };
@@ -19,7 +20,9 @@ pub struct Created {
     pub replayed: bool,
 }
 
-impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
+impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore, L: DeliveryLog, Q: PipelineQueue>
+    App<K, W, S, L, Q>
+{
     /// Creates the webhook, at most once per idempotency claim.
     ///
     /// The writes (claim, secret, record) run within the settings' write budget

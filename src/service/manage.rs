@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{change_backoff, App, ServiceError, CHANGE_ATTEMPTS};
 use crate::domain::{ApiKey, IdempotencyClaim, Webhook, WebhookPatch};
+use crate::store::delivery_log::{DeliveryLog, PipelineQueue};
 use crate::store::{
     ApiKeyStore, Caller, ChangeError, Deleted, SecretDocument, SecretStore, SecretSwap,
     StoredWebhook, WebhookChange, WebhookStore,
@@ -34,7 +35,9 @@ pub struct Answered {
     pub replayed: bool,
 }
 
-impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
+impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore, L: DeliveryLog, Q: PipelineQueue>
+    App<K, W, S, L, Q>
+{
     /// The key's webhooks, oldest first (`createdAt`, then `id`); only `company`'s when given.
     pub async fn list_webhooks(
         &self,

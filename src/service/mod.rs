@@ -16,14 +16,21 @@ use crate::domain::time_format::rfc3339;
 use crate::domain::{
     ApiKey, ApiToken, ClaimOutcome, Denied, FieldError, IdempotencyClaim, Pepper, Scope, TokenHash,
 };
+use crate::store::delivery_log::{DeliveryLog, PipelineQueue};
+use crate::store::memory_log::{MemoryDeliveryLog, MemoryPipelineQueue};
 use crate::store::{ApiKeyStore, SecretStore, StoreError, WebhookStore};
 
 mod create;
+pub mod deliveries;
 mod manage;
 mod ping;
 mod rotate;
 
 pub use create::Created;
+pub use deliveries::{
+    DeliveryDetail, DeliveryListQuery, DeliveryPageAnswer, DeliverySummary, RecoverRequest,
+    Recovered, Resent,
+};
 pub use manage::{parse_webhook_id, Answered};
 pub use ping::TestResult;
 pub use rotate::{parse_grace_period, Rotated, DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS};
@@ -58,6 +65,18 @@ pub enum ServiceError {
     /// No such webhook, or not the caller's: the two are never told apart.
     #[error("webhook not found")]
     WebhookNotFound { resource_id: String },
+    /// No such delivery under this webhook (unknown, malformed, or another webhook's).
+    #[error("delivery not found")]
+    DeliveryNotFound { resource_id: String },
+    /// Resend or recover of a webhook that is inactive or whose circuit is open.
+    #[error("webhook not delivering")]
+    WebhookNotDelivering { is_active: bool, circuit_open: bool },
+    /// Resend of a delivery still `pending` (it is on its way).
+    #[error("delivery pending")]
+    DeliveryPending,
+    /// Resend of a delivery whose event is gone with its TTL (its body cannot be rebuilt).
+    #[error("event expired")]
+    EventExpired,
     #[error("precondition failed")]
     PreconditionFailed,
     /// An idempotent replay of a rotation whose secret a newer rotation has replaced.
@@ -111,31 +130,77 @@ struct KeyCache {
 }
 
 /// The application: stores plus per-container state (pepper, key cache). Built once in `main`.
-pub struct App<K, W, S> {
+///
+/// `L` and `Q` are the delivery log and the deliveries queue; [`App::new`] starts with their
+/// in-memory twins, [`App::with_delivery_log`] puts the real ones in.
+pub struct App<K, W, S, L = MemoryDeliveryLog, Q = MemoryPipelineQueue> {
     keys: K,
     webhooks: W,
     secrets: S,
+    delivery_log: L,
+    pipeline: Q,
     settings: Settings,
     pepper: OnceCell<Pepper>,
     key_cache: Mutex<KeyCache>,
     /// The one HTTP client of deliveries, built on first use (loading the system roots is
     /// start-up work the other routes should not pay for).
     sender: std::sync::OnceLock<Sender>,
+    /// The MAC of the delivery list's cursors, derived from the pepper on first use.
+    cursor_mac: OnceCell<hmac::Hmac<sha2::Sha256>>,
 }
 
 impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
+    /// An app whose delivery log and deliveries queue are the in-memory twins (tests, and
+    /// until [`App::with_delivery_log`] replaces them).
     pub fn new(keys: K, webhooks: W, secrets: S, settings: Settings) -> Self {
         Self {
             keys,
             webhooks,
             secrets,
+            delivery_log: MemoryDeliveryLog::default(),
+            pipeline: MemoryPipelineQueue::default(),
             settings,
             pepper: OnceCell::new(),
             key_cache: Mutex::new(KeyCache::default()),
             sender: std::sync::OnceLock::new(),
+            cursor_mac: OnceCell::new(),
+        }
+    }
+}
+
+impl<K, W, S, L, Q> App<K, W, S, L, Q> {
+    /// The same app over `log` and `queue` (`main`: DynamoDB and SQS).
+    pub fn with_delivery_log<L2: DeliveryLog, Q2: PipelineQueue>(
+        self,
+        log: L2,
+        queue: Q2,
+    ) -> App<K, W, S, L2, Q2> {
+        App {
+            keys: self.keys,
+            webhooks: self.webhooks,
+            secrets: self.secrets,
+            delivery_log: log,
+            pipeline: queue,
+            settings: self.settings,
+            pepper: self.pepper,
+            key_cache: self.key_cache,
+            sender: self.sender,
+            cursor_mac: OnceCell::new(),
         }
     }
 
+    pub fn delivery_log(&self) -> &L {
+        &self.delivery_log
+    }
+
+    pub fn pipeline(&self) -> &Q {
+        &self.pipeline
+    }
+}
+
+impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore, L: DeliveryLog, Q: PipelineQueue>
+    App<K, W, S, L, Q>
+{
     /// Uses `sender` for deliveries (tests: an injected resolver or trust store).
     pub fn with_sender(self, sender: Sender) -> Self {
         let _ = self.sender.set(sender);
@@ -174,10 +239,7 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
     /// and an expired key cost the same (a cache hit) when tried again: timing tells them
     /// apart no more than the answer does.
     pub async fn authenticate(&self, token: &ApiToken) -> Result<ApiKey, ServiceError> {
-        let pepper = self
-            .pepper
-            .get_or_try_init(|| self.secrets.read_pepper())
-            .await?;
+        let pepper = self.pepper().await?;
         let hash = pepper.hash(token);
         let key = match self.cached_key(&hash) {
             Some(key) => key,
@@ -190,6 +252,14 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         let key = key.ok_or(ServiceError::InvalidApiKey)?;
         key.check_usable(OffsetDateTime::now_utc())?;
         Ok(key)
+    }
+
+    /// The pepper, read once per container.
+    async fn pepper(&self) -> Result<&Pepper, ServiceError> {
+        Ok(self
+            .pepper
+            .get_or_try_init(|| self.secrets.read_pepper())
+            .await?)
     }
 
     /// The cached lookup of `hash`: `Some(None)` for a remembered unknown token.

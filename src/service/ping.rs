@@ -2,6 +2,12 @@
 //!
 //! The test never changes the webhook (no failure is counted): it reads the record and the
 //! secret version it points at, signs, sends once, and reports.
+//!
+//! The ping is a delivery like any other (DELIVERY-LOG.md): an event `ping` of its own (a fresh
+//! id, `data: {"webhookId"}`), its delivery id derived from the event and the webhook (the
+//! answer's `deliveryId` and the `webhook-id` header), recorded with its one attempt after
+//! the send. The record is the log's, not the test's: when it cannot be written the ping was
+//! still sent, so the answer is still its result, and the failure is logged (no secret in it).
 
 use std::time::Instant;
 
@@ -11,6 +17,10 @@ use uuid::Uuid;
 use super::{App, ServiceError};
 use crate::delivery::{signer_for, DeliveryBody, Outcome, SignedRequest};
 use crate::domain::{ApiKey, EventType, IdempotencyClaim, WebhookUrl};
+use crate::store::delivery_log::{
+    delivery_id, Attempt, Delivery, DeliveryLog, DeliveryStatus, EventId, LoggedEvent,
+    PipelineQueue,
+};
 use crate::store::{ApiKeyStore, SecretStore, WebhookStore};
 
 /// What a test ping did (the `data` of its answer).
@@ -53,7 +63,9 @@ impl TestResult {
     }
 }
 
-impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
+impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore, L: DeliveryLog, Q: PipelineQueue>
+    App<K, W, S, L, Q>
+{
     /// Sends the test ping of webhook `id`, answering by `deadline` at the latest (the time the
     /// function has left, less a margin to answer).
     ///
@@ -119,7 +131,8 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
         let now = OffsetDateTime::now_utc();
         let signer = signer_for(&document, now)
             .map_err(|_| ServiceError::Internal("malformed signing secret".into()))?;
-        let delivery_id = Uuid::new_v4();
+        let event_id = EventId::random();
+        let delivery_id = delivery_id(&event_id, webhook.id);
         let body = DeliveryBody::ping(&webhook.id.to_string(), now, delivery_id);
         let request = SignedRequest::new(&body, now, &signer, &document.headers)
             .map_err(|_| ServiceError::Internal("a stored custom header is not sendable".into()))?;
@@ -131,6 +144,62 @@ impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
             // A URL the policy no longer allows (say, localhost after the switch was turned off).
             Err(_) => Outcome::AddressNotAllowed,
         };
+        self.record_ping(webhook.id, event_id, delivery_id, now, &outcome)
+            .await;
         Ok(TestResult::from_outcome(delivery_id, &outcome))
+    }
+
+    /// Records the ping sent at `at` and its one attempt in the delivery log; a failure is
+    /// logged, not answered (the ping was sent).
+    async fn record_ping(
+        &self,
+        webhook_id: Uuid,
+        event_id: EventId,
+        delivery_id: Uuid,
+        at: OffsetDateTime,
+        outcome: &Outcome,
+    ) {
+        let event = LoggedEvent {
+            id: event_id,
+            event: EventType::Ping,
+            company_id: None,
+            occurred_at: at,
+            received_at: at,
+            data: serde_json::json!({ "webhookId": webhook_id.to_string() }),
+        };
+        let (status, attempt_outcome) = match outcome {
+            _ if outcome.is_success() => (DeliveryStatus::Delivered, "delivered"),
+            Outcome::ReceiverError { status: 410, .. } => (DeliveryStatus::Failed, "gone"),
+            _ => (DeliveryStatus::Failed, "failed"),
+        };
+        let delivery = Delivery {
+            id: delivery_id,
+            webhook_id,
+            event_id: event.id.clone(),
+            event: EventType::Ping,
+            status,
+            created_at: at,
+            last_attempt_at: Some(at),
+            last_http_status: outcome.http_status(),
+            next_attempt_at: None,
+            attempts: vec![Attempt {
+                attempt: 1,
+                at,
+                outcome: attempt_outcome.to_owned(),
+                http_status: outcome.http_status(),
+                duration_ms: outcome
+                    .duration()
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                reason: (!outcome.is_success()).then(|| outcome.reason()),
+            }],
+        };
+        if let Err(error) = self.delivery_log.record_ping(&event, &delivery).await {
+            tracing::warn!(
+                webhook_id = %webhook_id,
+                delivery_id = %delivery_id,
+                error = %error,
+                "the test ping was sent but could not be recorded in the delivery log"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{change_backoff, App, ServiceError, CHANGE_ATTEMPTS};
 use crate::domain::{ApiKey, FieldError, IdempotencyClaim, SigningSecret, Webhook};
+use crate::store::delivery_log::{DeliveryLog, PipelineQueue};
 use crate::store::{
     ApiKeyStore, Caller, ChangeError, PreviousSecret, SecretDocument, SecretRef, SecretStore,
     SecretSwap, StoreError, WebhookChange, WebhookStore,
@@ -73,7 +74,9 @@ pub fn parse_grace_period(body: &[u8]) -> Result<u32, ServiceError> {
     }
 }
 
-impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore> App<K, W, S> {
+impl<K: ApiKeyStore, W: WebhookStore, S: SecretStore, L: DeliveryLog, Q: PipelineQueue>
+    App<K, W, S, L, Q>
+{
     /// Rotates the signing secret of webhook `id`. `if_match` (the version the caller last saw)
     /// lets clients serialise rotations: a stale one is "precondition failed" and writes nothing.
     /// With an idempotency claim, the pointer's move and the claim's completion are one write,

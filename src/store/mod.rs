@@ -29,6 +29,7 @@ pub mod aws_error;
 pub mod delivery_log;
 pub mod dynamodb;
 pub mod memory;
+pub mod memory_log;
 pub mod secrets_manager;
 
 /// AWS Secrets Manager's limit on a secret value, in bytes. The in-memory twin enforces it too,
