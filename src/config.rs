@@ -128,6 +128,11 @@ pub struct Config {
     /// KMS key for the per-webhook secrets; the account's default key when unset
     /// (`WEBHOOK_SECRET_KMS_KEY_ID`).
     pub kms_key_id: Option<String>,
+    /// DynamoDB table of the delivery log (`DELIVERY_LOG_TABLE_NAME`): the delivery routes
+    /// read it, resend marks it, the test ping is recorded in it.
+    pub delivery_log_table: String,
+    /// The deliveries queue (`DELIVERIES_QUEUE_URL`): where resend and recover go.
+    pub deliveries_queue_url: String,
     pub settings: Settings,
 }
 
@@ -189,6 +194,8 @@ impl Config {
                 .get("WEBHOOK_SECRET_PREFIX")
                 .unwrap_or_else(|| "instaview/webhooks/".into()),
             kms_key_id: vars.get("WEBHOOK_SECRET_KMS_KEY_ID"),
+            delivery_log_table: vars.required("DELIVERY_LOG_TABLE_NAME")?,
+            deliveries_queue_url: vars.required("DELIVERIES_QUEUE_URL")?,
             settings: Settings {
                 url_policy: UrlPolicy { allow_localhost },
                 api_key_cache_ttl,
@@ -257,11 +264,22 @@ mod tests {
         }
     }
 
-    const REQUIRED: [(&str, &str); 3] = [
+    const REQUIRED: [(&str, &str); 5] = [
         ("WEBHOOKS_TABLE_NAME", "w"),
         ("API_KEYS_TABLE_NAME", "k"),
         ("PEPPER_SECRET_ID", "p"),
+        ("DELIVERY_LOG_TABLE_NAME", "l"),
+        ("DELIVERIES_QUEUE_URL", "http://q"),
     ];
+
+    #[test]
+    fn the_delivery_log_and_its_queue_are_required() {
+        let config = Config::from_lookup(env(&REQUIRED)).unwrap();
+        assert_eq!(config.delivery_log_table, "l");
+        assert_eq!(config.deliveries_queue_url, "http://q");
+        let error = Config::from_lookup(env(&REQUIRED[..4])).unwrap_err();
+        assert_eq!(error.variable(), "DELIVERIES_QUEUE_URL");
+    }
 
     #[test]
     fn defaults_refuse_localhost_and_cache_keys_for_a_minute() {

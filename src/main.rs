@@ -4,8 +4,9 @@ use instaview_webhooks::config::Config;
 use instaview_webhooks::http::lambda_event::{
     rejection_response, request_from_event, with_lambda_context, EventResponse,
 };
+use instaview_webhooks::pipeline::queue::SqsPipelineQueue;
 use instaview_webhooks::service::App;
-use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
+use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoDeliveryLog, DynamoWebhooks};
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use instaview_webhooks::{aws, emf, http, telemetry};
 use lambda_http::lambda_runtime::{self, LambdaEvent};
@@ -31,9 +32,14 @@ async fn main() -> Result<(), Error> {
             .interceptor(emf::AwsCallTimer)
             .build(),
     );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .interceptor(emf::AwsCallTimer)
+            .build(),
+    );
     let app = App::new(
         DynamoApiKeys::new(dynamodb.clone(), config.api_keys_table),
-        DynamoWebhooks::new(dynamodb, config.webhooks_table),
+        DynamoWebhooks::new(dynamodb.clone(), config.webhooks_table),
         SecretsManagerStore::new(
             secretsmanager,
             config.secret_prefix,
@@ -41,6 +47,12 @@ async fn main() -> Result<(), Error> {
             config.pepper_secret_id,
         ),
         config.settings,
+    )
+    // The delivery log's routes and the test ping's record; resend and recover are queued
+    // for the pipeline.
+    .with_delivery_log(
+        DynamoDeliveryLog::new(dynamodb, config.delivery_log_table),
+        SqsPipelineQueue::new(sqs, config.deliveries_queue_url),
     );
     let app = &app;
     // Raw events rather than `lambda_http::run`, whose conversion to a request panics on some
