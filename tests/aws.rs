@@ -20,11 +20,13 @@ use sha2::Sha256;
 use support::moto::{sdk_config_for, AwsEnv};
 use support::*;
 
-async fn create_via<K, W, S>(app: &App<K, W, S>, token: &str, body: &str) -> Answer
+async fn create_via<K, W, S, L, Q>(app: &App<K, W, S, L, Q>, token: &str, body: &str) -> Answer
 where
     K: instaview_webhooks::store::ApiKeyStore,
     W: instaview_webhooks::store::WebhookStore,
     S: instaview_webhooks::store::SecretStore,
+    L: instaview_webhooks::store::delivery_log::DeliveryLog,
+    Q: instaview_webhooks::store::delivery_log::PipelineQueue,
 {
     parse(handle(app, post(body).token(token).build()).await)
 }
@@ -202,7 +204,8 @@ async fn setup_is_idempotent() {
     let env = AwsEnv::new().await;
     let report = env.admin().setup().await.unwrap();
     assert!(report.created.is_empty(), "{report:?}");
-    assert_eq!(report.existing.len(), 3);
+    // The three tables (webhooks, API keys, delivery log) and the pepper.
+    assert_eq!(report.existing.len(), 4);
 }
 
 #[tokio::test]

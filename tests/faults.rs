@@ -101,7 +101,7 @@ impl Rig {
             aws_sdk_secretsmanager::Client::new(&sdk_config_for(&through(&secrets_proxy)).await);
         let app = App::new(
             DynamoApiKeys::new(dynamodb.clone(), &env.resources.api_keys_table),
-            DynamoWebhooks::new(dynamodb, &env.resources.webhooks_table),
+            DynamoWebhooks::new(dynamodb.clone(), &env.resources.webhooks_table),
             SecretsManagerStore::new(
                 secrets,
                 &env.secret_prefix,
@@ -113,6 +113,13 @@ impl Rig {
                 max_webhooks_per_key: 1_000_000,
                 ..Settings::default()
             },
+        )
+        .with_delivery_log(
+            instaview_webhooks::store::dynamodb::DynamoDeliveryLog::new(
+                dynamodb,
+                &env.resources.delivery_log_table,
+            ),
+            instaview_webhooks::store::memory_log::MemoryPipelineQueue::default(),
         );
         Self {
             env,

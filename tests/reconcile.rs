@@ -389,7 +389,7 @@ async fn after_a_fault_run_one_reconcile_brings_both_orphan_counts_to_zero() {
         aws_sdk_secretsmanager::Client::new(&sdk_config_for(secrets_proxy.endpoint()).await);
     let app: AwsApp = App::new(
         DynamoApiKeys::new(dynamodb.clone(), &env.resources.api_keys_table),
-        DynamoWebhooks::new(dynamodb, &env.resources.webhooks_table),
+        DynamoWebhooks::new(dynamodb.clone(), &env.resources.webhooks_table),
         SecretsManagerStore::new(
             secrets,
             &env.secret_prefix,
@@ -397,6 +397,13 @@ async fn after_a_fault_run_one_reconcile_brings_both_orphan_counts_to_zero() {
             &env.resources.pepper_secret_id,
         ),
         Settings::default(),
+    )
+    .with_delivery_log(
+        instaview_webhooks::store::dynamodb::DynamoDeliveryLog::new(
+            dynamodb,
+            &env.resources.delivery_log_table,
+        ),
+        instaview_webhooks::store::memory_log::MemoryPipelineQueue::default(),
     );
     let token = token.expose();
     let (kept, _) = create(&app, token).await;

@@ -16,7 +16,8 @@
 //! - `DELETE`: the rate count, one TransactWriteItems, one DeleteSecret;
 //! - `reset-circuit`: the rate count, then one conditional UpdateItem.
 //! - `test` (ping): the rate count, GetItem, GetSecretValue, then the delivery to the receiver
-//!   (a receiver of this file on 127.0.0.1 logs the delivery's arrival among the calls);
+//!   (a receiver of this file on 127.0.0.1 logs the delivery's arrival among the calls), then
+//!   its event and delivery in the delivery log (one BatchWriteItem: the ping is listed);
 //! - `rotate-secret`: the rate count, GetItem, GetSecretValue, PutSecretValue, UpdateItem (one
 //!   secret write, one record write);
 //! - with an `Idempotency-Key`: a ping adds the claim (PutItem) and its completion (UpdateItem
@@ -56,7 +57,8 @@ struct Calls {
     sent: Arc<Mutex<Vec<(String, u32)>>>,
     wire: Arc<Mutex<Vec<bool>>>,
     /// When the last answer came back.
-    last_answer: Arc<Mutex<Option<Instant>>>,
+    /// When the answer of the last `GetSecretValue` came back.
+    secret_answer: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Calls {
@@ -126,7 +128,10 @@ impl Intercept for Calls {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.wire.lock().unwrap().push(false);
-        *self.last_answer.lock().unwrap() = Some(Instant::now());
+        let last_sent = self.sent.lock().unwrap().last().map(|(op, _)| op.clone());
+        if last_sent.as_deref() == Some("GetSecretValue") {
+            *self.secret_answer.lock().unwrap() = Some(Instant::now());
+        }
         Ok(())
     }
 }
@@ -146,7 +151,7 @@ fn counted_app(env: &AwsEnv, settings: Settings) -> (AwsApp, Calls) {
     );
     let app = App::new(
         DynamoApiKeys::new(dynamodb.clone(), &env.resources.api_keys_table),
-        DynamoWebhooks::new(dynamodb, &env.resources.webhooks_table),
+        DynamoWebhooks::new(dynamodb.clone(), &env.resources.webhooks_table),
         SecretsManagerStore::new(
             secretsmanager,
             &env.secret_prefix,
@@ -154,6 +159,13 @@ fn counted_app(env: &AwsEnv, settings: Settings) -> (AwsApp, Calls) {
             &env.resources.pepper_secret_id,
         ),
         settings,
+    )
+    .with_delivery_log(
+        instaview_webhooks::store::dynamodb::DynamoDeliveryLog::new(
+            dynamodb,
+            &env.resources.delivery_log_table,
+        ),
+        instaview_webhooks::store::memory_log::MemoryPipelineQueue::default(),
     );
     (app, calls)
 }
@@ -626,7 +638,7 @@ async fn a_warm_test_ping_reads_the_record_and_its_secret_then_delivers() {
         assert_eq!(answer.json["data"]["httpStatus"], 204, "{}", answer.raw);
         assert_eq!(
             calls.take(),
-            [RATE, "GetItem", "GetSecretValue", DELIVERY],
+            [RATE, "GetItem", "GetSecretValue", DELIVERY, "BatchWriteItem"],
             "test ping {n}"
         );
         let (_, request) = receiver.next().await;
@@ -676,10 +688,12 @@ async fn test_ping_latency_against_moto_is_measured() {
         let (first_byte, _) = receiver.next().await;
         to_first_byte.push(first_byte - started);
         to_answer.push(answered);
-        // GetSecretValue's answer is the last AWS answer before the delivery.
-        let secret_read = calls.last_answer.lock().unwrap().unwrap();
+        // GetSecretValue's answer is the last AWS answer before the delivery (the ping's
+        // record in the delivery log is written after it).
+        let secret_read = calls.secret_answer.lock().unwrap().unwrap();
         secret_to_first_byte.push(first_byte - secret_read);
-        assert_eq!(calls.take().last().map(String::as_str), Some(DELIVERY));
+        let made = calls.take();
+        assert_eq!(&made[made.len() - 2..], [DELIVERY, "BatchWriteItem"]);
     }
     for (label, mut latencies) in [
         (
@@ -719,6 +733,7 @@ async fn with_an_idempotency_key_a_ping_and_a_rotation_add_their_claim_and_repla
             "GetItem",
             "GetSecretValue",
             DELIVERY,
+            "BatchWriteItem",
             "UpdateItem"
         ],
         "ping with a claim"

@@ -54,11 +54,13 @@ pub fn reset_circuit(token: &str, id: &str) -> RequestBuilder {
     )
 }
 
-pub async fn send<K, W, S>(app: &App<K, W, S>, request: RequestBuilder) -> Answer
+pub async fn send<K, W, S, L, Q>(app: &App<K, W, S, L, Q>, request: RequestBuilder) -> Answer
 where
     K: ApiKeyStore,
     W: WebhookStore,
     S: SecretStore,
+    L: instaview_webhooks::store::delivery_log::DeliveryLog,
+    Q: instaview_webhooks::store::delivery_log::PipelineQueue,
 {
     parse(instaview_webhooks::http::handle(app, request.build()).await)
 }

@@ -329,8 +329,8 @@ fn percent(text: &str) -> String {
 
 /// Sends `count` creates of the seed's body through one app at the same time, as the tasks of
 /// one container would, and returns the answers.
-pub async fn create_concurrently<K, W, S>(
-    app: std::sync::Arc<App<K, W, S>>,
+pub async fn create_concurrently<K, W, S, L, Q>(
+    app: std::sync::Arc<App<K, W, S, L, Q>>,
     token: &str,
     count: usize,
 ) -> Vec<Answer>
@@ -338,6 +338,8 @@ where
     K: instaview_webhooks::store::ApiKeyStore + 'static,
     W: instaview_webhooks::store::WebhookStore + 'static,
     S: instaview_webhooks::store::SecretStore + 'static,
+    L: instaview_webhooks::store::delivery_log::DeliveryLog + 'static,
+    Q: instaview_webhooks::store::delivery_log::PipelineQueue + 'static,
 {
     let tasks: Vec<_> = (0..count)
         .map(|_| {

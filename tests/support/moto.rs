@@ -16,7 +16,8 @@ use instaview_webhooks::admin::{Admin, KeySpec, Resources};
 use instaview_webhooks::config::Settings;
 use instaview_webhooks::domain::{ApiKey, ApiToken};
 use instaview_webhooks::service::App;
-use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
+use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoDeliveryLog, DynamoWebhooks};
+use instaview_webhooks::store::memory_log::MemoryPipelineQueue;
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use uuid::Uuid;
 
@@ -142,7 +143,10 @@ pub async fn sdk_config() -> SdkConfig {
     sdk_config_for(endpoint()).await
 }
 
-pub type AwsApp = App<DynamoApiKeys, DynamoWebhooks, SecretsManagerStore>;
+/// The function as `main` wires it, but for the deliveries queue (these tests run no pipeline:
+/// the jobs queued are kept in memory, to be looked at).
+pub type AwsApp =
+    App<DynamoApiKeys, DynamoWebhooks, SecretsManagerStore, DynamoDeliveryLog, MemoryPipelineQueue>;
 
 /// One test's private slice of the emulator: its own tables, pepper and secret prefix.
 /// `dynamodb` and `secretsmanager` are the test's own (patient) clients; `app()` builds the
@@ -217,7 +221,7 @@ impl AwsEnv {
         let dynamodb = aws_sdk_dynamodb::Client::new(&self.sdk);
         App::new(
             DynamoApiKeys::new(dynamodb.clone(), &self.resources.api_keys_table),
-            DynamoWebhooks::new(dynamodb, &self.resources.webhooks_table),
+            DynamoWebhooks::new(dynamodb.clone(), &self.resources.webhooks_table),
             SecretsManagerStore::new(
                 aws_sdk_secretsmanager::Client::new(&self.sdk),
                 &self.secret_prefix,
@@ -225,6 +229,10 @@ impl AwsEnv {
                 &self.resources.pepper_secret_id,
             ),
             settings,
+        )
+        .with_delivery_log(
+            DynamoDeliveryLog::new(dynamodb, &self.resources.delivery_log_table),
+            MemoryPipelineQueue::default(),
         )
     }
 
@@ -246,6 +254,10 @@ impl AwsEnv {
                 write_budget: std::time::Duration::from_secs(120),
                 ..settings
             },
+        )
+        .with_delivery_log(
+            DynamoDeliveryLog::new(self.dynamodb.clone(), &self.resources.delivery_log_table),
+            MemoryPipelineQueue::default(),
         )
     }
 
