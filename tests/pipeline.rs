@@ -2272,3 +2272,1545 @@ async fn aws_calls_per_delivery_and_per_fan_out_to_a_hundred_webhooks() {
         100.0 / warm.as_secs_f64()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The delivery log in the pipeline (DELIVERY-LOG.md, DELIVERY.md): skipped not dropped, one
+// delivery id per (event, webhook), recover, resend, the operational events, what is stored,
+// the fault proxy over the new writes, and recover under load.
+
+/// What a receiver answers, as a body: distinctive, so that a test can look for it in the log
+/// (the receiver's answer body is never stored).
+const ANSWER_BODY: &str = "receiver-answer-body-6d1f0c2a-never-stored";
+
+/// One request an [`Endpoint`] got.
+#[derive(Clone, Debug)]
+struct Hit {
+    headers: HeaderMap,
+    body: Bytes,
+    status: u16,
+}
+
+impl Hit {
+    fn webhook_id(&self) -> &str {
+        self.headers["webhook-id"].to_str().unwrap()
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers[name].to_str().unwrap()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    fn signed_by(&self, secret: &str) -> bool {
+        signature_is_valid(
+            &Received {
+                headers: self.headers.clone(),
+                body: self.body.clone(),
+            },
+            secret,
+        )
+    }
+}
+
+/// A receiver on 127.0.0.1 whose status the test changes while it runs (down, then back up),
+/// answering [`ANSWER_BODY`] and recording every request.
+struct Endpoint {
+    url: String,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl Endpoint {
+    async fn start(status: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let (answer, log) = (status.clone(), hits.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (answer, log) = (answer.clone(), log.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let (answer, log) = (answer.clone(), log.clone());
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let status = answer.load(std::sync::atomic::Ordering::SeqCst);
+                            log.lock().unwrap().push(Hit {
+                                headers: parts.headers,
+                                body,
+                                status,
+                            });
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from_static(ANSWER_BODY.as_bytes())))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, status, hits }
+    }
+
+    fn set(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+fn event_id_of(message: &SqsMessage) -> instaview_webhooks::store::delivery_log::EventId {
+    instaview_webhooks::pipeline::Event::parse(&message.body)
+        .unwrap()
+        .id()
+}
+
+/// The delivery of `event` (an events-queue message) to `webhook`.
+fn delivery_of(message: &SqsMessage, webhook: Uuid) -> Uuid {
+    instaview_webhooks::store::delivery_log::delivery_id(&event_id_of(message), webhook)
+}
+
+fn statuses(deliveries: &[Delivery]) -> std::collections::BTreeMap<&'static str, usize> {
+    let mut counted = std::collections::BTreeMap::new();
+    for delivery in deliveries {
+        *counted.entry(delivery.status.as_str()).or_default() += 1;
+    }
+    counted
+}
+
+impl Stack {
+    /// A platform event that occurred at `occurred_at`, with a fresh `eventId`.
+    fn event_at(&self, event: &str, company: &str, occurred_at: time::OffsetDateTime) -> SqsMessage {
+        self.event_message(
+            &json!({
+                "eventId": Uuid::new_v4().to_string(),
+                "event": event,
+                "companyId": company,
+                "data": {"interviewId": Uuid::new_v4().to_string()},
+                "occurredAt": instaview_webhooks::domain::time_format::rfc3339(occurred_at),
+            })
+            .to_string(),
+        )
+    }
+
+    /// A request to the API with the stack's key, `body` as JSON.
+    async fn api(&self, method: Method, path: &str, body: &str) -> support::Answer {
+        parse(
+            instaview_webhooks::http::handle(
+                &self.app,
+                post(body)
+                    .method(method)
+                    .path(path)
+                    .token(&self.token)
+                    .build(),
+            )
+            .await,
+        )
+    }
+
+    /// Puts the last job the API queued (resend or recover) on the deliveries queue as the
+    /// deployed API does (`SqsPipelineQueue`): the test app keeps its jobs in memory.
+    async fn forward_last_job(&self) {
+        use instaview_webhooks::pipeline::queue::SqsPipelineQueue;
+        use instaview_webhooks::store::delivery_log::PipelineQueue;
+        use instaview_webhooks::store::memory_log::QueuedJob;
+        let queue = SqsPipelineQueue::new(self.sqs.clone(), &self.deliveries);
+        match self.app.pipeline().jobs().last().expect("a job was queued") {
+            QueuedJob::Resend(job) => queue.queue_resend(job).await.unwrap(),
+            QueuedJob::Recover(job) => queue.queue_recover(job).await.unwrap(),
+        }
+    }
+
+    /// The stack's deliverer with recover's rate set to `per_second`.
+    fn deliverer_with_rate(&self, per_second: u32) -> Arc<Deliverer> {
+        Arc::new(
+            Deliverer::new(
+                SecretsManagerStore::new(self.env.secretsmanager.clone(), "", None, ""),
+                self.fanout.store.clone(),
+                self.fanout.queues.clone(),
+                Sender::with_parts(
+                    LOCAL,
+                    Arc::new(SystemResolver),
+                    rustls::RootCertStore::empty(),
+                ),
+                RetryPolicy::parse("0").unwrap(),
+                &self.deliveries,
+            )
+            .with_recover_rate(per_second),
+        )
+    }
+
+    /// Delivers what the deliveries queue holds (one message at a time, in the order taken)
+    /// until it holds nothing visible; answers what became of each.
+    async fn run_deliveries(&self, deliverer: &Deliverer) -> Vec<Handled> {
+        let mut handled = Vec::new();
+        loop {
+            let messages = self.drain(&self.deliveries).await;
+            if messages.is_empty() {
+                return handled;
+            }
+            for message in &messages {
+                handled.push(
+                    deliverer
+                        .deliver(message, Instant::now() + Duration::from_secs(20))
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+    }
+
+    /// Takes messages out of the deliveries queue until `n` came (delayed ones included, as
+    /// their delay ends), at most for `limit`.
+    async fn collect(&self, n: usize, limit: Duration) -> Vec<SqsMessage> {
+        let started = Instant::now();
+        let mut all = Vec::new();
+        while all.len() < n && started.elapsed() < limit {
+            let more = self.drain(&self.deliveries).await;
+            if more.is_empty() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            all.extend(more);
+        }
+        all
+    }
+
+    /// Every item of the delivery log table (the test's look; the code never scans).
+    async fn log_items(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let pages: Result<Vec<_>, _> = self
+            .env
+            .dynamodb
+            .scan()
+            .table_name(&self.env.resources.delivery_log_table)
+            .into_paginator()
+            .items()
+            .send()
+            .collect()
+            .await;
+        pages.expect("scan the delivery log")
+    }
+
+    fn circuit_is_open(
+        record: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    ) -> bool {
+        record
+            .get("circuitOpenedAt")
+            .is_some_and(|at| at.as_s().is_ok())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skipped_not_dropped_an_inactive_webhook_or_an_open_circuit_records_skipped_and_sends_nothing(
+) {
+    let stack = Stack::new().await;
+    let quiet = Receiver::start(&[], 200).await;
+    let (inactive, _) = stack
+        .webhook(&quiet.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let patch = stack
+        .api(
+            Method::PATCH,
+            &format!("/webhooks/{inactive}"),
+            r#"{"isActive": false}"#,
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.raw);
+    // A 500 (its retry waits), then a 410 that opens the circuit at once.
+    let tripping = Receiver::start(&[(500, None), (410, None)], 200).await;
+    let (tripped, _) = stack
+        .webhook(&tripping.url, &["interview.completed"], Some(COMPANY))
+        .await;
+
+    let first = stack.event("interview.completed", COMPANY);
+    assert_eq!(stack.fanout.fan_out(&first).await.unwrap(), Fanned::Out(1));
+    let attempt = stack.drain(&stack.deliveries).await;
+    assert_eq!(webhook_ids(&attempt), vec![tripped]);
+    assert!(matches!(
+        stack.deliver(&attempt[0]).await,
+        Handled::Retrying { next_attempt: 2, .. }
+    ));
+    let pending_retry = stack.drain(&stack.deliveries).await;
+    assert_eq!(pending_retry.len(), 1);
+    let second = stack.event("interview.completed", COMPANY);
+    assert_eq!(stack.fanout.fan_out(&second).await.unwrap(), Fanned::Out(1));
+    let attempt = stack.drain(&stack.deliveries).await;
+    assert_eq!(stack.deliver(&attempt[0]).await, Handled::GaveUp, "410");
+    assert!(Stack::circuit_is_open(&stack.record(tripped).await));
+
+    // The retry pending from before meets the open circuit: skipped, not sent.
+    assert_eq!(
+        stack.deliver(&pending_retry[0]).await,
+        Handled::Dropped("circuit open")
+    );
+    // A new event meets both: recorded skipped for each, nothing queued.
+    let third = stack.event("interview.completed", COMPANY);
+    assert_eq!(stack.fanout.fan_out(&third).await.unwrap(), Fanned::Out(0));
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+    assert_eq!(stack.delayed(&stack.deliveries).await, 0);
+    assert_eq!(receiver_requests(&quiet), 0, "nothing sent to the inactive one");
+    assert_eq!(receiver_requests(&tripping), 2, "the 500 and the 410 only");
+
+    // The inactive webhook's three deliveries: listed, skipped, never attempted.
+    let listed = stack.deliveries_of(inactive).await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for delivery in &listed {
+        assert_eq!(delivery.status, DeliveryStatus::Skipped);
+        assert!(delivery.attempts.is_empty() && delivery.last_attempt_at.is_none());
+    }
+    let mut ids: Vec<Uuid> = listed.iter().map(|d| d.id).collect();
+    ids.sort();
+    let mut expected: Vec<Uuid> = [&first, &second, &third]
+        .iter()
+        .map(|m| delivery_of(m, inactive))
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected, "one delivery per event, under its derived id");
+    // The tripped webhook's: the retried one skipped after its one attempt, the 410 failed,
+    // the one after the opening skipped with no attempt.
+    let listed = stack.deliveries_of(tripped).await;
+    let find = |m: &SqsMessage| {
+        listed
+            .iter()
+            .find(|d| d.id == delivery_of(m, tripped))
+            .unwrap_or_else(|| panic!("listed: {listed:?}"))
+            .clone()
+    };
+    let (a, b, c) = (find(&first), find(&second), find(&third));
+    assert_eq!((a.status, a.attempt_count()), (DeliveryStatus::Skipped, 1));
+    assert_eq!((b.status, b.attempt_count()), (DeliveryStatus::Failed, 1));
+    assert_eq!((c.status, c.attempt_count()), (DeliveryStatus::Skipped, 0));
+    // And the API lists them so, filtered by status.
+    let page = parse(
+        instaview_webhooks::http::handle(
+            &stack.app,
+            support::get(&format!("/webhooks/{tripped}/deliveries"))
+                .query("status", "skipped")
+                .token(&stack.token)
+                .build(),
+        )
+        .await,
+    );
+    assert_eq!(page.status, 200, "{}", page.raw);
+    let mut listed_ids: Vec<&str> = page.json["data"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    listed_ids.sort();
+    let mut skipped_ids = vec![a.id.to_string(), c.id.to_string()];
+    skipped_ids.sort();
+    assert_eq!(listed_ids, skipped_ids);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_ids_one_event_is_one_delivery_per_webhook_under_one_webhook_id_however_often_it_comes(
+) {
+    let stack = Stack::new().await;
+    let mut receiver = Receiver::start(&[], 200).await;
+    let (a, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let (b, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], None)
+        .await;
+    let expected_ids = |message: &SqsMessage| {
+        let mut ids = vec![delivery_of(message, a), delivery_of(message, b)];
+        ids.sort();
+        ids
+    };
+    let ids_of = |messages: &[SqsMessage]| {
+        let mut ids: Vec<Uuid> = messages
+            .iter()
+            .map(|m| DeliveryMessage::parse(&m.body).unwrap().delivery_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+
+    // An event with its eventId, published twice (two messages) before anything is sent: the
+    // same two deliveries, queued twice; each sent once.
+    let published = stack.event("interview.completed", COMPANY);
+    let republished = stack.event_message(&published.body);
+    assert_eq!(stack.fanout.fan_out(&published).await.unwrap(), Fanned::Out(2));
+    assert_eq!(
+        stack.fanout.fan_out(&republished).await.unwrap(),
+        Fanned::Out(2),
+        "still pending: queued again under the same ids"
+    );
+    let queued = stack.drain(&stack.deliveries).await;
+    assert_eq!(queued.len(), 4);
+    assert_eq!(ids_of(&queued), expected_ids(&published));
+    let mut outcomes = Vec::new();
+    for message in &queued {
+        outcomes.push(stack.deliver(message).await);
+    }
+    assert_eq!(
+        outcomes.iter().filter(|h| **h == Handled::Delivered).count(),
+        2
+    );
+    assert_eq!(
+        outcomes.iter().filter(|h| **h == Handled::Duplicate).count(),
+        2
+    );
+    // Published again once delivered, and redriven (the same body as a new message): nothing.
+    for again in [
+        stack.event_message(&published.body),
+        stack.event_message(&published.body),
+    ] {
+        assert_eq!(stack.fanout.fan_out(&again).await.unwrap(), Fanned::Out(0));
+    }
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+
+    // An event without an eventId, published twice with the same content: one event.
+    let content = json!({
+        "event": "interview.completed",
+        "companyId": COMPANY,
+        "data": {"interviewId": "int_no_id"},
+        "occurredAt": "2026-12-01T08:00:00Z",
+    })
+    .to_string();
+    let (once, twice) = (stack.event_message(&content), stack.event_message(&content));
+    assert_eq!(event_id_of(&once), event_id_of(&twice));
+    assert_eq!(stack.fanout.fan_out(&once).await.unwrap(), Fanned::Out(2));
+    let queued_once = stack.drain(&stack.deliveries).await;
+    assert_eq!(ids_of(&queued_once), expected_ids(&once));
+    for message in &queued_once {
+        assert_eq!(stack.deliver(message).await, Handled::Delivered);
+    }
+    assert_eq!(stack.fanout.fan_out(&twice).await.unwrap(), Fanned::Out(0));
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+    // A delivery message redriven from its dead-letter queue (the same body, a new message id)
+    // after its attempt was made: not sent again.
+    let redriven = SqsMessage::new(format!("redriven-{}", Uuid::new_v4()), &queued_once[0].body);
+    assert_eq!(stack.deliver(&redriven).await, Handled::Duplicate);
+
+    // Four requests in all, under four ids: two events to two webhooks.
+    let received = receiver.received();
+    assert_eq!(received.len(), 4);
+    let mut seen: Vec<Uuid> = received
+        .iter()
+        .map(|r| Uuid::parse_str(header(r, "webhook-id")).unwrap())
+        .collect();
+    seen.sort();
+    let mut expected: Vec<Uuid> = expected_ids(&published)
+        .into_iter()
+        .chain(expected_ids(&once))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    for webhook in [a, b] {
+        let listed = stack.deliveries_of(webhook).await;
+        assert_eq!(listed.len(), 2, "one delivery per event: {listed:?}");
+        for delivery in &listed {
+            assert_eq!(delivery.status, DeliveryStatus::Delivered);
+            assert_eq!(delivery.attempt_count(), 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recover_queues_each_skipped_or_failed_delivery_once_in_occurred_at_order_paced_at_the_rate(
+) {
+    use instaview_webhooks::pipeline::messages::RecoverMessage;
+    /// Sends per second: low, so that the pacing shows in a few messages.
+    const RATE: u32 = 3;
+    let stack = Stack::new().await;
+    let deliverer = stack.deliverer_with_rate(RATE);
+    let now = time::OffsetDateTime::now_utc();
+    let at = |minutes: i64| now - time::Duration::hours(2) + time::Duration::minutes(minutes);
+
+    // Received before the webhook was created (and in the window): never queued for it.
+    let before = stack.event_at("interview.completed", COMPANY, at(1));
+    assert_eq!(stack.fanout.fan_out(&before).await.unwrap(), Fanned::Out(0));
+    // A webhook's createdAt is whole seconds: a second later, that event is before it.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let endpoint = Endpoint::start(200).await;
+    let (webhook, secret) = stack
+        .webhook(&endpoint.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    // Delivered while the receiver was up: never sent again.
+    let delivered = stack.event_at("interview.completed", COMPANY, at(2));
+    stack.fanout.fan_out(&delivered).await.unwrap();
+    assert_eq!(
+        stack.run_deliveries(&deliverer).await,
+        vec![Handled::Delivered]
+    );
+
+    // The receiver goes down. Events fanned out one by one, not in the order they occurred:
+    // the first two fail (4 attempts each, maxRetries 3), the third's second failure is the
+    // tenth and opens the circuit (skipped), the others are skipped at fan-out.
+    endpoint.set(500);
+    let mut down = Vec::new();
+    for minute in [17, 13, 19, 12, 21, 15, 18, 14, 20, 16, 22, 23] {
+        let event = stack.event_at("interview.completed", COMPANY, at(minute));
+        stack.fanout.fan_out(&event).await.unwrap();
+        stack.run_deliveries(&deliverer).await;
+        down.push((minute, event));
+    }
+    assert!(Stack::circuit_is_open(&stack.record(webhook).await));
+    // Skipped too, but outside the window asked for (3 hours ago): not queued.
+    let outside = stack.event_at(
+        "interview.completed",
+        COMPANY,
+        now - time::Duration::hours(3),
+    );
+    stack.fanout.fan_out(&outside).await.unwrap();
+    // An event of a type the webhook did not subscribe to then: no delivery. It subscribes
+    // now, so recover sends it (today's subscription decides), as attempt 1.
+    let unsubscribed = stack.event_at("analysis.completed", COMPANY, at(24));
+    stack.fanout.fan_out(&unsubscribed).await.unwrap();
+    let patch = stack
+        .api(
+            Method::PATCH,
+            &format!("/webhooks/{webhook}"),
+            r#"{"events": ["interview.completed", "analysis.completed"]}"#,
+        )
+        .await;
+    assert_eq!(patch.status, 200, "{}", patch.raw);
+    let log = stack.deliveries_of(webhook).await;
+    assert_eq!(
+        statuses(&log),
+        [("delivered", 1), ("failed", 2), ("skipped", 11)].into(),
+        "{log:?}"
+    );
+    let hits_down = endpoint.hits().len();
+    assert_eq!(hits_down, 1 + 10);
+
+    // Recover is refused while the circuit is open; reset-circuit, then recover.
+    let recover_path = format!("/webhooks/{webhook}/recover");
+    let since = instaview_webhooks::domain::time_format::rfc3339(now - time::Duration::hours(2));
+    let body = json!({ "since": since }).to_string();
+    let refused = stack.api(Method::POST, &recover_path, &body).await;
+    assert_eq!(refused.status, 409, "{}", refused.raw);
+    endpoint.set(200);
+    assert_eq!(
+        stack
+            .call(Method::POST, &format!("/webhooks/{webhook}/reset-circuit"))
+            .await,
+        200
+    );
+    let answer = stack.api(Method::POST, &recover_path, &body).await;
+    assert_eq!(answer.status, 202, "{}", answer.raw);
+    stack.forward_last_job().await;
+    let step = stack.drain(&stack.deliveries).await;
+    assert_eq!(step.len(), 1);
+    assert!(RecoverMessage::parse(&step[0].body).is_some());
+    let recovered_at = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert_eq!(
+        deliverer
+            .deliver(&step[0], Instant::now() + Duration::from_secs(20))
+            .await
+            .unwrap(),
+        Handled::Recovering {
+            queued: 13,
+            done: true
+        }
+    );
+
+    // A second recover of the same window while those are pending queues nothing new.
+    let again = stack.api(Method::POST, &recover_path, &body).await;
+    assert_eq!(again.status, 202, "{}", again.raw);
+    stack.forward_last_job().await;
+    let mut queued = Vec::new();
+    let mut steps = 0;
+    for message in stack.drain(&stack.deliveries).await {
+        if RecoverMessage::parse(&message.body).is_some() {
+            steps += 1;
+            assert_eq!(
+                deliverer
+                    .deliver(&message, Instant::now() + Duration::from_secs(20))
+                    .await
+                    .unwrap(),
+                Handled::Recovering {
+                    queued: 0,
+                    done: true
+                }
+            );
+        } else {
+            queued.push(message);
+        }
+    }
+    assert_eq!(steps, 1);
+    // The paced ones come out of SQS as their delays end.
+    let more = 13 - queued.len();
+    queued.extend(stack.collect(more, Duration::from_secs(30)).await);
+    assert_eq!(queued.len(), 13);
+    assert_eq!(stack.delayed(&stack.deliveries).await, 0, "nothing more");
+
+    // Which: every failed and skipped delivery of the window and the never-delivered event,
+    // each once, under its delivery id (the same as listed), with its next attempt number.
+    let listed: std::collections::HashMap<Uuid, &Delivery> =
+        log.iter().map(|d| (d.id, d)).collect();
+    let mut expected: Vec<(i64, Uuid, u32)> = down
+        .iter()
+        .map(|(minute, event)| {
+            let id = delivery_of(event, webhook);
+            (*minute, id, listed[&id].next_attempt_number())
+        })
+        .collect();
+    expected.push((24, delivery_of(&unsubscribed, webhook), 1));
+    expected.sort();
+    let messages: Vec<DeliveryMessage> = queued
+        .iter()
+        .map(|m| DeliveryMessage::parse(&m.body).unwrap())
+        .collect();
+    let mut got: Vec<Uuid> = messages.iter().map(|m| m.delivery_id).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 13, "each once");
+    let mut want: Vec<Uuid> = expected.iter().map(|e| e.1).collect();
+    want.sort();
+    assert_eq!(got, want);
+    for id in [
+        delivery_of(&delivered, webhook),
+        delivery_of(&outside, webhook),
+        delivery_of(&before, webhook),
+    ] {
+        assert!(!got.contains(&id), "delivered, outside or before: {id}");
+    }
+    let attempts: Vec<u32> = expected.iter().map(|e| e.2).collect();
+    assert_eq!(attempts.iter().filter(|a| **a == 5).count(), 2, "{attempts:?}");
+    assert!(attempts.contains(&3) && attempts.iter().filter(|a| **a == 1).count() == 10);
+    // In occurredAt order, RATE a second: the i-th's notBefore is the start + i / RATE.
+    let by_id: std::collections::HashMap<Uuid, &DeliveryMessage> =
+        messages.iter().map(|m| (m.delivery_id, m)).collect();
+    let start = by_id[&expected[0].1].not_before.unwrap();
+    assert!(
+        (recovered_at - 1..=recovered_at + 1).contains(&start),
+        "starts now"
+    );
+    for (i, (_, id, attempt)) in expected.iter().enumerate() {
+        let message = by_id[id];
+        assert_eq!(
+            message.not_before,
+            Some(start + i as i64 / RATE as i64),
+            "{i}"
+        );
+        assert_eq!(message.attempt, *attempt);
+        assert!(!message.single);
+    }
+
+    // Delivered, each once, under its id, signed.
+    let mut outcomes = Vec::new();
+    for message in &queued {
+        outcomes.push(
+            deliverer
+                .deliver(message, Instant::now() + Duration::from_secs(20))
+                .await
+                .unwrap(),
+        );
+    }
+    // (A message SQS showed a moment before its notBefore waits once more.)
+    outcomes.extend(stack.run_deliveries(&deliverer).await);
+    outcomes.retain(|h| *h != Handled::Waiting);
+    assert_eq!(outcomes, vec![Handled::Delivered; 13]);
+    let hits = endpoint.hits();
+    let sent: Vec<&Hit> = hits[hits_down..].iter().collect();
+    assert_eq!(sent.len(), 13);
+    let mut sent_ids: Vec<Uuid> = sent
+        .iter()
+        .map(|h| Uuid::parse_str(h.webhook_id()).unwrap())
+        .collect();
+    sent_ids.sort();
+    assert_eq!(sent_ids, want);
+    for hit in &sent {
+        assert!(hit.signed_by(&secret));
+        assert_eq!(hit.json()["deliveryId"], hit.webhook_id());
+    }
+    let log = stack.deliveries_of(webhook).await;
+    assert_eq!(
+        statuses(&log),
+        [("delivered", 14), ("skipped", 1)].into(),
+        "{log:?}"
+    );
+    // Nothing is left to recover.
+    stack.api(Method::POST, &recover_path, &body).await;
+    stack.forward_last_job().await;
+    assert_eq!(
+        stack.run_deliveries(&deliverer).await,
+        vec![Handled::Recovering {
+            queued: 0,
+            done: true
+        }]
+    );
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resend_is_one_attempt_with_the_same_webhook_id_and_body_not_retried_and_counted() {
+    let stack = Stack::new().await;
+    let endpoint = Endpoint::start(200).await;
+    let (webhook, secret) = stack
+        .webhook(&endpoint.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    let message = stack.one_delivery("interview.completed").await;
+    assert_eq!(stack.deliver(&message).await, Handled::Delivered);
+    let delivery = DeliveryMessage::parse(&message.body).unwrap().delivery_id;
+    let path = format!("/webhooks/{webhook}/deliveries/{delivery}/resend");
+    // `webhook-timestamp` is in seconds: a resend a second later has another one.
+    let resend = |expected: u16| {
+        let (stack, path) = (&stack, path.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            let answer = stack.api(Method::POST, &path, "").await;
+            assert_eq!(answer.status, expected, "{}", answer.raw);
+            if expected == 202 {
+                assert_eq!(answer.json["data"]["status"], "pending");
+                assert_eq!(answer.json["data"]["id"], delivery.to_string());
+                stack.forward_last_job().await;
+                let mut queued = stack.drain(&stack.deliveries).await;
+                assert_eq!(queued.len(), 1);
+                let parsed = DeliveryMessage::parse(&queued[0].body).unwrap();
+                assert!(parsed.single && parsed.delivery_id == delivery);
+                queued.remove(0)
+            } else {
+                SqsMessage::new("none", "")
+            }
+        }
+    };
+
+    let first = resend(202).await;
+    // While it is on its way, another resend is refused.
+    resend(409).await;
+    assert_eq!(stack.deliver(&first).await, Handled::Delivered);
+    let hits = endpoint.hits();
+    assert_eq!(hits.len(), 2);
+    let (original, again) = (&hits[0], &hits[1]);
+    assert_eq!(again.webhook_id(), original.webhook_id());
+    assert_eq!(again.webhook_id(), delivery.to_string());
+    assert_eq!(again.body, original.body, "the same body");
+    assert_ne!(
+        again.header("webhook-timestamp"),
+        original.header("webhook-timestamp")
+    );
+    assert_ne!(
+        again.header("webhook-signature"),
+        original.header("webhook-signature")
+    );
+    assert!(again.signed_by(&secret) && original.signed_by(&secret));
+
+    // A failed resend: one attempt, not retried, `failed`, counted.
+    endpoint.set(500);
+    let failing = resend(202).await;
+    assert_eq!(stack.deliver(&failing).await, Handled::GaveUp);
+    assert!(stack.drain(&stack.deliveries).await.is_empty(), "no retry");
+    assert_eq!(stack.delayed(&stack.deliveries).await, 0, "none later");
+    assert_eq!(endpoint.hits().len(), 3);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 1);
+    let (listed, _) = stack
+        .app
+        .delivery_log()
+        .get(delivery)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.status, DeliveryStatus::Failed);
+    let outcomes: Vec<(u32, &str)> = listed
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![(1, "delivered"), (2, "delivered"), (3, "failed")]
+    );
+
+    // A successful one sets the count back to 0.
+    endpoint.set(200);
+    let succeeding = resend(202).await;
+    assert_eq!(stack.deliver(&succeeding).await, Handled::Delivered);
+    assert_eq!(stack.number(webhook, "consecutiveFailures").await, 0);
+    let (listed, _) = stack
+        .app
+        .delivery_log()
+        .get(delivery)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.status, DeliveryStatus::Delivered);
+    assert_eq!(listed.attempt_count(), 4);
+    let hits = endpoint.hits();
+    assert_eq!(hits.len(), 4);
+    assert!(hits.iter().all(|h| h.webhook_id() == delivery.to_string()));
+    assert!(hits.iter().all(|h| h.body == hits[0].body));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operational_events_reach_the_keys_other_subscribed_webhooks_never_the_failing_one_nor_in_a_chain(
+) {
+    const OPERATIONAL: [&str; 2] = ["webhook.circuit_opened", "delivery.failed"];
+    let stack = Stack::new().await;
+    let down = Endpoint::start(500).await;
+    let alerts = Endpoint::start(200).await;
+    let failing_alerts = Endpoint::start(500).await;
+    let foreign = Endpoint::start(200).await;
+    // The failing webhook subscribes to the operational events too: never told about itself.
+    let (failing, _) = stack
+        .webhook(
+            &down.url,
+            &["interview.completed", OPERATIONAL[0], OPERATIONAL[1]],
+            Some(COMPANY),
+        )
+        .await;
+    // Without a company: operational events go to the key's webhooks whatever their company.
+    let (alert, alert_secret) = stack.webhook(&alerts.url, &OPERATIONAL, None).await;
+    // An alert webhook that fails too: its own failures alert no one (no chain).
+    let (alert_down, _) = stack
+        .webhook(&failing_alerts.url, &OPERATIONAL, Some(COMPANY))
+        .await;
+    // Another key's webhook: not told about this key's webhooks.
+    stack
+        .register(
+            &stack.other_token,
+            json!({"url": foreign.url, "events": OPERATIONAL, "companyId": OTHER_COMPANY}),
+        )
+        .await;
+
+    // Two deliveries exhaust their retries (4 failures each), the third's second failure is
+    // the tenth: the circuit opens.
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        let event = stack.event("interview.completed", COMPANY);
+        stack.fanout.fan_out(&event).await.unwrap();
+        stack.run_deliveries(&stack.deliverer).await;
+        events.push(event);
+    }
+    assert!(Stack::circuit_is_open(&stack.record(failing).await));
+    // After that, nothing more: its next event is skipped, and no one is told again.
+    let later = stack.event("interview.completed", COMPANY);
+    stack.fanout.fan_out(&later).await.unwrap();
+    assert!(stack.run_deliveries(&stack.deliverer).await.is_empty());
+    assert_eq!(stack.delayed(&stack.deliveries).await, 0);
+
+    // The failing webhook got its own event type only, ten times.
+    let to_failing = down.hits();
+    assert_eq!(to_failing.len(), 10);
+    assert!(to_failing
+        .iter()
+        .all(|h| h.json()["event"] == "interview.completed"));
+    assert!(foreign.hits().is_empty(), "another key's webhook");
+    // The alert webhook: two `delivery.failed` and one `webhook.circuit_opened`, all about the
+    // failing webhook, signed with its own secret.
+    let told = alerts.hits();
+    let mut kinds: Vec<String> = told
+        .iter()
+        .map(|h| h.json()["event"].as_str().unwrap().to_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["delivery.failed", "delivery.failed", "webhook.circuit_opened"]
+    );
+    let exhausted: Vec<String> = events[..2]
+        .iter()
+        .map(|e| delivery_of(e, failing).to_string())
+        .collect();
+    for hit in &told {
+        assert!(hit.signed_by(&alert_secret));
+        assert_eq!(hit.status, 200);
+        let body = hit.json();
+        assert_eq!(body["deliveryId"], hit.webhook_id());
+        let data = &body["data"];
+        assert_eq!(data["webhookId"], failing.to_string());
+        assert_eq!(data["url"], down.url);
+        if body["event"] == "webhook.circuit_opened" {
+            assert_eq!(data["consecutiveFailures"], 10);
+        } else {
+            assert!(exhausted.iter().any(|id| data["deliveryId"] == *id), "{data}");
+        }
+    }
+    let listed = stack.deliveries_of(alert).await;
+    assert_eq!(statuses(&listed), [("delivered", 3)].into());
+    // The failing alert webhook was sent the same three (about `failing` only), failed them
+    // (its circuit opened on the tenth failure), and no event was ever about it.
+    let to_alert_down = failing_alerts.hits();
+    assert!(!to_alert_down.is_empty());
+    for hit in &to_alert_down {
+        assert_eq!(hit.json()["data"]["webhookId"], failing.to_string());
+    }
+    assert!(Stack::circuit_is_open(&stack.record(alert_down).await));
+    let mut operational = 0;
+    for item in stack.log_items().await {
+        let is_event = item["id"].as_s().unwrap().starts_with("event#");
+        let kind = item.get("event").and_then(|e| e.as_s().ok());
+        if is_event && kind.is_some_and(|k| OPERATIONAL.contains(&k.as_str())) {
+            operational += 1;
+            let data: Value = serde_json::from_str(item["data"].as_s().unwrap()).unwrap();
+            assert_eq!(data["webhookId"], failing.to_string(), "{data}");
+        }
+    }
+    assert_eq!(operational, 3, "three operational events, all about `failing`");
+}
+
+/// Every request the pipeline's and the API's clients put on the wire, by operation.
+async fn counted_clients(
+    counter: &CallCounter,
+) -> (
+    aws_sdk_dynamodb::Client,
+    aws_sdk_sqs::Client,
+    aws_sdk_secretsmanager::Client,
+) {
+    let sdk = patient_sdk_config_for(endpoint()).await;
+    (
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+        aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_is_stored_ttls_set_no_secret_header_value_or_answer_body_and_no_scan_on_any_path() {
+    use instaview_webhooks::pipeline::queue::SqsPipelineQueue;
+    use instaview_webhooks::store::dynamodb::{DynamoApiKeys, DynamoWebhooks};
+    const HEADER_VALUE: &str = "custom-header-value-3b9e7d41-never-stored";
+    let stack = Stack::new().await;
+    let resources = &stack.env.resources;
+    let counter = CallCounter::default();
+    let (dynamodb, sqs, secrets) = counted_clients(&counter).await;
+    let store = PipelineStore::new(
+        dynamodb.clone(),
+        &resources.webhooks_table,
+        &resources.api_keys_table,
+        &resources.delivery_log_table,
+    );
+    let queues = Queues::new(sqs.clone());
+    let fanout = Fanout {
+        store: store.clone(),
+        queues: queues.clone(),
+        deliveries_queue_url: stack.deliveries.clone(),
+        events_dlq_url: stack.events_dlq.clone(),
+    };
+    let deliverer = Deliverer::new(
+        SecretsManagerStore::new(secrets.clone(), "", None, ""),
+        store,
+        queues,
+        Sender::with_parts(
+            LOCAL,
+            Arc::new(SystemResolver),
+            rustls::RootCertStore::empty(),
+        ),
+        RetryPolicy::parse("0").unwrap(),
+        &stack.deliveries,
+    );
+    // The API as `main` wires it, the deliveries queue included, on the counted clients.
+    let app = instaview_webhooks::service::App::new(
+        DynamoApiKeys::new(dynamodb.clone(), &resources.api_keys_table),
+        DynamoWebhooks::new(dynamodb.clone(), &resources.webhooks_table),
+        SecretsManagerStore::new(
+            secrets,
+            &stack.env.secret_prefix,
+            None,
+            &resources.pepper_secret_id,
+        ),
+        Settings {
+            url_policy: LOCAL,
+            write_budget: Duration::from_secs(120),
+            ..Settings::default()
+        },
+    )
+    .with_delivery_log(
+        DynamoDeliveryLog::new(dynamodb.clone(), &resources.delivery_log_table),
+        SqsPipelineQueue::new(sqs, &stack.deliveries),
+    );
+    let api = |method: Method, path: String, body: String| {
+        let app = &app;
+        let token = stack.token.clone();
+        async move {
+            parse(
+                instaview_webhooks::http::handle(
+                    app,
+                    post(&body).method(method).path(&path).token(&token).build(),
+                )
+                .await,
+            )
+        }
+    };
+
+    let endpoint = Endpoint::start(500).await;
+    let created = api(
+        Method::POST,
+        "/webhooks".into(),
+        json!({"url": endpoint.url, "events": ["interview.completed", "ping"],
+               "companyId": COMPANY,
+               "headers": [{"name": "X-Custom-Auth", "value": HEADER_VALUE}]})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.raw);
+    let webhook = created.json["data"]["id"].as_str().unwrap().to_owned();
+    let secret = created.json["data"]["signingSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A failure (answered with the distinctive body), its retry delivered; the test ping.
+    let started = time::OffsetDateTime::now_utc();
+    let first = stack.event("interview.completed", COMPANY);
+    fanout.fan_out(&first).await.unwrap();
+    let messages = stack.drain(&stack.deliveries).await;
+    let handled = deliverer
+        .deliver(&messages[0], Instant::now() + Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(matches!(handled, Handled::Retrying { .. }));
+    endpoint.set(200);
+    assert_eq!(
+        stack.run_deliveries(&deliverer).await,
+        vec![Handled::Delivered]
+    );
+    let ping = api(Method::POST, format!("/webhooks/{webhook}/test"), String::new()).await;
+    assert_eq!(ping.status, 200, "{}", ping.raw);
+    assert_eq!(ping.json["data"]["success"], true, "{}", ping.raw);
+    // The circuit opens (410), an event is skipped, reset, recover through the API's queue.
+    endpoint.set(410);
+    fanout
+        .fan_out(&stack.event("interview.completed", COMPANY))
+        .await
+        .unwrap();
+    assert_eq!(stack.run_deliveries(&deliverer).await, vec![Handled::GaveUp]);
+    fanout
+        .fan_out(&stack.event("interview.completed", COMPANY))
+        .await
+        .unwrap();
+    endpoint.set(200);
+    let reset = api(
+        Method::POST,
+        format!("/webhooks/{webhook}/reset-circuit"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(reset.status, 200, "{}", reset.raw);
+    let recover = api(
+        Method::POST,
+        format!("/webhooks/{webhook}/recover"),
+        json!({"since": "2026-11-27T00:00:00Z"}).to_string(),
+    )
+    .await;
+    assert_eq!(recover.status, 202, "{}", recover.raw);
+    let handled = stack.run_deliveries(&deliverer).await;
+    assert_eq!(
+        handled,
+        vec![
+            Handled::Recovering {
+                queued: 2,
+                done: true
+            },
+            Handled::Delivered,
+            Handled::Delivered
+        ]
+    );
+    // Read, list and resend through the API.
+    let delivery = delivery_of(&first, Uuid::parse_str(&webhook).unwrap());
+    let list = api(
+        Method::GET,
+        format!("/webhooks/{webhook}/deliveries"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(list.status, 200, "{}", list.raw);
+    assert_eq!(list.json["data"]["data"].as_array().unwrap().len(), 4);
+    let one = api(
+        Method::GET,
+        format!("/webhooks/{webhook}/deliveries/{delivery}"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(one.status, 200, "{}", one.raw);
+    assert!(!one.raw.contains(ANSWER_BODY) && !one.raw.contains(HEADER_VALUE));
+    let resend = api(
+        Method::POST,
+        format!("/webhooks/{webhook}/deliveries/{delivery}/resend"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(resend.status, 202, "{}", resend.raw);
+    assert_eq!(
+        stack.run_deliveries(&deliverer).await,
+        vec![Handled::Delivered]
+    );
+    let hits = endpoint.hits();
+    assert!(hits
+        .iter()
+        .all(|h| h.header("x-custom-auth") == HEADER_VALUE));
+
+    // No path scanned: fan-out, deliver, recover, and the API's routes.
+    let calls = counter.take();
+    eprintln!("calls over the whole run: {calls:?}");
+    assert!(!calls.contains_key("Scan"), "{calls:?}");
+    assert!(calls.contains_key("Query") && calls.contains_key("BatchGetItem"));
+
+    // TTLs: an event 30 days from its receipt, a delivery 31 days from its creation.
+    let finished = time::OffsetDateTime::now_utc();
+    let parse_at = |item: &std::collections::HashMap<
+        String,
+        aws_sdk_dynamodb::types::AttributeValue,
+    >,
+                    name: &str| {
+        instaview_webhooks::domain::time_format::parse_rfc3339(item[name].as_s().unwrap())
+            .unwrap()
+    };
+    let (mut events, mut deliveries) = (0, 0);
+    let items = stack.log_items().await;
+    for item in &items {
+        let id = item["id"].as_s().unwrap();
+        let expires: i64 = item["expiresAt"].as_n().unwrap().parse().unwrap();
+        let (from, days) = if id.starts_with("event#") {
+            events += 1;
+            (parse_at(item, "receivedAt"), 30)
+        } else {
+            assert!(id.starts_with("delivery#"), "{id}");
+            deliveries += 1;
+            (parse_at(item, "createdAt"), 31)
+        };
+        assert!(
+            from >= started - time::Duration::seconds(1) && from <= finished,
+            "{id}"
+        );
+        assert_eq!(expires, from.unix_timestamp() + days * 86_400, "{id}");
+    }
+    assert_eq!((events, deliveries), (4, 4), "three events and the ping");
+    // Never stored: the signing secret, the header value, the receiver's answer.
+    let everything = format!("{items:?} {:?}", stack.env.all_items().await);
+    for (what, text) in [
+        ("signing secret", secret.as_str()),
+        ("header value", HEADER_VALUE),
+        ("answer body", ANSWER_BODY),
+    ] {
+        assert!(!everything.contains(text), "the {what} is stored");
+    }
+}
+
+/// The event source mappings over `fanout` and `deliverer` until nothing is left, visible or
+/// delayed (batches of 10, at once; failed messages back in the next round), at most for
+/// `limit`. Answers the messages still to deliver when time ran out.
+async fn pump(
+    stack: &Stack,
+    proxy: &support::fault_proxy::FaultProxy,
+    fanout: &Fanout,
+    deliverer: &Arc<Deliverer>,
+    mut to_fan_out: Vec<SqsMessage>,
+    limit: Duration,
+) -> Vec<SqsMessage> {
+    let started = Instant::now();
+    let mut to_deliver: Vec<SqsMessage> = Vec::new();
+    while started.elapsed() < limit {
+        let batch: Vec<SqsMessage> = to_fan_out.drain(..to_fan_out.len().min(10)).collect();
+        if !batch.is_empty() {
+            let answer = fanout
+                .handle(SqsEvent {
+                    records: batch.clone(),
+                })
+                .await;
+            to_fan_out.extend(failed_of(batch, &answer));
+        }
+        let mut deliveries = std::mem::take(&mut to_deliver);
+        deliveries.extend(stack.drain(&stack.deliveries).await);
+        if deliveries.is_empty() && to_fan_out.is_empty() {
+            // Late forwards may still land a message, and recover's are paced (delayed).
+            proxy.settle(Duration::from_secs(10)).await;
+            let late = stack.drain(&stack.deliveries).await;
+            if late.is_empty() {
+                if stack.delayed(&stack.deliveries).await == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            to_deliver.extend(late);
+            continue;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in deliveries.chunks(10) {
+            let (deliverer, chunk) = (deliverer.clone(), chunk.to_vec());
+            tasks.spawn(async move {
+                let answer = deliverer
+                    .handle(
+                        SqsEvent {
+                            records: chunk.clone(),
+                        },
+                        Instant::now() + Duration::from_secs(20),
+                    )
+                    .await;
+                (chunk, answer)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (chunk, answer) = joined.unwrap();
+            to_deliver.extend(failed_of(chunk, &answer));
+        }
+    }
+    to_deliver.extend(to_fan_out);
+    to_deliver
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_faults_on_the_logs_writes_fan_out_deliver_and_recover_lose_none_record_none_twice_and_keep_ids(
+) {
+    use instaview_webhooks::pipeline::queue::SqsPipelineQueue;
+    use instaview_webhooks::store::delivery_log::{PipelineQueue, RecoverJob};
+    use support::fault_proxy::{Fault, FaultProxy, XorShift};
+    const EVENTS: usize = 12;
+    let seed: u64 = std::env::var("PIPELINE_LOG_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0017);
+    eprintln!("PIPELINE_LOG_FAULT_SEED={seed}");
+    let mut rng = XorShift::new(seed);
+
+    let stack = Stack::new().await;
+    let healthy = RecordingReceiver::start().await;
+    let receiver = Endpoint::start(500).await;
+    let mut webhooks = Vec::new();
+    for _ in 0..2 {
+        let (id, _) = stack
+            .webhook(&healthy.url, &["interview.completed"], Some(COMPANY))
+            .await;
+        webhooks.push(id);
+    }
+    // Down until its circuit is open, back up for the recover.
+    let (down, _) = stack
+        .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    webhooks.push(down);
+    let now = time::OffsetDateTime::now_utc();
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|i| {
+            stack.event_at(
+                "interview.completed",
+                COMPANY,
+                now - time::Duration::minutes(30 - i as i64),
+            )
+        })
+        .collect();
+
+    let proxy = FaultProxy::start(endpoint(), seed).await;
+    proxy.set_late_delay(instaview_webhooks::aws::ATTEMPT_TIMEOUT + Duration::from_millis(300));
+    // One call in five of the log's writes and reads and of the batched sends meets a fault.
+    let mix = [
+        (Fault::Drop, 40),
+        (Fault::LoseAnswer, 60),
+        (Fault::ServerError, 40),
+        (Fault::Throttle, 40),
+        (Fault::LateForward, 20),
+    ];
+    let mut faulty = || {
+        for operation in ["PutItem", "UpdateItem", "BatchGetItem", "SendMessageBatch"] {
+            let steps: Vec<Option<Fault>> = (0..5_000)
+                .map(|_| {
+                    let roll = rng.below(1000) as u32;
+                    let mut bound = 0;
+                    mix.iter().find_map(|(fault, weight)| {
+                        bound += weight;
+                        (roll < bound).then_some(*fault)
+                    })
+                })
+                .collect();
+            proxy.script(operation, steps);
+        }
+    };
+    faulty();
+    let (fanout, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+
+    // Fan-out and deliver under faults: the down webhook's circuit opens.
+    let started = Instant::now();
+    let left = pump(
+        &stack,
+        &proxy,
+        &fanout,
+        &deliverer,
+        events.clone(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(left.is_empty(), "the first phase finished: {}", left.len());
+    assert!(Stack::circuit_is_open(&stack.record(down).await));
+    let down_log = stack.deliveries_of(down).await;
+    assert_eq!(down_log.len(), EVENTS, "every delivery recorded: {down_log:?}");
+    assert!(
+        down_log
+            .iter()
+            .all(|d| matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Skipped)),
+        "{down_log:?}"
+    );
+
+    // Back up, reset, recover (worked off under faults), then the rest without faults.
+    receiver.set(200);
+    assert_eq!(
+        stack
+            .call(Method::POST, &format!("/webhooks/{down}/reset-circuit"))
+            .await,
+        200
+    );
+    SqsPipelineQueue::new(stack.sqs.clone(), &stack.deliveries)
+        .queue_recover(&RecoverJob {
+            webhook_id: down,
+            since: now - time::Duration::hours(1),
+            until: time::OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+    let left = pump(
+        &stack,
+        &proxy,
+        &fanout,
+        &deliverer,
+        Vec::new(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let counts = proxy.counts();
+    proxy.clear();
+    proxy.settle(Duration::from_secs(10)).await;
+    let (fanout, deliverer) = handlers_through(&stack, proxy.endpoint()).await;
+    let left = pump(
+        &stack,
+        &proxy,
+        &fanout,
+        &deliverer,
+        left,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(left.is_empty());
+    let elapsed = started.elapsed();
+
+    // Every delivery made and delivered (none lost), as one chain of attempts 1..k (none
+    // recorded twice), only the last delivered.
+    let mut expected = std::collections::HashSet::new();
+    for webhook in &webhooks {
+        let listed = stack.deliveries_of(*webhook).await;
+        assert_eq!(listed.len(), EVENTS, "{listed:?}");
+        for delivery in &listed {
+            assert_eq!(delivery.status, DeliveryStatus::Delivered, "{delivery:?}");
+            let numbers: Vec<u32> = delivery.attempts.iter().map(|a| a.attempt).collect();
+            assert_eq!(
+                numbers,
+                (1..=delivery.attempts.len() as u32).collect::<Vec<_>>(),
+                "{delivery:?}"
+            );
+            let (last, before) = delivery.attempts.split_last().unwrap();
+            assert_eq!(last.outcome, "delivered", "{delivery:?}");
+            assert!(before.iter().all(|a| a.outcome == "failed"), "{delivery:?}");
+            expected.insert(delivery.id);
+        }
+    }
+    let mut wanted = std::collections::HashSet::new();
+    for event in &events {
+        for webhook in &webhooks {
+            wanted.insert(delivery_of(event, *webhook));
+        }
+    }
+    assert_eq!(expected, wanted, "the derived ids");
+    // Sent only under those ids, one body per id, its deliveryId the id; each one's 2xx.
+    let mut requests: Vec<(String, Bytes, u16)> = healthy
+        .seen()
+        .into_iter()
+        .map(|s| (s.webhook_id, s.body, s.status))
+        .collect();
+    requests.extend(
+        receiver
+            .hits()
+            .into_iter()
+            .map(|h| (h.webhook_id().to_owned(), h.body.clone(), h.status)),
+    );
+    let mut bodies: std::collections::HashMap<String, Bytes> = Default::default();
+    let mut delivered = std::collections::HashSet::new();
+    for (id, body, status) in &requests {
+        let id_uuid = Uuid::parse_str(id).unwrap();
+        assert!(wanted.contains(&id_uuid), "an unknown id: {id}");
+        let first = bodies.entry(id.clone()).or_insert_with(|| body.clone());
+        assert_eq!(first, body, "one webhook-id, one body");
+        let json: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(json["deliveryId"], id.as_str());
+        if *status == 200 {
+            delivered.insert(id_uuid);
+        }
+    }
+    assert_eq!(delivered, wanted, "every one received");
+    eprintln!(
+        "{} deliveries, {} requests in {:.1} s; {counts}",
+        wanted.len(),
+        requests.len(),
+        elapsed.as_secs_f64()
+    );
+    for operation in ["PutItem", "UpdateItem", "BatchGetItem", "SendMessageBatch"] {
+        let faults: u64 = Fault::ALL.iter().map(|f| counts.on(*f, operation)).sum();
+        assert!(faults > 0, "faults on {operation}");
+    }
+}
+
+/// `make load` only (`#[ignore]`d: `make test` leaves it out): about 2 minutes against moto.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "make load: 2,000 events recovered against moto"]
+async fn load_recover_two_thousand_skipped_events_each_delivered_once_under_its_webhook_id() {
+    const EVENTS: usize = 2_000;
+    /// Lambda instances of each function running at once (each with a batch of 10).
+    const INSTANCES: usize = 4;
+    /// Recover's rate for this run: high, so that the pacing spreads the 2,000 sends over a
+    /// second rather than the default's 200 s (the pacing itself is asserted in
+    /// `recover_queues_each_skipped_or_failed_delivery_once_...`).
+    const RATE: u32 = 5_000;
+    let stack = Stack::new().await;
+    let deliverer = stack.deliverer_with_rate(RATE);
+    let endpoint = Endpoint::start(410).await;
+    let (webhook, _) = stack
+        .webhook(&endpoint.url, &["interview.completed"], Some(COMPANY))
+        .await;
+    // A 410 opens the circuit at once.
+    let now = time::OffsetDateTime::now_utc();
+    let gone = stack.event_at(
+        "interview.completed",
+        COMPANY,
+        now - time::Duration::minutes(90),
+    );
+    stack.fanout.fan_out(&gone).await.unwrap();
+    assert_eq!(
+        stack.run_deliveries(&deliverer).await,
+        vec![Handled::GaveUp]
+    );
+    assert!(Stack::circuit_is_open(&stack.record(webhook).await));
+    endpoint.set(200);
+
+    // 2,000 events while it is open: each recorded skipped, none queued.
+    let started = Instant::now();
+    let events: Vec<SqsMessage> = (0..EVENTS)
+        .map(|i| {
+            stack.event_at(
+                "interview.completed",
+                COMPANY,
+                now - time::Duration::minutes(80) + time::Duration::milliseconds(1_000 * i as i64),
+            )
+        })
+        .collect();
+    let fanout = Arc::new(stack.fanout.clone());
+    for wave in events.chunks(10 * INSTANCES) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for batch in wave.chunks(10) {
+            let (fanout, records) = (fanout.clone(), batch.to_vec());
+            tasks.spawn(async move { fanout.handle(SqsEvent { records }).await });
+        }
+        while let Some(answer) = tasks.join_next().await {
+            assert!(answer.unwrap().batch_item_failures.is_empty());
+        }
+    }
+    let fanned_out = started.elapsed();
+    assert!(stack.drain(&stack.deliveries).await.is_empty());
+
+    // Reset, recover the window, and the deliveries queue worked off by INSTANCES at a time.
+    assert_eq!(
+        stack
+            .call(Method::POST, &format!("/webhooks/{webhook}/reset-circuit"))
+            .await,
+        200
+    );
+    let since = instaview_webhooks::domain::time_format::rfc3339(now - time::Duration::hours(2));
+    let answer = stack
+        .api(
+            Method::POST,
+            &format!("/webhooks/{webhook}/recover"),
+            &json!({ "since": since }).to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.raw);
+    let recovering = Instant::now();
+    stack.forward_last_job().await;
+    let mut handled: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut steps = Vec::new();
+    loop {
+        let messages = stack.take(&stack.deliveries, 10 * INSTANCES).await;
+        if messages.is_empty() {
+            if stack.delayed(&stack.deliveries).await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for message in messages {
+            let deliverer = deliverer.clone();
+            // Lambda's deliver has 30 s for its batch: a step goes on in a next message when
+            // fewer than its 15 s are left.
+            tasks.spawn(async move {
+                deliverer
+                    .deliver(&message, Instant::now() + Duration::from_secs(20))
+                    .await
+                    .unwrap()
+            });
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            let outcome = outcome.unwrap();
+            let kind = match &outcome {
+                Handled::Recovering { .. } => {
+                    steps.push(outcome.clone());
+                    "recover step".to_owned()
+                }
+                other => format!("{other:?}"),
+            };
+            *handled.entry(kind).or_default() += 1;
+        }
+    }
+    let recovered = recovering.elapsed();
+
+    let mut expected: std::collections::HashSet<Uuid> =
+        events.iter().map(|e| delivery_of(e, webhook)).collect();
+    expected.insert(delivery_of(&gone, webhook));
+    let mut received: std::collections::HashMap<Uuid, usize> = Default::default();
+    for hit in endpoint.hits().iter().filter(|h| h.status == 200) {
+        *received
+            .entry(Uuid::parse_str(hit.webhook_id()).unwrap())
+            .or_default() += 1;
+    }
+    eprintln!(
+        "load recover: {EVENTS} skipped events (+1 failed) fanned out in {:.1} s; recover and \
+         delivery of {} in {:.1} s ({:.0}/s) at {RATE}/s, {} recover steps {steps:?}; handled \
+         {handled:?}",
+        fanned_out.as_secs_f64(),
+        received.len(),
+        recovered.as_secs_f64(),
+        received.len() as f64 / recovered.as_secs_f64(),
+        steps.len(),
+    );
+    assert_eq!(
+        received.keys().copied().collect::<std::collections::HashSet<_>>(),
+        expected,
+        "each under its one webhook-id"
+    );
+    assert!(received.values().all(|n| *n == 1), "each exactly once");
+    assert_eq!(
+        handled.get("Delivered").copied().unwrap_or(0),
+        EVENTS as u64 + 1
+    );
+    assert!(matches!(
+        steps.last(),
+        Some(Handled::Recovering { queued, done: true }) if *queued == EVENTS as u64 + 1
+    ));
+    let log = stack.deliveries_of(webhook).await;
+    assert_eq!(statuses(&log), [("delivered", EVENTS + 1)].into());
+}
