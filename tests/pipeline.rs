@@ -2392,7 +2392,12 @@ fn statuses(deliveries: &[Delivery]) -> std::collections::BTreeMap<&'static str,
 
 impl Stack {
     /// A platform event that occurred at `occurred_at`, with a fresh `eventId`.
-    fn event_at(&self, event: &str, company: &str, occurred_at: time::OffsetDateTime) -> SqsMessage {
+    fn event_at(
+        &self,
+        event: &str,
+        company: &str,
+        occurred_at: time::OffsetDateTime,
+    ) -> SqsMessage {
         self.event_message(
             &json!({
                 "eventId": Uuid::new_v4().to_string(),
@@ -2541,7 +2546,10 @@ async fn skipped_not_dropped_an_inactive_webhook_or_an_open_circuit_records_skip
     assert_eq!(webhook_ids(&attempt), vec![tripped]);
     assert!(matches!(
         stack.deliver(&attempt[0]).await,
-        Handled::Retrying { next_attempt: 2, .. }
+        Handled::Retrying {
+            next_attempt: 2,
+            ..
+        }
     ));
     let pending_retry = stack.drain(&stack.deliveries).await;
     assert_eq!(pending_retry.len(), 1);
@@ -2561,7 +2569,11 @@ async fn skipped_not_dropped_an_inactive_webhook_or_an_open_circuit_records_skip
     assert_eq!(stack.fanout.fan_out(&third).await.unwrap(), Fanned::Out(0));
     assert!(stack.drain(&stack.deliveries).await.is_empty());
     assert_eq!(stack.delayed(&stack.deliveries).await, 0);
-    assert_eq!(receiver_requests(&quiet), 0, "nothing sent to the inactive one");
+    assert_eq!(
+        receiver_requests(&quiet),
+        0,
+        "nothing sent to the inactive one"
+    );
     assert_eq!(receiver_requests(&tripping), 2, "the 500 and the 410 only");
 
     // The inactive webhook's three deliveries: listed, skipped, never attempted.
@@ -2578,7 +2590,10 @@ async fn skipped_not_dropped_an_inactive_webhook_or_an_open_circuit_records_skip
         .map(|m| delivery_of(m, inactive))
         .collect();
     expected.sort();
-    assert_eq!(ids, expected, "one delivery per event, under its derived id");
+    assert_eq!(
+        ids, expected,
+        "one delivery per event, under its derived id"
+    );
     // The tripped webhook's: the retried one skipped after its one attempt, the 410 failed,
     // the one after the opening skipped with no attempt.
     let listed = stack.deliveries_of(tripped).await;
@@ -2647,7 +2662,10 @@ async fn delivery_ids_one_event_is_one_delivery_per_webhook_under_one_webhook_id
     // same two deliveries, queued twice; each sent once.
     let published = stack.event("interview.completed", COMPANY);
     let republished = stack.event_message(&published.body);
-    assert_eq!(stack.fanout.fan_out(&published).await.unwrap(), Fanned::Out(2));
+    assert_eq!(
+        stack.fanout.fan_out(&published).await.unwrap(),
+        Fanned::Out(2)
+    );
     assert_eq!(
         stack.fanout.fan_out(&republished).await.unwrap(),
         Fanned::Out(2),
@@ -2661,11 +2679,17 @@ async fn delivery_ids_one_event_is_one_delivery_per_webhook_under_one_webhook_id
         outcomes.push(stack.deliver(message).await);
     }
     assert_eq!(
-        outcomes.iter().filter(|h| **h == Handled::Delivered).count(),
+        outcomes
+            .iter()
+            .filter(|h| **h == Handled::Delivered)
+            .count(),
         2
     );
     assert_eq!(
-        outcomes.iter().filter(|h| **h == Handled::Duplicate).count(),
+        outcomes
+            .iter()
+            .filter(|h| **h == Handled::Duplicate)
+            .count(),
         2
     );
     // Published again once delivered, and redriven (the same body as a new message): nothing.
@@ -2885,7 +2909,11 @@ async fn recover_queues_each_skipped_or_failed_delivery_once_in_occurred_at_orde
         assert!(!got.contains(&id), "delivered, outside or before: {id}");
     }
     let attempts: Vec<u32> = expected.iter().map(|e| e.2).collect();
-    assert_eq!(attempts.iter().filter(|a| **a == 5).count(), 2, "{attempts:?}");
+    assert_eq!(
+        attempts.iter().filter(|a| **a == 5).count(),
+        2,
+        "{attempts:?}"
+    );
     assert!(attempts.contains(&3) && attempts.iter().filter(|a| **a == 1).count() == 10);
     // In occurredAt order, RATE a second: the i-th's notBefore is the start + i / RATE.
     let by_id: std::collections::HashMap<Uuid, &DeliveryMessage> =
@@ -3115,7 +3143,11 @@ async fn operational_events_reach_the_keys_other_subscribed_webhooks_never_the_f
     kinds.sort();
     assert_eq!(
         kinds,
-        ["delivery.failed", "delivery.failed", "webhook.circuit_opened"]
+        [
+            "delivery.failed",
+            "delivery.failed",
+            "webhook.circuit_opened"
+        ]
     );
     let exhausted: Vec<String> = events[..2]
         .iter()
@@ -3132,7 +3164,10 @@ async fn operational_events_reach_the_keys_other_subscribed_webhooks_never_the_f
         if body["event"] == "webhook.circuit_opened" {
             assert_eq!(data["consecutiveFailures"], 10);
         } else {
-            assert!(exhausted.iter().any(|id| data["deliveryId"] == *id), "{data}");
+            assert!(
+                exhausted.iter().any(|id| data["deliveryId"] == *id),
+                "{data}"
+            );
         }
     }
     let listed = stack.deliveries_of(alert).await;
@@ -3155,7 +3190,10 @@ async fn operational_events_reach_the_keys_other_subscribed_webhooks_never_the_f
             assert_eq!(data["webhookId"], failing.to_string(), "{data}");
         }
     }
-    assert_eq!(operational, 3, "three operational events, all about `failing`");
+    assert_eq!(
+        operational, 3,
+        "three operational events, all about `failing`"
+    );
 }
 
 /// Every request the pipeline's and the API's clients put on the wire, by operation.
@@ -3286,7 +3324,12 @@ async fn what_is_stored_ttls_set_no_secret_header_value_or_answer_body_and_no_sc
         stack.run_deliveries(&deliverer).await,
         vec![Handled::Delivered]
     );
-    let ping = api(Method::POST, format!("/webhooks/{webhook}/test"), String::new()).await;
+    let ping = api(
+        Method::POST,
+        format!("/webhooks/{webhook}/test"),
+        String::new(),
+    )
+    .await;
     assert_eq!(ping.status, 200, "{}", ping.raw);
     assert_eq!(ping.json["data"]["success"], true, "{}", ping.raw);
     // The circuit opens (410), an event is skipped, reset, recover through the API's queue.
@@ -3295,7 +3338,10 @@ async fn what_is_stored_ttls_set_no_secret_header_value_or_answer_body_and_no_sc
         .fan_out(&stack.event("interview.completed", COMPANY))
         .await
         .unwrap();
-    assert_eq!(stack.run_deliveries(&deliverer).await, vec![Handled::GaveUp]);
+    assert_eq!(
+        stack.run_deliveries(&deliverer).await,
+        vec![Handled::GaveUp]
+    );
     fanout
         .fan_out(&stack.event("interview.completed", COMPANY))
         .await
@@ -3369,14 +3415,12 @@ async fn what_is_stored_ttls_set_no_secret_header_value_or_answer_body_and_no_sc
 
     // TTLs: an event 30 days from its receipt, a delivery 31 days from its creation.
     let finished = time::OffsetDateTime::now_utc();
-    let parse_at = |item: &std::collections::HashMap<
-        String,
-        aws_sdk_dynamodb::types::AttributeValue,
-    >,
-                    name: &str| {
-        instaview_webhooks::domain::time_format::parse_rfc3339(item[name].as_s().unwrap())
-            .unwrap()
-    };
+    let parse_at =
+        |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+         name: &str| {
+            instaview_webhooks::domain::time_format::parse_rfc3339(item[name].as_s().unwrap())
+                .unwrap()
+        };
     let (mut events, mut deliveries) = (0, 0);
     let items = stack.log_items().await;
     for item in &items {
@@ -3552,7 +3596,11 @@ async fn under_faults_on_the_logs_writes_fan_out_deliver_and_recover_lose_none_r
     assert!(left.is_empty(), "the first phase finished: {}", left.len());
     assert!(Stack::circuit_is_open(&stack.record(down).await));
     let down_log = stack.deliveries_of(down).await;
-    assert_eq!(down_log.len(), EVENTS, "every delivery recorded: {down_log:?}");
+    assert_eq!(
+        down_log.len(),
+        EVENTS,
+        "every delivery recorded: {down_log:?}"
+    );
     assert!(
         down_log
             .iter()
@@ -3798,7 +3846,10 @@ async fn load_recover_two_thousand_skipped_events_each_delivered_once_under_its_
         steps.len(),
     );
     assert_eq!(
-        received.keys().copied().collect::<std::collections::HashSet<_>>(),
+        received
+            .keys()
+            .copied()
+            .collect::<std::collections::HashSet<_>>(),
         expected,
         "each under its one webhook-id"
     );

@@ -181,7 +181,7 @@ impl Deliverer {
         deadline: Instant,
     ) -> Result<Handled, DeliverError> {
         if let Some(recover) = RecoverMessage::parse(&message.body) {
-            return super::recover::work(self, recover, deadline).await;
+            return super::recover::work(self, recover, &message.message_id, deadline).await;
         }
         let Some(pending) = DeliveryMessage::parse(&message.body) else {
             return Err(DeliverError::Malformed);
@@ -518,6 +518,12 @@ impl Deliverer {
             .into_iter()
             .filter(|other| other.webhook.id != webhook.id)
             .collect();
+        // No other webhook of the key subscribes (the usual case): nothing to deliver, so no
+        // event to keep. Stored anyway, it would be a write per failed delivery of an item no
+        // route can reach (operational events are in no company index and have no delivery).
+        if targets.is_empty() {
+            return Ok(());
+        }
         self.store.log.put_event_once(&event).await?;
         let spread = super::fanout::spread(
             &self.store,

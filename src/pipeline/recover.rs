@@ -8,7 +8,9 @@
 //! 3. their deliveries to this webhook are read in `BatchGetItem`s of 100: a `delivered` or
 //!    `pending` one is left alone; a `failed` or `skipped` one, or none at all for an event
 //!    accepted after the webhook was created, is moved to `pending` by one conditional write
-//!    each (so two recovers of one window queue each delivery once);
+//!    each (so two recovers of one window queue each delivery once), marked with this
+//!    message's id (so that a write retried after a lost answer, or this message come back,
+//!    queues what it moved: none is left `pending` with no message on its way);
 //! 4. each is queued under its one delivery id, paced at the webhook's rate (`notBefore` and
 //!    a message delay: `RECOVER_RATE_PER_SECOND`, default 10), so that an endpoint just back
 //!    is not flooded into opening its circuit again;
@@ -25,7 +27,7 @@ use super::messages::{DeliveryMessage, RecoverMessage};
 use crate::delivery::DeliveryBody;
 use crate::store::delivery_log::{delivery_id, Delivery, DeliveryStatus};
 use crate::store::dynamodb::deliveries::{
-    delivery_from_item, delivery_item_key, event_from_item, event_item_key, EventHead,
+    delivery_from_item, delivery_item_key, event_from_item, event_item_key, recovered_by, EventHead,
 };
 
 /// Events handled per step: one `BatchGetItem` of their deliveries.
@@ -37,6 +39,7 @@ const STEP_TIME: Duration = Duration::from_secs(15);
 pub(super) async fn work(
     deliverer: &Deliverer,
     mut message: RecoverMessage,
+    message_id: &str,
     deadline: Instant,
 ) -> Result<Handled, DeliverError> {
     let job = message.job.clone();
@@ -105,7 +108,9 @@ pub(super) async fn work(
     for chunk in heads.chunks(CHUNK) {
         if Instant::now() + STEP_TIME > deadline {
             // Where this step stopped; the next one starts there and paces after this one's.
-            message.paced_until = Some(start + (paced / rate) as i64);
+            // Rounded up: the next step must not add sends to a second this one began
+            // (rounded down, that second could get up to twice the rate).
+            message.paced_until = Some(start + paced.div_ceil(rate) as i64);
             message.queued += queued_now;
             deliverer
                 .queues
@@ -134,15 +139,15 @@ pub(super) async fn work(
         let mut moves = JoinSet::new();
         for (head, key) in chunk.iter().zip(&keys) {
             let existing = found.get(key).and_then(delivery_from_item);
+            // A `pending` one this very message moved is its own (it came back before queuing
+            // it, or after): queued again, under the same id and attempt number.
+            let ours = found
+                .get(key)
+                .and_then(recovered_by)
+                .is_some_and(|by| by == message_id);
             let next_attempt = match &existing {
-                Some(d)
-                    if matches!(
-                        d.status,
-                        DeliveryStatus::Delivered | DeliveryStatus::Pending
-                    ) =>
-                {
-                    continue
-                }
+                Some(d) if d.status == DeliveryStatus::Delivered => continue,
+                Some(d) if d.status == DeliveryStatus::Pending && !ours => continue,
                 Some(d) => d.next_attempt_number(),
                 // Never delivered to it: only events accepted after the webhook was created.
                 None if head.received_at < webhook.created_at => continue,
@@ -163,13 +168,18 @@ pub(super) async fn work(
             };
             let log = deliverer.store.log.clone();
             let head = head.clone();
+            let by = message_id.to_owned();
             moves.spawn(async move {
+                // Marked with this step's message id: a retried write whose first try landed,
+                // or this message come back, finds its own move and queues it (a `pending`
+                // moved by another recover is left to that one).
                 let moved = log
-                    .move_status(
+                    .move_status_by(
                         id,
                         &[DeliveryStatus::Failed, DeliveryStatus::Skipped],
                         DeliveryStatus::Pending,
                         Some(&new),
+                        Some(&by),
                     )
                     .await;
                 (head, next_attempt, moved)
@@ -223,8 +233,9 @@ pub(super) async fn work(
             .send_all_delayed(&deliverer.deliveries_queue_url, &sends)
             .await
         {
-            // Not queued: back to `skipped`, where a next recover finds them (none is left
-            // `pending` with no message on its way).
+            // Not queued: back to `skipped`, where a next recover finds them. One whose move
+            // back fails stays `pending` under this step's mark: this message comes back and
+            // queues it (none is left `pending` with no message on its way).
             for (head, _) in &chosen {
                 let id = delivery_id(&head.id, webhook.id);
                 let _ = deliverer

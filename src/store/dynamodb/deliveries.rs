@@ -24,7 +24,7 @@ use super::schema::{
     CREATED_KEY, DATA, DELIVERIES_BY_WEBHOOK_INDEX, DELIVERY_ID, DELIVERY_STATUS, DURATION_MS,
     EVENT, EVENTS_BY_COMPANY_INDEX, EVENT_ID, EXPIRES_AT, HTTP_STATUS, LAST_ATTEMPT_AT,
     LAST_HTTP_STATUS, LOG_ID, MESSAGE_ID, NEXT_ATTEMPT_AT, OCCURRED_AT, OCCURRED_KEY, OUTCOME,
-    REASON, RECEIVED_AT,
+    REASON, RECEIVED_AT, RECOVERED_BY,
 };
 use super::Item;
 use crate::domain::time_format::{parse_rfc3339, rfc3339};
@@ -398,6 +398,23 @@ impl DynamoDeliveryLog {
         to: DeliveryStatus,
         create: Option<&Delivery>,
     ) -> Result<bool, StoreError> {
+        self.move_status_by(delivery_id, from, to, create, None)
+            .await
+    }
+
+    /// [`Self::move_status`], marking the move with `by` (recover: its step's SQS message id,
+    /// [`RECOVERED_BY`]). A move refused because the delivery is at `to` already under the
+    /// same mark is this caller's own (a retried write whose first try landed, or the same
+    /// message come back): it answers moved, so that the caller queues it. Without that, a
+    /// lost answer left the delivery `pending` with no message on its way, never sent.
+    pub async fn move_status_by(
+        &self,
+        delivery_id: Uuid,
+        from: &[DeliveryStatus],
+        to: DeliveryStatus,
+        create: Option<&Delivery>,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
         const OPERATION: &str = "dynamodb.UpdateItem(delivery status)";
         let mut request = self
             .client
@@ -415,6 +432,15 @@ impl DynamoDeliveryLog {
         }
         let mut condition = format!("#status IN ({})", allowed.join(", "));
         let mut set = vec!["#status = :to".to_owned()];
+        if let Some(by) = by {
+            set.push("#by = :by".to_owned());
+            request = request
+                .expression_attribute_names("#by", RECOVERED_BY)
+                .expression_attribute_values(":by", s(by))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+        }
         match create {
             None => {
                 condition = format!("attribute_exists(#id) AND {condition}");
@@ -443,7 +469,13 @@ impl DynamoDeliveryLog {
         match result {
             Ok(_) => Ok(true),
             Err(error) => match error.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(by
+                    .is_some_and(|by| {
+                        failed.item().is_some_and(|item| {
+                            get_s(item, DELIVERY_STATUS) == Some(to.as_str())
+                                && get_s(item, RECOVERED_BY) == Some(by)
+                        })
+                    })),
                 _ => Err(classify(OPERATION, &error)),
             },
         }
@@ -586,6 +618,11 @@ impl EventHead {
             received_at: parse_rfc3339(get_s(item, RECEIVED_AT)?)?,
         })
     }
+}
+
+/// The recover step (its SQS message id) that last moved a delivery's item to `pending`.
+pub fn recovered_by(item: &Item) -> Option<&str> {
+    get_s(item, RECOVERED_BY)
 }
 
 /// The key of `event_id`'s item (for [`DynamoDeliveryLog::get_items`]).

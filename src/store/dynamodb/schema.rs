@@ -203,6 +203,9 @@ pub const ATTEMPT_ATTRIBUTE_PREFIX: &str = "attempt#";
 pub const MESSAGE_ID: &str = "messageId";
 /// The token of the run that wrote an attempt (a retried write recognises its own).
 pub const CLAIM: &str = "claim";
+/// On a delivery: the SQS message id of the recover step that last moved it to `pending`, so
+/// that the step recognises its own move when its write is retried or the message comes back.
+pub const RECOVERED_BY: &str = "recoveredBy";
 
 /// The key of an event in the delivery log.
 pub fn event_key(event_id: &str) -> String {
@@ -326,6 +329,7 @@ mod tests {
         ATTEMPT_ATTRIBUTE_PREFIX,
         MESSAGE_ID,
         CLAIM,
+        RECOVERED_BY,
         API_KEY_HASH,
         API_KEYS_BY_ID_INDEX,
         SCOPES,
