@@ -3791,29 +3791,41 @@ async fn load_recover_two_thousand_skipped_events_each_delivered_once_under_its_
     stack.forward_last_job().await;
     let mut handled: std::collections::BTreeMap<String, u64> = Default::default();
     let mut steps = Vec::new();
+    // INSTANCES instances, each taking its next batch of 10 as soon as it is done with one
+    // (a recover step shares a batch with deliveries, as in Lambda).
+    let mut instances = tokio::task::JoinSet::new();
     loop {
-        let messages = stack.take(&stack.deliveries, 10 * INSTANCES).await;
-        if messages.is_empty() {
+        while instances.len() < INSTANCES {
+            let batch = stack.take(&stack.deliveries, 10).await;
+            if batch.is_empty() {
+                break;
+            }
+            let deliverer = deliverer.clone();
+            instances.spawn(async move {
+                // Lambda's deliver has 30 s for its batch: here 20, so that a step goes on
+                // in a next message when fewer than its 15 s are left.
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut tasks = tokio::task::JoinSet::new();
+                for message in batch {
+                    let deliverer = deliverer.clone();
+                    tasks
+                        .spawn(async move { deliverer.deliver(&message, deadline).await.unwrap() });
+                }
+                let mut outcomes = Vec::new();
+                while let Some(outcome) = tasks.join_next().await {
+                    outcomes.push(outcome.unwrap());
+                }
+                outcomes
+            });
+        }
+        let Some(done) = instances.join_next().await else {
             if stack.delayed(&stack.deliveries).await == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for message in messages {
-            let deliverer = deliverer.clone();
-            // Lambda's deliver has 30 s for its batch: a step goes on in a next message when
-            // fewer than its 15 s are left.
-            tasks.spawn(async move {
-                deliverer
-                    .deliver(&message, Instant::now() + Duration::from_secs(20))
-                    .await
-                    .unwrap()
-            });
-        }
-        while let Some(outcome) = tasks.join_next().await {
-            let outcome = outcome.unwrap();
+        };
+        for outcome in done.unwrap() {
             let kind = match &outcome {
                 Handled::Recovering { .. } => {
                     steps.push(outcome.clone());
