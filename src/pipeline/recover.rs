@@ -76,6 +76,16 @@ pub(super) async fn work(
     .filter(|company| keys::refusal(key.as_ref(), Some(*company), now).is_none())
     .collect();
 
+    // A next step walks on from the millisecond where the last one stopped (the filter below
+    // drops what it did there), not from `since` again: re-reading the whole window at every
+    // step made a recover of n events read about n^2/200 index entries.
+    let walk_since = message
+        .after
+        .as_deref()
+        .and_then(|after| after.split_once('#'))
+        .and_then(|(ms, _)| ms.parse::<i128>().ok())
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+        .map_or(job.since, |at| at.max(job.since));
     let mut heads: Vec<EventHead> = Vec::new();
     for company in companies {
         let mut page: Option<String> = None;
@@ -83,7 +93,7 @@ pub(super) async fn work(
             let (found, next) = deliverer
                 .store
                 .log
-                .events_of_company(company, job.since, job.until, page.as_deref())
+                .events_of_company(company, walk_since, job.until, page.as_deref())
                 .await?;
             heads.extend(found.into_iter().filter(|head| {
                 webhook.events.contains(&head.event)
