@@ -12,7 +12,6 @@
 //! The checks mirror lambda_http's conversion, so they must be reread when lambda_http is
 //! upgraded; `tests/published_events.rs` compares the URIs both build for the published events.
 
-
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayProxyRequest, ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
