@@ -1980,7 +1980,7 @@ fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark: `make bench` runs it"]
 async fn bench_ingest_to_receiver_against_a_floor() {
-    const EVENTS: usize = 100;
+    const EVENTS: usize = 50;
     const WEBHOOKS: usize = 20;
     const INSTANCES: usize = 4;
     let stack = Stack::new().await;
@@ -2006,68 +2006,101 @@ async fn bench_ingest_to_receiver_against_a_floor() {
         let events: Vec<SqsMessage> = (0..EVENTS)
             .map(|_| stack.event("interview.completed", COMPANY))
             .collect();
-        let mut ingested: std::collections::HashMap<String, Instant> = Default::default();
+        let ingested: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
         let started = Instant::now();
-        // Ingest: INSTANCES batches of 10 events at a time.
-        for wave in events.chunks(10 * INSTANCES) {
-            let mut tasks = tokio::task::JoinSet::new();
-            for batch in wave.chunks(10) {
-                let at = Instant::now();
-                for event in batch {
-                    let id = instaview_webhooks::pipeline::Event::parse(&event.body)
-                        .unwrap()
-                        .id();
-                    for (webhook, _) in &webhooks {
-                        ingested.insert(
-                            instaview_webhooks::store::delivery_log::delivery_id(&id, *webhook)
-                                .to_string(),
-                            at,
-                        );
-                    }
-                }
-                let (fanout, records) = (stack.fanout.clone(), batch.to_vec());
-                let (queues, url, targets) = (
-                    Queues::new(stack.sqs.clone()),
-                    stack.deliveries.clone(),
-                    webhooks.clone(),
-                );
-                tasks.spawn(async move {
-                    if !floor {
-                        let answer = fanout.handle(SqsEvent { records }).await;
-                        assert!(answer.batch_item_failures.is_empty());
-                        return;
-                    }
-                    // The floor's fan-out: the subscribers are known, nothing is read or kept.
-                    let mut bodies = Vec::new();
-                    for record in &records {
-                        let event =
-                            instaview_webhooks::pipeline::Event::parse(&record.body).unwrap();
-                        for (webhook, target) in &targets {
-                            let id = instaview_webhooks::store::delivery_log::delivery_id(
-                                &event.id(),
-                                *webhook,
+        // Ingest (fan-out) and deliver run at once, as their functions would: INSTANCES
+        // batches of 10 events at a time, one wave every 2 s.
+        let (ingest_map, ingest_webhooks, ingest_stack) = (
+            ingested.clone(),
+            webhooks.clone(),
+            (
+                stack.fanout.clone(),
+                stack.sqs.clone(),
+                stack.deliveries.clone(),
+            ),
+        );
+        let ingest = tokio::spawn(async move {
+            let (fanout_handler, sqs, deliveries_url) = ingest_stack;
+            let webhooks = ingest_webhooks;
+            for wave in events.chunks(10 * INSTANCES) {
+                let mut tasks = tokio::task::JoinSet::new();
+                for batch in wave.chunks(10) {
+                    let at = Instant::now();
+                    for event in batch {
+                        let id = instaview_webhooks::pipeline::Event::parse(&event.body)
+                            .unwrap()
+                            .id();
+                        for (webhook, _) in &webhooks {
+                            ingest_map.lock().unwrap().insert(
+                                instaview_webhooks::store::delivery_log::delivery_id(&id, *webhook)
+                                    .to_string(),
+                                at,
                             );
-                            let body = instaview_webhooks::delivery::DeliveryBody::new(
-                                event.event,
-                                event.occurred_at,
-                                id,
-                                &event.data,
-                            );
-                            bodies.push(json!({"url": target, "body": body.as_str()}).to_string());
                         }
                     }
-                    queues.send_all(&url, &bodies).await.unwrap();
-                });
+                    let (fanout, records) = (fanout_handler.clone(), batch.to_vec());
+                    let (queues, url, targets) = (
+                        Queues::new(sqs.clone()),
+                        deliveries_url.clone(),
+                        webhooks.clone(),
+                    );
+                    tasks.spawn(async move {
+                        if !floor {
+                            let answer = fanout.handle(SqsEvent { records }).await;
+                            assert!(answer.batch_item_failures.is_empty());
+                            return;
+                        }
+                        // The floor's fan-out: the subscribers are known, nothing is read or kept.
+                        let mut bodies = Vec::new();
+                        for record in &records {
+                            let event =
+                                instaview_webhooks::pipeline::Event::parse(&record.body).unwrap();
+                            for (webhook, target) in &targets {
+                                let id = instaview_webhooks::store::delivery_log::delivery_id(
+                                    &event.id(),
+                                    *webhook,
+                                );
+                                let body = instaview_webhooks::delivery::DeliveryBody::new(
+                                    event.event,
+                                    event.occurred_at,
+                                    id,
+                                    &event.data,
+                                );
+                                bodies.push(
+                                    json!({"url": target, "body": body.as_str()}).to_string(),
+                                );
+                            }
+                        }
+                        queues.send_all(&url, &bodies).await.unwrap();
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done.unwrap();
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            while let Some(done) = tasks.join_next().await {
-                done.unwrap();
-            }
-        }
-        // Deliver: batches of 10 from the queue, INSTANCES at a time, until it is empty.
-        loop {
+        });
+        // Deliver: batches of 10 from the queue, INSTANCES at a time, until every delivery
+        // has arrived.
+        let total = EVENTS * WEBHOOKS;
+        let arrived_so_far = |receivers: &[TimingReceiver]| -> usize {
+            receivers
+                .iter()
+                .map(|r| r.arrivals.lock().unwrap().len())
+                .sum()
+        };
+        let mut drained_after_ingest = false;
+        while arrived_so_far(&receivers) < total {
             let messages = stack.take(&stack.deliveries, 10 * INSTANCES).await;
             if messages.is_empty() {
-                break;
+                // Ingest done and nothing queued (looked at after it finished): what has not
+                // arrived never will; the assertion below says so.
+                if ingest.is_finished() && drained_after_ingest {
+                    break;
+                }
+                drained_after_ingest = ingest.is_finished();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
             let mut tasks = tokio::task::JoinSet::new();
             for message in messages {
@@ -2089,6 +2122,8 @@ async fn bench_ingest_to_receiver_against_a_floor() {
                 done.unwrap();
             }
         }
+        ingest.await.unwrap();
+        let ingested = ingested.lock().unwrap().clone();
         let arrived = arrivals(&receivers);
         assert_eq!(arrived.len(), EVENTS * WEBHOOKS, "every delivery arrived");
         let latencies: Vec<f64> = arrived
