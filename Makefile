@@ -35,7 +35,7 @@ run: venv ## Start moto, create tables and dev keys, serve http://127.0.0.1:9000
 
 # The fast tier: no emulator, no stack. The test binaries named here run in memory.
 CHECK_TESTS := --lib --test api --test handler --test deliveries_api --test delivery \
-  --test events --test published_events --test properties
+  --test delivery_log_api --test events --test published_events --test properties
 check: venv fmt-check clippy lint-py ## Fast tier for the inner loop: fmt, clippy, unit and in-memory tests, ruff (no emulator)
 	cargo test $(CHECK_TESTS)
 	@echo "make check: passed"
