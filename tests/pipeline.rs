@@ -1981,6 +1981,7 @@ fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
 #[ignore = "a benchmark: `make bench` runs it"]
 async fn bench_ingest_to_receiver_against_a_floor() {
     const EVENTS: usize = 50;
+    const PACED_EVENTS: usize = 20;
     const WEBHOOKS: usize = 20;
     const INSTANCES: usize = 4;
     let stack = Stack::new().await;
@@ -2002,8 +2003,12 @@ async fn bench_ingest_to_receiver_against_a_floor() {
         all
     };
     let mut results = Vec::new();
-    for floor in [true, false] {
-        let events: Vec<SqsMessage> = (0..EVENTS)
+    // A burst (more than moto can serve: deliveries per second, and latency as backlog), then
+    // paced ingest (one event every 2 s, under what it can serve: latency).
+    for (paced, floor) in [(false, true), (false, false), (true, true), (true, false)] {
+        let count = if paced { PACED_EVENTS } else { EVENTS };
+        let wave_size = if paced { 1 } else { 10 * INSTANCES };
+        let events: Vec<SqsMessage> = (0..count)
             .map(|_| stack.event("interview.completed", COMPANY))
             .collect();
         let ingested: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
@@ -2022,7 +2027,7 @@ async fn bench_ingest_to_receiver_against_a_floor() {
         let ingest = tokio::spawn(async move {
             let (fanout_handler, sqs, deliveries_url) = ingest_stack;
             let webhooks = ingest_webhooks;
-            for wave in events.chunks(10 * INSTANCES) {
+            for wave in events.chunks(wave_size) {
                 let mut tasks = tokio::task::JoinSet::new();
                 for batch in wave.chunks(10) {
                     let at = Instant::now();
@@ -2082,7 +2087,7 @@ async fn bench_ingest_to_receiver_against_a_floor() {
         });
         // Deliver: batches of 10 from the queue, INSTANCES at a time, until every delivery
         // has arrived.
-        let total = EVENTS * WEBHOOKS;
+        let total = count * WEBHOOKS;
         let arrived_so_far = |receivers: &[TimingReceiver]| -> usize {
             receivers
                 .iter()
@@ -2125,7 +2130,7 @@ async fn bench_ingest_to_receiver_against_a_floor() {
         ingest.await.unwrap();
         let ingested = ingested.lock().unwrap().clone();
         let arrived = arrivals(&receivers);
-        assert_eq!(arrived.len(), EVENTS * WEBHOOKS, "every delivery arrived");
+        assert_eq!(arrived.len(), count * WEBHOOKS, "every delivery arrived");
         let latencies: Vec<f64> = arrived
             .iter()
             .map(|(id, at)| (*at - ingested[id]).as_secs_f64() * 1000.0)
@@ -2133,21 +2138,33 @@ async fn bench_ingest_to_receiver_against_a_floor() {
         let last = arrived.values().max().copied().unwrap();
         let per_second = arrived.len() as f64 / (last - started).as_secs_f64();
         let (p50, p99) = percentiles(latencies);
-        results.push((floor, p50, p99, per_second));
+        results.push((paced, floor, p50, p99, per_second));
     }
-    let (_, floor_p50, floor_p99, floor_rate) = results[0];
-    let (_, p50, p99, rate) = results[1];
+    let line = |&(paced, floor, p50, p99, rate): &(bool, bool, f64, f64, f64)| {
+        format!(
+            "{:<8} {:<26} p50 {p50:>7.0} ms, p99 {p99:>7.0} ms, {rate:>5.1} deliveries/s",
+            if paced { "paced" } else { "burst" },
+            if floor {
+                "floor (POST only)"
+            } else {
+                "pipeline (signed, logged)"
+            },
+        )
+    };
+    let ratio = |a: usize, b: usize, k: usize| {
+        let value = |r: &(bool, bool, f64, f64, f64)| [r.2, r.3, r.4][k];
+        value(&results[a]) / value(&results[b])
+    };
     eprintln!(
-        "bench: {EVENTS} events x {WEBHOOKS} webhooks = {} deliveries, {INSTANCES} instances, \
-         batches of 10, moto\n\
-         floor (POST only):  ingest-to-receiver p50 {floor_p50:.0} ms, p99 {floor_p99:.0} ms, \
-         {floor_rate:.1} deliveries/s\n\
-         pipeline (signed, logged): p50 {p50:.0} ms, p99 {p99:.0} ms, {rate:.1} deliveries/s\n\
-         ratios pipeline/floor: p50 {:.2}, p99 {:.2}, throughput {:.2}",
-        EVENTS * WEBHOOKS,
-        p50 / floor_p50,
-        p99 / floor_p99,
-        rate / floor_rate
+        "bench: {WEBHOOKS} webhooks, {INSTANCES} instances, batches of 10, moto; burst {EVENTS}          events, paced {PACED_EVENTS} (one every 2 s)\n{}\n{}\n{}\n{}\n\
+         ratios pipeline/floor: paced p50 {:.2}, paced p99 {:.2}; burst throughput {:.2}",
+        line(&results[0]),
+        line(&results[1]),
+        line(&results[2]),
+        line(&results[3]),
+        ratio(3, 2, 0),
+        ratio(3, 2, 1),
+        ratio(1, 0, 2),
     );
 }
 
