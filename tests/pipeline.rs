@@ -2156,7 +2156,7 @@ async fn bench_ingest_to_receiver_against_a_floor() {
         value(&results[a]) / value(&results[b])
     };
     eprintln!(
-        "bench: {WEBHOOKS} webhooks, {INSTANCES} instances, batches of 10, moto; burst {EVENTS}          events, paced {PACED_EVENTS} (one every 2 s)\n{}\n{}\n{}\n{}\n\
+        "bench: {WEBHOOKS} webhooks, {INSTANCES} instances, batches of 10, moto; burst {EVENTS} events, paced {PACED_EVENTS} (one every 2 s)\n{}\n{}\n{}\n{}\n\
          ratios pipeline/floor: paced p50 {:.2}, paced p99 {:.2}; burst throughput {:.2}",
         line(&results[0]),
         line(&results[1]),
