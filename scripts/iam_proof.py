@@ -76,6 +76,7 @@ class Aws:
         self.dynamodb = session.client("dynamodb", endpoint_url=endpoint)
         self.secrets = session.client("secretsmanager", endpoint_url=endpoint)
         self.kms = session.client("kms", endpoint_url=endpoint)
+        self.sqs = session.client("sqs", endpoint_url=endpoint)
 
     def live_secrets_of(self, api_key_id):
         names = []
@@ -94,7 +95,7 @@ class Aws:
         return not found.get("DeletedDate")
 
 
-def http_event(method, route, path, token, body=None, headers=None, path_id=None):
+def http_event(method, route, path, token, body=None, headers=None, path_id=None, delivery_id=None):
     """An API Gateway HTTP API (payload 2.0) event, shaped like events/http-api/*.json."""
     event = json.loads(stand_in.SEED_EVENT.read_text())
     route_key = f"{method} {route}"
@@ -115,7 +116,36 @@ def http_event(method, route, path, token, body=None, headers=None, path_id=None
     event["headers"] = base
     if path_id:
         event["pathParameters"] = {"id": path_id}
+    if delivery_id:
+        event["pathParameters"]["deliveryId"] = delivery_id
     return json.dumps(event).encode()
+
+
+def newest_delivery(stack, webhook):
+    """The id of `webhook`'s newest delivery in the log (read in moto, not through the check)."""
+    items = stack.aws.dynamodb.query(
+        TableName=stack.refs["DeliveryLogTable"],
+        IndexName="deliveriesByWebhook",
+        KeyConditionExpression="webhookId = :w",
+        ExpressionAttributeValues={":w": {"S": webhook}},
+        ScanIndexForward=False,
+        Limit=1,
+    )["Items"]
+    return items[0]["id"]["S"].removeprefix("delivery#") if items else None
+
+
+def queued(stack, logical):
+    """Messages sent to the template's queue `logical` so far (moto's counter, read directly)."""
+    url = stack.aws.sqs.get_queue_url(QueueName=stack.attrs[(logical, "QueueName")])["QueueUrl"]
+    attributes = stack.aws.sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
 
 
 def answer_of(raw):
@@ -233,9 +263,16 @@ class Stack:
             AWS_SECRET_ACCESS_KEY="local",
             WEBHOOKS_TABLE_NAME=self.refs["WebhooksTable"],
             API_KEYS_TABLE_NAME=self.refs["ApiKeysTable"],
+            DELIVERY_LOG_TABLE_NAME=self.refs["DeliveryLogTable"],
             PEPPER_SECRET_ID=pepper_name,
         )
         self.admin("setup")
+        # The template's queues under their example names (moto finds a queue by the name at
+        # the end of the URL, so the function's https://sqs.<region>.amazonaws.com/... URLs
+        # reach these).
+        for logical, resource in self.cfn["Resources"].items():
+            if resource["Type"] == "AWS::SQS::Queue":
+                self.aws.sqs.create_queue(QueueName=self.attrs[(logical, "QueueName")])
         self.refs["PepperSecret"] = self.aws.secrets.describe_secret(SecretId=pepper_name)["ARN"]
         self.kms_key = self.aws.kms.create_key(Description="IAM proof")["KeyMetadata"]["Arn"]
         self.parameter_sets = {
@@ -347,7 +384,18 @@ def run_paths(stack, env, document, variant):
         kept = webhook_id(body)
         status2, body2 = fixture.call("POST", "/webhooks", "/webhooks", token, webhook)
         doomed = webhook_id(body2)
-        if status != 201 or status2 != 201 or not kept or not doomed:
+        # A delivery of `kept` for get and resend: the test ping, recorded in the log (a
+        # fresh one per run: a resent delivery is pending until the pipeline sends it).
+        pinged, _ = fixture.call(
+            "POST",
+            "/webhooks/{id}/test",
+            f"/webhooks/{kept}/test",
+            token,
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            path_id=kept,
+        )
+        ping_delivery = newest_delivery(stack, kept) if kept else None
+        if status != 201 or status2 != 201 or not kept or not doomed or not ping_delivery:
             denied = sorted(
                 {
                     f"{c['action']} on {c['resource']}"
@@ -359,7 +407,8 @@ def run_paths(stack, env, document, variant):
             )
             raise SystemExit(
                 f"iam-proof FAILED: creating fixtures with the template's policy "
-                f"answered {status} / {status2}; denied: {denied}"
+                f"answered {status} / {status2}, ping {pinged} ({ping_delivery}); "
+                f"denied: {denied}"
             )
     finally:
         fixture.stop()
@@ -436,6 +485,7 @@ def run_paths(stack, env, document, variant):
 
     def test(call):
         before = stack.receiver.received()
+        last = newest_delivery(stack, kept)
         status, body = call(
             "POST",
             "/webhooks/{id}/test",
@@ -446,10 +496,22 @@ def run_paths(stack, env, document, variant):
         )
         data = (body.get("data") or {}) if isinstance(body, dict) else {}
         delivered = stack.receiver.received() - before
-        ok = status == 200 and data.get("success") is True and delivered == 1
+        # The ping is a delivery too (DELIVERY-LOG.md): listed, with its attempt recorded.
+        ping = newest_delivery(stack, kept)
+        item = (
+            stack.aws.dynamodb.get_item(
+                TableName=stack.refs["DeliveryLogTable"],
+                Key={"id": {"S": f"delivery#{ping}"}},
+                ConsistentRead=True,
+            ).get("Item", {})
+            if ping and ping != last
+            else {}
+        )
+        recorded = item.get("status", {}).get("S") == "delivered" and "attempt#1" in item
+        ok = status == 200 and data.get("success") is True and delivered == 1 and recorded
         return ok, f"{status}" + (f", success {data.get('success')}" if status == 200 else "") + (
             f", {delivered} deliveries" if delivered != 1 else ""
-        )
+        ) + ("" if recorded else ", the ping is not in the log as delivered")
 
     def rotate_secret(call):
         status, body = call(
@@ -473,6 +535,62 @@ def run_paths(stack, env, document, variant):
         ok = status == 200 and bool(new) and new == current
         return ok, f"{status}" + (", new secret not stored" if status == 200 and not ok else "")
 
+    deliveries = f"{one}/deliveries"
+
+    def list_deliveries(call):
+        status, body = call("GET", "/webhooks/{id}/deliveries", deliveries, token, path_id=kept)
+        page = (body.get("data") or {}) if isinstance(body, dict) else {}
+        ids = [d.get("id") for d in page.get("data") or []]
+        return status == 200 and ping_delivery in ids, f"{status}" + (
+            ", the ping is not listed" if status == 200 and ping_delivery not in ids else ""
+        )
+
+    def get_delivery(call):
+        status, body = call(
+            "GET",
+            "/webhooks/{id}/deliveries/{deliveryId}",
+            f"{deliveries}/{ping_delivery}",
+            token,
+            path_id=kept,
+            delivery_id=ping_delivery,
+        )
+        data = (body.get("data") or {}) if isinstance(body, dict) else {}
+        ok = status == 200 and data.get("id") == ping_delivery and bool(data.get("attempts"))
+        return ok, f"{status}"
+
+    def resend(call):
+        before = queued(stack, "DeliveriesQueue")
+        status, body = call(
+            "POST",
+            "/webhooks/{id}/deliveries/{deliveryId}/resend",
+            f"{deliveries}/{ping_delivery}/resend",
+            token,
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            path_id=kept,
+            delivery_id=ping_delivery,
+        )
+        data = (body.get("data") or {}) if isinstance(body, dict) else {}
+        sent = queued(stack, "DeliveriesQueue") - before
+        ok = status == 202 and data.get("status") == "pending" and sent == 1
+        return ok, f"{status}" + (f", {sent} messages queued" if sent != 1 else "")
+
+    def recover(call):
+        before = queued(stack, "DeliveriesQueue")
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+        status, _ = call(
+            "POST",
+            "/webhooks/{id}/recover",
+            f"{one}/recover",
+            token,
+            {"since": since},
+            {"Idempotency-Key": uuid.uuid4().hex},
+            path_id=kept,
+        )
+        sent = queued(stack, "DeliveriesQueue") - before
+        return status == 202 and sent == 1, f"{status}" + (
+            f", {sent} messages queued" if sent != 1 else ""
+        )
+
     def delete(call):
         status, _ = call("DELETE", "/webhooks/{id}", f"/webhooks/{doomed}", token, path_id=doomed)
         left = stack.aws.secret_exists(doomed_secret)
@@ -489,6 +607,10 @@ def run_paths(stack, env, document, variant):
         "reset-circuit": reset_circuit,
         "test": test,
         "rotate-secret": rotate_secret,
+        "list-deliveries": list_deliveries,
+        "get-delivery": get_delivery,
+        "resend": resend,
+        "recover": recover,
         "delete": delete,
     }
     results = {}
