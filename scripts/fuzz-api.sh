@@ -5,9 +5,10 @@
 #
 #   scripts/fuzz-api.sh [EXAMPLES]    EXAMPLES: test cases per operation and mode (default 50)
 #
-# Two schemathesis runs over all eight operations:
+# Two schemathesis runs over all twelve operations:
 #   1. the stateful phase: schemathesis walks the document's `links` (create -> get -> patch ->
-#      delete, and to reset-circuit, test and rotate-secret; delete -> get answers 404), with the
+#      delete, and to reset-circuit, test, rotate-secret, the deliveries list and recover; the
+#      list -> get and resend of its first delivery; delete -> get answers 404), with the
 #      checks that need real resources (use_after_free, ensure_resource_availability). It runs
 #      first, so that its creates are not refused because the fuzzing already used up the API
 #      key's webhook limit.
@@ -49,6 +50,27 @@ python="$root/.venv/bin/python"
 at_least() { # at_least N MIN: the larger of the two
   if (($1 > $2)); then echo "$1"; else echo "$2"; fi
 }
+
+# ---------------------------------------------------------------- the deliveries queue
+# Resend and recover queue their jobs on the deliveries queue (DELIVERIES_QUEUE_URL). Without
+# PIPELINE=1, local-stack.sh starts no SQS poller, which is what creates the queues: create
+# this one here, so that those routes answer 202 instead of failing on a missing queue. Nothing
+# consumes it; its messages go with moto.
+"$python" - <<'PY'
+import os
+import boto3
+
+url = os.environ["DELIVERIES_QUEUE_URL"]
+sqs = boto3.client(
+    "sqs",
+    endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+    region_name=os.environ["AWS_REGION"],
+    aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+    aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+)
+made = sqs.create_queue(QueueName=url.rstrip("/").rsplit("/", 1)[-1])["QueueUrl"]
+print(f"==> deliveries queue for resend and recover: {made}")
+PY
 
 # ---------------------------------------------------------------- preflight: the key's rate limits
 headers="$work/preflight.headers"
@@ -121,8 +143,12 @@ generation.mode = "positive"
 generation.codec = "ascii"
 
 [[operations]]
-include-operation-id = "listWebhooks"
+include-operation-id = ["listWebhooks", "listDeliveries"]
 generation.max-examples = ${some}
+
+[[operations]]
+include-operation-id = "getDelivery"
+generation.max-examples = ${few}
 
 # Operations with a request body: positive data only. Negative bodies include bytes that are not
 # UTF-8, which the local HTTP emulator answers with its own 500 before the function runs (see
@@ -138,8 +164,13 @@ include-operation-id = ["getWebhook", "deleteWebhook"]
 generation.max-examples = ${few}
 
 [[operations]]
-include-operation-id = ["resetWebhookCircuit", "testWebhook"]
+include-operation-id = ["resetWebhookCircuit", "testWebhook", "resendDelivery"]
 generation.max-examples = ${few}
+generation.mode = "positive"
+
+[[operations]]
+include-operation-id = "recoverWebhook"
+generation.max-examples = ${some}
 generation.mode = "positive"
 
 [[operations]]
@@ -178,6 +209,8 @@ STATEFUL_MUST_REACH = {
     "POST /webhooks/{id}/reset-circuit -> 200": ("POST", ITEM + "/reset-circuit/?", 200),
     "POST /webhooks/{id}/test -> 200": ("POST", ITEM + "/test/?", 200),
     "POST /webhooks/{id}/rotate-secret -> 200": ("POST", ITEM + "/rotate-secret/?", 200),
+    "GET /webhooks/{id}/deliveries -> 200": ("GET", ITEM + "/deliveries/?", 200),
+    "POST /webhooks/{id}/recover -> 202": ("POST", ITEM + "/recover/?", 202),
 }
 
 def entries(path):
