@@ -638,7 +638,13 @@ async fn a_warm_test_ping_reads_the_record_and_its_secret_then_delivers() {
         assert_eq!(answer.json["data"]["httpStatus"], 204, "{}", answer.raw);
         assert_eq!(
             calls.take(),
-            [RATE, "GetItem", "GetSecretValue", DELIVERY, "BatchWriteItem"],
+            [
+                RATE,
+                "GetItem",
+                "GetSecretValue",
+                DELIVERY,
+                "BatchWriteItem"
+            ],
             "test ping {n}"
         );
         let (_, request) = receiver.next().await;
