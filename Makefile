@@ -64,7 +64,7 @@ lint: venv $(CHECKOV_STAMP) ## Lint the template: cfn-lint with the IAM rules, s
 deploy-check: venv ## Create the template as a stack in moto's CloudFormation and run the function on it
 	$(PY) scripts/deploy_check.py
 
-iam-proof: venv ## Function's paths under only the template's role policy, each action removed in turn
+iam-proof: venv ## The API, fanout and deliver functions' paths, each under only its role's policy, each action removed in turn
 	$(PY) scripts/iam_proof.py
 
 openapi: venv ## Validate openapi.yaml (openapi-spec-validator), then its examples, links and API rules
