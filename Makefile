@@ -10,7 +10,7 @@ CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha1sum requirements-checkov.txt | cut -c1-12)
 EVENT ?= events/http-api/create-seed-example.201.json
 
-.PHONY: help venv run check test fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api fuzz-body build invoke bench load soak readme-check clean
+.PHONY: help venv run check test fmt-check clippy unit-test lint deploy-check iam-proof openapi fuzz-api fuzz-body build invoke bench bench-pipeline load soak readme-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ run: venv ## Start moto, create tables and dev keys, serve http://127.0.0.1:9000
 
 # The fast tier: no emulator, no stack. The test binaries named here run in memory.
 CHECK_TESTS := --lib --test api --test handler --test deliveries_api --test delivery \
-  --test events --test published_events --test properties
+  --test delivery_log_api --test events --test published_events --test properties
 check: venv fmt-check clippy lint-py ## Fast tier for the inner loop: fmt, clippy, unit and in-memory tests, ruff (no emulator)
 	cargo test $(CHECK_TESTS)
 	@echo "make check: passed"
@@ -64,7 +64,7 @@ lint: venv $(CHECKOV_STAMP) ## Lint the template: cfn-lint with the IAM rules, s
 deploy-check: venv ## Create the template as a stack in moto's CloudFormation and run the function on it
 	$(PY) scripts/deploy_check.py
 
-iam-proof: venv ## Function's paths under only the template's role policy, each action removed in turn
+iam-proof: venv ## The API, fanout and deliver functions' paths, each under only its role's policy, each action removed in turn
 	$(PY) scripts/iam_proof.py
 
 openapi: venv ## Validate openapi.yaml (openapi-spec-validator), then its examples, links and API rules
@@ -103,12 +103,15 @@ build: venv ## Release build of the arm64 Lambda bootstraps (no Docker needed)
 invoke: venv ## Send EVENT=events/....json to the function `make run` serves
 	$(VENV)/bin/cargo-lambda lambda invoke create-webhook -A 127.0.0.1 -P 9000 --data-file $(EVENT)
 
-bench: venv ## Benchmarks: request path (criterion), cold start, peak memory (docs/PERFORMANCE.md)
+bench: venv bench-pipeline ## Benchmarks: request path (criterion), cold start, peak memory, the pipeline against a floor (docs/PERFORMANCE.md)
 	cargo bench --bench request_path
 	# cargo bench leaves a panic=unwind build of the function behind; the scripts rebuild it.
 	$(PY) scripts/cold-start.py
 	$(PY) scripts/cold-start.py --tls
 	$(PY) scripts/peak-rss.py
+
+bench-pipeline: venv ## The pipeline's ingest-to-receiver latency and deliveries/s against moto, beside a POST-only floor
+	cargo test --test pipeline bench_ingest_to_receiver_against_a_floor -- --ignored --nocapture
 
 load: venv ## Pipeline load alone: 1,000 events to 50 receivers (`make test` runs it too), and recover of 2,000 skipped events (`make load` only: ignored), against moto
 	cargo test --test pipeline load_ -- --nocapture --include-ignored

@@ -6,7 +6,9 @@ Usage: .venv/bin/python scripts/deploy_check.py [--template template.yaml] [--no
 1. Starts its own moto (scripts/moto_server.py) on a free port; kills it at the end.
 2. Translates the SAM template offline (samtranslator) and creates the stack in moto's
    CloudFormation with the default parameters (deletion protection off).
-3. Asserts what moto creates: both tables' keys, billing, attributes and the byApiKey index;
+3. Asserts what moto creates: the three tables' keys, billing, attributes and indexes (the
+   webhooks table's byApiKey; the delivery log's eventsByCompany and deliveriesByWebhook, and
+   its TTL on expiresAt);
    the log groups and their retention; the function's settings and environment (naming the
    stack's own tables and the stack-scoped secret prefix); one Lambda permission per route;
    the reconciler's environment, its EventBridge schedule and its own role;
@@ -16,10 +18,12 @@ Usage: .venv/bin/python scripts/deploy_check.py [--template template.yaml] [--no
    (GetRandomPassword + CreateSecret, under the template's stack-scoped name), the HTTP API
    (CreateApi + ReimportApi of the translated OpenAPI body, then its stage with the template's
    throttling) and the CloudWatch alarms (PutMetricAlarm), and checks each.
-5. Runs the function's own code against the stack: `webhooks-admin setup` (must find both
-   tables and the pepper already there), `webhooks-admin keys create`, then the function under
-   `cargo lambda watch` with the stack's environment, and POST /webhooks: 201, the record in
-   the stack's table and in its byApiKey index, and its secret under the stack's prefix.
+5. Runs the function's own code against the stack: `webhooks-admin setup` (must find the
+   three tables and the pepper already there), `webhooks-admin keys create`, then the function
+   under `cargo lambda watch` with the stack's environment, and POST /webhooks: 201, the record
+   in the stack's table and in its byApiKey index, and its secret under the stack's prefix;
+   GET .../deliveries answered from the stack's log table (its deliveriesByWebhook index), and
+   POST .../recover queued on the stack's deliveries queue.
 
 Exit 0 when every assertion holds; 1 with the failed ones listed.
 """
@@ -182,7 +186,7 @@ def check_stack(session, cfn):
 
     dynamodb = session.client("dynamodb")
     tables = {}
-    for logical in ("ApiKeysTable", "WebhooksTable"):
+    for logical in ("ApiKeysTable", "WebhooksTable", "DeliveryLogTable"):
         spec = cfn["Resources"][logical]["Properties"]
         table = dynamodb.describe_table(TableName=physical[logical])["Table"]
         tables[logical] = table
@@ -229,6 +233,58 @@ def check_stack(session, cfn):
         and byapikey[0]["Projection"] == {"ProjectionType": "ALL"},
         "WebhooksTable: byApiKey = apiKeyId (HASH) + createdAt (RANGE), projection ALL",
     )
+    # The delivery log (docs/TABLES.md): recover walks eventsByCompany, the list route reads
+    # deliveriesByWebhook; both sort on "<epoch ms>#<id>" keys, and every item expires (TTL).
+    log_indexes = {
+        i["IndexName"]: (i["KeySchema"], i["Projection"])
+        for i in tables["DeliveryLogTable"].get("GlobalSecondaryIndexes") or []
+    }
+    check_equal(
+        log_indexes,
+        {
+            "eventsByCompany": (
+                [
+                    {"AttributeName": "companyId", "KeyType": "HASH"},
+                    {"AttributeName": "occurredKey", "KeyType": "RANGE"},
+                ],
+                {"ProjectionType": "ALL"},
+            ),
+            "deliveriesByWebhook": (
+                [
+                    {"AttributeName": "webhookId", "KeyType": "HASH"},
+                    {"AttributeName": "createdKey", "KeyType": "RANGE"},
+                ],
+                {"ProjectionType": "ALL"},
+            ),
+        },
+        "DeliveryLogTable: eventsByCompany = companyId + occurredKey, deliveriesByWebhook = "
+        "webhookId + createdKey, projection ALL",
+    )
+    check_equal(
+        tables["DeliveryLogTable"]["KeySchema"],
+        [{"AttributeName": "id", "KeyType": "HASH"}],
+        "DeliveryLogTable: one key, id (event#<eventId> or delivery#<deliveryId>)",
+    )
+    # moto's CloudFormation ignores TimeToLiveSpecification (docs/DEPLOY.md): the template's
+    # is asserted, then applied by hand as CloudFormation would, and read back.
+    ttl_spec = cfn["Resources"]["DeliveryLogTable"]["Properties"].get("TimeToLiveSpecification")
+    check_equal(
+        ttl_spec,
+        {"AttributeName": "expiresAt", "Enabled": True},
+        "DeliveryLogTable: the template enables TTL on expiresAt (30 days, kept by DynamoDB)",
+    )
+    if ttl_spec:
+        dynamodb.update_time_to_live(
+            TableName=physical["DeliveryLogTable"], TimeToLiveSpecification=ttl_spec
+        )
+    ttl = dynamodb.describe_time_to_live(TableName=physical["DeliveryLogTable"])[
+        "TimeToLiveDescription"
+    ]
+    check_equal(
+        (ttl.get("TimeToLiveStatus"), ttl.get("AttributeName")),
+        ("ENABLED", "expiresAt"),
+        "DeliveryLogTable: TTL on expiresAt accepted by UpdateTimeToLive (made by hand)",
+    )
 
     logs = session.client("logs")
     for logical in ("CreateWebhookLogGroup", "HttpApiAccessLogGroup"):
@@ -256,12 +312,23 @@ def check_stack(session, cfn):
             **{
                 k: v
                 for k, v in physical.items()
-                if k in ("ApiKeysTable", "WebhooksTable", "CreateWebhookLogGroup")
+                if k
+                in (
+                    "ApiKeysTable",
+                    "WebhooksTable",
+                    "DeliveryLogTable",
+                    "DeliveriesQueue",
+                    "CreateWebhookLogGroup",
+                )
             }
         },
         attrs={
             ("ApiKeysTable", "Arn"): table_arn["ApiKeysTable"],
             ("WebhooksTable", "Arn"): table_arn["WebhooksTable"],
+            ("DeliveryLogTable", "Arn"): table_arn["DeliveryLogTable"],
+            # moto's physical id of a queue is its URL; AWS's ARN is made of its name.
+            ("DeliveriesQueue", "Arn"): f"arn:{partition}:sqs:{REGION}:{account}:"
+            + physical["DeliveriesQueue"].rsplit("/", 1)[-1],
             ("CreateWebhookLogGroup", "Arn"): log_arn,
             (
                 "CreateWebhookFunctionRole",
@@ -300,6 +367,16 @@ def check_stack(session, cfn):
         env.get("WEBHOOK_SECRET_PREFIX"),
         prefix,
         "WEBHOOK_SECRET_PREFIX is scoped to the stack (name and id)",
+    )
+    check_equal(
+        env.get("DELIVERY_LOG_TABLE_NAME"),
+        physical["DeliveryLogTable"],
+        "DELIVERY_LOG_TABLE_NAME names the stack's delivery log table",
+    )
+    check_equal(
+        env.get("DELIVERIES_QUEUE_URL"),
+        physical["DeliveriesQueue"],
+        "DELIVERIES_QUEUE_URL names the stack's deliveries queue (resend and recover)",
     )
     check_equal(env.get("ALLOW_LOCALHOST_URLS"), "false", "loopback URLs refused by default")
     check_equal(
@@ -503,6 +580,10 @@ def create_skipped(session, cfn, stack):
         "POST /webhooks/{id}/reset-circuit",
         "POST /webhooks/{id}/test",
         "POST /webhooks/{id}/rotate-secret",
+        "GET /webhooks/{id}/deliveries",
+        "GET /webhooks/{id}/deliveries/{deliveryId}",
+        "POST /webhooks/{id}/deliveries/{deliveryId}/resend",
+        "POST /webhooks/{id}/recover",
         "ANY /webhooks",
         "ANY /webhooks/{proxy+}",
     ):
@@ -634,6 +715,7 @@ def run_function(procs, stack, pepper_arn, pepper_name, endpoint, run_dir):
         **base_env,
         "WEBHOOKS_TABLE_NAME": function_env["WEBHOOKS_TABLE_NAME"],
         "API_KEYS_TABLE_NAME": function_env["API_KEYS_TABLE_NAME"],
+        "DELIVERY_LOG_TABLE_NAME": function_env["DELIVERY_LOG_TABLE_NAME"],
         # The name, not the ARN: `setup` creates a missing pepper under this id as its
         # *name*, so with an ARN it would try to create a second secret named like one.
         "PEPPER_SECRET_ID": pepper_name,
@@ -756,6 +838,32 @@ def run_function(procs, stack, pepper_arn, pepper_name, endpoint, run_dir):
         ExpressionAttributeValues={":k": {"S": key.get("apiKeyId") or "?"}},
     )["Items"]
     check_equal([i["id"]["S"] for i in listed], [webhook_id], "the record is in the byApiKey index")
+    # The delivery log's routes on the stack's own table and queue (DELIVERY_LOG_TABLE_NAME,
+    # DELIVERIES_QUEUE_URL): the list is a Query of deliveriesByWebhook (nothing yet), and
+    # recover answers at once, its job on the deliveries queue for the pipeline to walk.
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    status, answer = request("GET", f"{base}/{webhook_id}/deliveries", headers=auth)
+    listed_deliveries = json.loads(answer or b"{}").get("data") or {}
+    check_equal(
+        (status, listed_deliveries.get("data"), listed_deliveries.get("nextCursor")),
+        (200, [], None),
+        "GET /webhooks/{id}/deliveries on the stack's log table: 200, none yet",
+    )
+    status, _ = request(
+        "GET", f"{base}/{webhook_id}/deliveries/00000000-0000-4000-8000-000000000000", headers=auth
+    )
+    check_equal(status, 404, "GET /webhooks/{id}/deliveries/{unknown} on the stack: 404")
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    status, answer = request("POST", f"{base}/{webhook_id}/recover", {"since": since}, auth)
+    check_equal(status, 202, "POST /webhooks/{id}/recover on the stack: 202")
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    queued = sqs.receive_message(
+        QueueUrl=function_env["DELIVERIES_QUEUE_URL"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+    ).get("Messages", [])
+    check(
+        len(queued) == 1 and webhook_id in queued[0]["Body"],
+        f"the recover job is on the stack's deliveries queue ({len(queued)} message(s))",
+    )
     secrets = session.client("secretsmanager", endpoint_url=endpoint).list_secrets(
         Filters=[{"Key": "name", "Values": [stack["prefix"]]}]
     )["SecretList"]

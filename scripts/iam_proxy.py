@@ -19,6 +19,10 @@ nothing more:
     a value write (CreateSecret with a value, PutSecretValue) needs kms:GenerateDataKey and a
     read (GetSecretValue) kms:Decrypt, on the key ARN, with kms:ViaService =
     secretsmanager.<region>.amazonaws.com in the request context.
+  * SQS (X-Amz-Target AmazonSQS.*, the JSON protocol of today's SDKs): the queue ARN made of
+    the QueueUrl's account and name (`arn:aws:sqs:<region>:<account>:<name>`); a batch is
+    authorised as its single action (SendMessageBatch -> sqs:SendMessage, DeleteMessageBatch
+    -> sqs:DeleteMessage), as AWS does.
   * Anything else (another service, an operation not modelled) is denied.
 
 The decision: explicit Deny wins, else some Allow statement must match the action (Action /
@@ -203,6 +207,28 @@ def dynamodb_checks(operation, body, region):
     return [Check(f"dynamodb:{operation}", arn)]
 
 
+# The SQS operations this service's code (and the event source mapping) makes; AWS authorises a
+# batch as its single action.
+_SQS_ACTIONS = {
+    "SendMessage": "SendMessage",
+    "SendMessageBatch": "SendMessage",
+    "ReceiveMessage": "ReceiveMessage",
+    "DeleteMessage": "DeleteMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "GetQueueAttributes": "GetQueueAttributes",
+    "ChangeMessageVisibility": "ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+
+
+def sqs_checks(operation, body, region):
+    if operation not in _SQS_ACTIONS:
+        raise ValueError(f"SQS operation {operation} not modelled")
+    # https://sqs.<region>.amazonaws.com/<account>/<name> (or an emulator's host)
+    account, name = urllib.parse.urlsplit(body["QueueUrl"]).path.strip("/").split("/")[-2:]
+    return [Check(f"sqs:{_SQS_ACTIONS[operation]}", f"arn:aws:sqs:{region}:{account}:{name}")]
+
+
 AWS_MANAGED_SECRETS_KEY = {"alias/aws/secretsmanager", None, ""}
 
 
@@ -313,6 +339,8 @@ class IamProxy:
                 service, checks = "dynamodb", dynamodb_checks(operation, payload, region)
             elif service == "secretsmanager":
                 checks = secretsmanager_checks(operation, payload, region, self.describe_secret)
+            elif service == "AmazonSQS":
+                service, checks = "sqs", sqs_checks(operation, payload, region)
             else:
                 raise ValueError("service not modelled by the IAM proof")
         except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -405,7 +433,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 )
             content_type = (
                 "application/x-amz-json-1.0"
-                if service == "dynamodb"
+                if service in ("dynamodb", "sqs")
                 else "application/x-amz-json-1.1"
             )
             error = json.dumps(
@@ -579,6 +607,17 @@ def self_test():
         ("kms:Decrypt", key),
     ]:
         failures.append("a read by name of a secret with a customer key is mis-modelled")
+    queue = f"https://sqs.eu-central-1.amazonaws.com/{ACCOUNT}/deliveries"
+    checks = sqs_checks("SendMessageBatch", {"QueueUrl": queue}, region)
+    if [(c.action, c.resource) for c in checks] != [
+        ("sqs:SendMessage", f"arn:aws:sqs:eu-central-1:{ACCOUNT}:deliveries")
+    ]:
+        failures.append("a SendMessageBatch is not checked as sqs:SendMessage on the queue ARN")
+    try:
+        sqs_checks("PurgeQueue", {"QueueUrl": queue}, region)
+        failures.append("an SQS operation that is not modelled is not refused")
+    except ValueError:
+        pass
     return failures
 
 

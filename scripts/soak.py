@@ -16,13 +16,20 @@ them), 500 ("err"), 410 ("gone") and to a port nobody listens on ("down"); an ev
 a webhook created every 15 s (cycling ok, err, down); a test ping to an ok webhook every 10 s;
 a list every 10 s.
 
-Accounting, for every event and every webhook created before it was published (its delivery id
-is derived as src/pipeline/messages.rs does): an ok webhook got it, signed with its secret, and
-its attempt record says delivered; an err or down webhook has attempt records 1..n, all failed,
-n = maxRetries + 1 unless its circuit opened, or none when its circuit was open at fan-out; a
-gone webhook has one attempt, gone, or none once it was gone. Then: the queues are empty, the
-dead-letter queues too, no restart happened that the soak did not cause, and one more event
-reaches every ok webhook. Exits 1 with the list of what failed.
+Accounting, from the delivery log (DELIVERY-LOG.md; a scan of its table, fine in a test), for
+every event (published with its own eventId) and every webhook created before it was published
+(its delivery id derived from the two as src/store/delivery_log.rs does): the event is logged
+once; an ok webhook got it, signed with its secret, and its delivery is `delivered` with one
+attempt, delivered; an err or down webhook's delivery has attempts 1..n, all failed, and is
+`failed` with n = maxRetries + 1, or `skipped` with fewer once its circuit opened, or `skipped`
+with none when its circuit was open at fan-out; a gone webhook's is `failed` with one attempt,
+gone, or `skipped` with none once it was inactive. Over the whole log: nothing left `pending`;
+every `delivered` delivery (the test pings too) was received by its webhook's receiver under its
+`webhook-id` (= the body's deliveryId), a `skipped` one without attempts never; no delivery id
+was received with two different bodies; every item carries `expiresAt` (about 30 days for an
+event, a day more for a delivery). Then: the queues are empty, the dead-letter queues too, no
+restart happened that the soak did not cause, and one more event reaches every ok webhook.
+Exits 1 with the list of what failed.
 """
 
 import hashlib
@@ -94,11 +101,11 @@ class Api:
         return status, (json.loads(raw) if raw else None)
 
 
-def delivery_id(message_id, webhook_id):
-    """src/pipeline/messages.rs `delivery_id`: the first 16 bytes of SHA-256 over a prefix, the
-    event's queue message id and the webhook id's bytes, as a version 8 UUID."""
+def delivery_id(event_id, webhook_id):
+    """src/store/delivery_log.rs `delivery_id`: the first 16 bytes of SHA-256 over a prefix, the
+    event's id (never the SQS message id) and the webhook id's bytes, as a version 8 UUID."""
     digest = hashlib.sha256(
-        b"instaview-delivery\0" + message_id.encode() + b"\0" + uuid.UUID(webhook_id).bytes
+        b"instaview-delivery\0" + event_id.encode() + b"\0" + uuid.UUID(webhook_id).bytes
     ).digest()
     raw = bytearray(digest[:16])
     raw[6] = (raw[6] & 0x0F) | 0x80
@@ -147,25 +154,49 @@ def queue_counts(sqs, url):
     return sum(int(value) for value in attributes.values())
 
 
-def attempt_records(dynamodb):
-    """attempt#<deliveryId>#<n> items of the webhooks table, by delivery id."""
-    by_delivery = {}
-    for page in dynamodb.get_paginator("scan").paginate(TableName=ENV["WEBHOOKS_TABLE_NAME"]):
+def delivery_log(dynamodb):
+    """The delivery log table's items: (events by event id, deliveries by delivery id, items
+    without a numeric expiresAt). A scan, which only this test makes: the service reads the
+    log by key and index."""
+    events, deliveries, without_ttl = {}, {}, []
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=ENV["DELIVERY_LOG_TABLE_NAME"], ConsistentRead=True
+    ):
         for item in page["Items"]:
             key = item["id"]["S"]
-            if not key.startswith("attempt#"):
+            expires = int(item["expiresAt"]["N"]) if "N" in item.get("expiresAt", {}) else None
+            if expires is None:
+                without_ttl.append(key)
+            if key.startswith("event#"):
+                events.setdefault(item["eventId"]["S"], []).append(
+                    {"key": key, "event": item["event"]["S"], "expiresAt": expires}
+                )
                 continue
-            by_delivery.setdefault(item["deliveryId"]["S"], []).append(
-                {
-                    "attempt": int(item["attempt"]["N"]),
-                    "outcome": item["outcome"]["S"],
-                    "httpStatus": int(item["httpStatus"]["N"]) if "httpStatus" in item else None,
-                    "webhookId": item["webhookId"]["S"],
-                }
+            attempts = sorted(
+                (
+                    {
+                        "attempt": int(value["M"]["attempt"]["N"]),
+                        "outcome": value["M"]["outcome"]["S"],
+                        "httpStatus": int(value["M"]["httpStatus"]["N"])
+                        if "httpStatus" in value["M"]
+                        else None,
+                    }
+                    for name, value in item.items()
+                    if name.startswith("attempt#")
+                ),
+                key=lambda a: a["attempt"],
             )
-    for records in by_delivery.values():
-        records.sort(key=lambda r: r["attempt"])
-    return by_delivery
+            deliveries[item["deliveryId"]["S"]] = {
+                "key": key,
+                "status": item["status"]["S"],
+                "webhookId": item["webhookId"]["S"],
+                "eventId": item["eventId"]["S"],
+                "event": item["event"]["S"],
+                "attemptCount": int(item["attemptCount"]["N"]),
+                "attempts": attempts,
+                "expiresAt": expires,
+            }
+    return events, deliveries, without_ttl
 
 
 def main():
@@ -252,8 +283,11 @@ def main():
     killed = 0
 
     def publish(n, tag="soak"):
+        # The event's own id, as a publisher gives it: its deliveries' ids derive from it.
+        event_id = str(uuid.uuid4())
         body = json.dumps(
             {
+                "eventId": event_id,
                 "event": EVENT,
                 "companyId": COMPANY,
                 "data": {"soak": tag, "n": n},
@@ -264,7 +298,7 @@ def main():
         message_id = sqs.send_message(QueueUrl=ENV["EVENTS_QUEUE_URL"], MessageBody=body)[
             "MessageId"
         ]
-        return {"n": n, "message_id": message_id, "published": published}
+        return {"n": n, "event_id": event_id, "message_id": message_id, "published": published}
 
     busy = (SOAK_SECONDS - IDLE_SECONDS) / 2
     idle_from, idle_to = busy, busy + IDLE_SECONDS
@@ -330,35 +364,50 @@ def main():
             problems.append(f"{count} message(s) in the dead-letter queue {ENV[name]}")
 
     # ---------------------------------------------------------------- accounting
-    records = attempt_records(dynamodb)
+    logged_events, deliveries, without_ttl = delivery_log(dynamodb)
     final = {}
     for webhook in webhooks:
         status, answer = api.call("GET", f"/webhooks/{webhook['id']}", route="/webhooks/{id}")
         final[webhook["id"]] = answer["data"] if status == 200 else {}
     got = {}  # delivery id -> requests (events only, not test pings)
+    received = {}  # delivery id -> requests of every kind (events, pings), at every receiver
     for receiver in receivers.values():
         for request in receiver.got():
             body = json.loads(request["body"])
+            webhook_header = request["headers"].get("webhook-id")
+            received.setdefault(webhook_header, []).append(request)
             if body.get("event") == EVENT:
-                got.setdefault(request["headers"].get("webhook-id"), []).append(request)
+                got.setdefault(webhook_header, []).append(request)
     figures = {
         "delivered": 0,
         "failed (all attempts)": 0,
-        "failed (circuit opened)": 0,
+        "skipped (circuit opened while retrying)": 0,
         "gone": 0,
-        "skipped (circuit open or gone)": 0,
+        "skipped (circuit open or inactive at fan-out)": 0,
         "attempts": 0,
     }
+    by_id = {w["id"]: w for w in webhooks}
     for event in events:
         for webhook in webhooks:
             if webhook["created"] >= event["published"]:
                 continue
-            did = delivery_id(event["message_id"], webhook["id"])
-            chain = records.get(did, [])
-            figures["attempts"] += len(chain)
+            did = delivery_id(event["event_id"], webhook["id"])
             what = f"event {event['n']} -> {webhook['label']} (delivery {did})"
+            delivery = deliveries.get(did)
+            if delivery is None:
+                problems.append(f"{what}: no delivery in the log (dropped, not recorded)")
+                continue
+            chain, log_status = delivery["attempts"], delivery["status"]
+            figures["attempts"] += len(chain)
             state = final[webhook["id"]]
             closed = state.get("isActive", False) and not state.get("circuitOpenedAt")
+            if (delivery["webhookId"], delivery["eventId"]) != (webhook["id"], event["event_id"]):
+                problems.append(f"{what}: the log's delivery names another webhook or event")
+                continue
+            if delivery["attemptCount"] != len(chain):
+                problems.append(
+                    f"{what}: attemptCount {delivery['attemptCount']}, {len(chain)} attempts"
+                )
             if [r["attempt"] for r in chain] != list(range(1, len(chain) + 1)):
                 problems.append(f"{what}: attempts {[r['attempt'] for r in chain]} not 1..n")
                 continue
@@ -371,39 +420,101 @@ def main():
                 elif json.loads(arrived[0]["body"])["data"] != {"soak": "soak", "n": event["n"]}:
                     problems.append(f"{what}: arrived with another event's data")
                 elif [r["outcome"] for r in chain] != ["delivered"]:
-                    problems.append(f"{what}: attempt records {chain}, not one delivered")
+                    problems.append(f"{what}: attempts {chain}, not one delivered")
+                elif log_status != "delivered":
+                    problems.append(f"{what}: received, but the log says {log_status}")
                 else:
                     figures["delivered"] += 1
             elif not chain:
                 if closed:
                     problems.append(f"{what}: no attempt, yet the webhook's circuit is closed")
+                elif log_status != "skipped":
+                    problems.append(f"{what}: no attempt, circuit open or inactive: {log_status}")
                 else:
-                    figures["skipped (circuit open or gone)"] += 1
+                    figures["skipped (circuit open or inactive at fan-out)"] += 1
             elif webhook["kind"] == "gone":
                 if [r["outcome"] for r in chain] != ["gone"]:
-                    problems.append(f"{what}: attempt records {chain}, not one gone")
+                    problems.append(f"{what}: attempts {chain}, not one gone")
+                elif log_status != "failed":
+                    problems.append(f"{what}: one attempt, gone, yet the log says {log_status}")
                 else:
                     figures["gone"] += 1
             else:
                 status = 500 if webhook["kind"] == "err" else None
                 if any(r["outcome"] != "failed" or r["httpStatus"] != status for r in chain):
-                    problems.append(
-                        f"{what}: attempt records {chain}, not all failed with {status}"
-                    )
+                    problems.append(f"{what}: attempts {chain}, not all failed with {status}")
                 elif len(chain) == webhook["maxRetries"] + 1:
-                    figures["failed (all attempts)"] += 1
+                    if log_status != "failed":
+                        problems.append(f"{what}: retries exhausted, yet the log says {log_status}")
+                    else:
+                        figures["failed (all attempts)"] += 1
                 elif not closed:
-                    figures["failed (circuit opened)"] += 1
+                    # DELIVERY-LOG.md: a pending delivery whose next attempt meets an open
+                    # circuit becomes skipped (so that recover brings it back).
+                    if log_status != "skipped":
+                        problems.append(
+                            f"{what}: {len(chain)} attempts, then the circuit opened, yet the "
+                            f"log says {log_status}, not skipped"
+                        )
+                    else:
+                        figures["skipped (circuit opened while retrying)"] += 1
                 else:
                     problems.append(
                         f"{what}: {len(chain)} attempts, the queues are empty and "
                         "the circuit is closed: the retries stopped"
                     )
 
+    # Events once, each with its TTL; every delivery of the log agrees with the receivers.
+    now = time.time()
+    day = 86_400
+    for event in events:
+        copies = logged_events.get(event["event_id"], [])
+        if len(copies) != 1:
+            problems.append(f"event {event['n']} ({event['event_id']}): {len(copies)} log items")
+    if without_ttl:
+        problems.append(f"{len(without_ttl)} log item(s) without expiresAt: {without_ttl[:5]}")
+    for copies in logged_events.values():
+        for item in copies:
+            left = (item["expiresAt"] or 0) - now
+            if not 29 * day < left <= 30 * day + 60:
+                problems.append(f"{item['key']}: expires in {left / day:.2f} days, not 30")
+    pending = [did for did, d in deliveries.items() if d["status"] == "pending"]
+    if pending:
+        problems.append(
+            f"{len(pending)} deliveries still pending with the queues empty: {pending[:5]}"
+        )
+    statuses = {}
+    for did, delivery in deliveries.items():
+        statuses[delivery["status"]] = statuses.get(delivery["status"], 0) + 1
+        webhook = by_id.get(delivery["webhookId"])
+        what = f"delivery {did} ({delivery['event']}, {delivery['status']})"
+        left = (delivery["expiresAt"] or 0) - now
+        if not 30 * day < left <= 31 * day + 60:
+            problems.append(f"{what}: expires in {left / day:.2f} days, not 31")
+        if webhook is None:
+            continue  # another key's webhook (none in a fresh stack)
+        arrived = received.get(did, [])
+        if delivery["status"] == "delivered":
+            mine = [r for r in arrived if r["path"].endswith(f"/hook/{webhook['label']}")]
+            if not mine:
+                problems.append(f"{what}: the log says delivered, {webhook['label']} never got it")
+            elif any(json.loads(r["body"]).get("deliveryId") != did for r in mine):
+                problems.append(f"{what}: received with another deliveryId in its body")
+        elif delivery["status"] == "skipped" and not delivery["attempts"] and arrived:
+            problems.append(f"{what}: skipped without an attempt, yet received {len(arrived)}x")
+    for did, requests in received.items():
+        if len({r["body"] for r in requests}) > 1:
+            problems.append(f"delivery id {did} received with {len(requests)} different bodies")
+    figures["log"] = {
+        "events": len(logged_events),
+        "deliveries": statuses,
+        "without expiresAt": len(without_ttl),
+    }
+
     # ---------------------------------------------------------------- still delivering
     last = publish(len(events), tag="last")
     oks = [w for w in webhooks if w["kind"] == "ok"]
-    wanted = {delivery_id(last["message_id"], w["id"]) for w in oks}
+    wanted = {delivery_id(last["event_id"], w["id"]) for w in oks}
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         seen = {r["headers"].get("webhook-id") for r in receivers["ok"].got()}

@@ -1904,6 +1904,270 @@ impl Stack {
     }
 }
 
+/// A receiver on 127.0.0.1 that answers 200 and notes when each delivery (by the body's
+/// `deliveryId`) first arrived.
+struct TimingReceiver {
+    url: String,
+    arrivals: Arc<Mutex<std::collections::HashMap<String, Instant>>>,
+}
+
+impl TimingReceiver {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let arrivals: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+        let log = arrivals.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            let at = Instant::now();
+                            if let Some(id) = serde_json::from_slice::<Value>(&body)
+                                .ok()
+                                .and_then(|v| v["deliveryId"].as_str().map(str::to_owned))
+                            {
+                                log.lock().unwrap().entry(id).or_insert(at);
+                            }
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(200)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, arrivals }
+    }
+}
+
+/// The floor's delivery step: one POST of the body to the URL, nothing else (no signing, no
+/// DynamoDB, no SSRF check, no retry): what any pipeline on the same queue must pay at least.
+async fn floor_post(url: &str, body: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let request = format!(
+        "POST /hook HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+}
+
+/// p50 and p99 of `samples` (ms).
+fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+/// `make bench` (not `make test`): ingest-to-receiver latency and deliveries per second of the
+/// pipeline against moto, beside a floor on the same queue, receivers and batching whose deliver
+/// step only POSTs (docs/PERFORMANCE.md, section 7). Prints the figures; asserts only that every
+/// delivery arrived.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: `make bench` runs it"]
+async fn bench_ingest_to_receiver_against_a_floor() {
+    const EVENTS: usize = 50;
+    const PACED_EVENTS: usize = 20;
+    const WEBHOOKS: usize = 20;
+    const INSTANCES: usize = 4;
+    let stack = Stack::new().await;
+    let mut receivers = Vec::new();
+    let mut webhooks = Vec::new();
+    for _ in 0..WEBHOOKS {
+        let receiver = TimingReceiver::start().await;
+        let (id, _) = stack
+            .webhook(&receiver.url, &["interview.completed"], Some(COMPANY))
+            .await;
+        webhooks.push((id, receiver.url.clone()));
+        receivers.push(receiver);
+    }
+    let arrivals = |receivers: &[TimingReceiver]| {
+        let mut all = std::collections::HashMap::new();
+        for r in receivers {
+            all.extend(r.arrivals.lock().unwrap().drain());
+        }
+        all
+    };
+    let mut results = Vec::new();
+    // A burst (more than moto can serve: deliveries per second, and latency as backlog), then
+    // paced ingest (one event every 2 s, under what it can serve: latency).
+    for (paced, floor) in [(false, true), (false, false), (true, true), (true, false)] {
+        let count = if paced { PACED_EVENTS } else { EVENTS };
+        let wave_size = if paced { 1 } else { 10 * INSTANCES };
+        let events: Vec<SqsMessage> = (0..count)
+            .map(|_| stack.event("interview.completed", COMPANY))
+            .collect();
+        let ingested: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+        let started = Instant::now();
+        // Ingest (fan-out) and deliver run at once, as their functions would: INSTANCES
+        // batches of 10 events at a time, one wave every 2 s.
+        let (ingest_map, ingest_webhooks, ingest_stack) = (
+            ingested.clone(),
+            webhooks.clone(),
+            (
+                stack.fanout.clone(),
+                stack.sqs.clone(),
+                stack.deliveries.clone(),
+            ),
+        );
+        let ingest = tokio::spawn(async move {
+            let (fanout_handler, sqs, deliveries_url) = ingest_stack;
+            let webhooks = ingest_webhooks;
+            for wave in events.chunks(wave_size) {
+                let mut tasks = tokio::task::JoinSet::new();
+                for batch in wave.chunks(10) {
+                    let at = Instant::now();
+                    for event in batch {
+                        let id = instaview_webhooks::pipeline::Event::parse(&event.body)
+                            .unwrap()
+                            .id();
+                        for (webhook, _) in &webhooks {
+                            ingest_map.lock().unwrap().insert(
+                                instaview_webhooks::store::delivery_log::delivery_id(&id, *webhook)
+                                    .to_string(),
+                                at,
+                            );
+                        }
+                    }
+                    let (fanout, records) = (fanout_handler.clone(), batch.to_vec());
+                    let (queues, url, targets) = (
+                        Queues::new(sqs.clone()),
+                        deliveries_url.clone(),
+                        webhooks.clone(),
+                    );
+                    tasks.spawn(async move {
+                        if !floor {
+                            let answer = fanout.handle(SqsEvent { records }).await;
+                            assert!(answer.batch_item_failures.is_empty());
+                            return;
+                        }
+                        // The floor's fan-out: the subscribers are known, nothing is read or kept.
+                        let mut bodies = Vec::new();
+                        for record in &records {
+                            let event =
+                                instaview_webhooks::pipeline::Event::parse(&record.body).unwrap();
+                            for (webhook, target) in &targets {
+                                let id = instaview_webhooks::store::delivery_log::delivery_id(
+                                    &event.id(),
+                                    *webhook,
+                                );
+                                let body = instaview_webhooks::delivery::DeliveryBody::new(
+                                    event.event,
+                                    event.occurred_at,
+                                    id,
+                                    &event.data,
+                                );
+                                bodies.push(
+                                    json!({"url": target, "body": body.as_str()}).to_string(),
+                                );
+                            }
+                        }
+                        queues.send_all(&url, &bodies).await.unwrap();
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done.unwrap();
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+        // Deliver: batches of 10 from the queue, INSTANCES at a time, until every delivery
+        // has arrived.
+        let total = count * WEBHOOKS;
+        let arrived_so_far = |receivers: &[TimingReceiver]| -> usize {
+            receivers
+                .iter()
+                .map(|r| r.arrivals.lock().unwrap().len())
+                .sum()
+        };
+        let mut drained_after_ingest = false;
+        while arrived_so_far(&receivers) < total {
+            let messages = stack.take(&stack.deliveries, 10 * INSTANCES).await;
+            if messages.is_empty() {
+                // Ingest done and nothing queued (looked at after it finished): what has not
+                // arrived never will; the assertion below says so.
+                if ingest.is_finished() && drained_after_ingest {
+                    break;
+                }
+                drained_after_ingest = ingest.is_finished();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let mut tasks = tokio::task::JoinSet::new();
+            for message in messages {
+                let deliverer = stack.deliverer.clone();
+                tasks.spawn(async move {
+                    if floor {
+                        let m: Value = serde_json::from_str(&message.body).unwrap();
+                        floor_post(m["url"].as_str().unwrap(), m["body"].as_str().unwrap()).await;
+                    } else {
+                        let handled = deliverer
+                            .deliver(&message, Instant::now() + Duration::from_secs(20))
+                            .await
+                            .unwrap();
+                        assert_eq!(handled, Handled::Delivered);
+                    }
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
+            }
+        }
+        ingest.await.unwrap();
+        let ingested = ingested.lock().unwrap().clone();
+        let arrived = arrivals(&receivers);
+        assert_eq!(arrived.len(), count * WEBHOOKS, "every delivery arrived");
+        let latencies: Vec<f64> = arrived
+            .iter()
+            .map(|(id, at)| (*at - ingested[id]).as_secs_f64() * 1000.0)
+            .collect();
+        let last = arrived.values().max().copied().unwrap();
+        let per_second = arrived.len() as f64 / (last - started).as_secs_f64();
+        let (p50, p99) = percentiles(latencies);
+        results.push((paced, floor, p50, p99, per_second));
+    }
+    let line = |&(paced, floor, p50, p99, rate): &(bool, bool, f64, f64, f64)| {
+        format!(
+            "{:<8} {:<26} p50 {p50:>7.0} ms, p99 {p99:>7.0} ms, {rate:>5.1} deliveries/s",
+            if paced { "paced" } else { "burst" },
+            if floor {
+                "floor (POST only)"
+            } else {
+                "pipeline (signed, logged)"
+            },
+        )
+    };
+    let ratio = |a: usize, b: usize, k: usize| {
+        let value = |r: &(bool, bool, f64, f64, f64)| [r.2, r.3, r.4][k];
+        value(&results[a]) / value(&results[b])
+    };
+    eprintln!(
+        "bench: {WEBHOOKS} webhooks, {INSTANCES} instances, batches of 10, moto; burst {EVENTS} events, paced {PACED_EVENTS} (one every 2 s)\n{}\n{}\n{}\n{}\n\
+         ratios pipeline/floor: paced p50 {:.2}, paced p99 {:.2}; burst throughput {:.2}",
+        line(&results[0]),
+        line(&results[1]),
+        line(&results[2]),
+        line(&results[3]),
+        ratio(3, 2, 0),
+        ratio(3, 2, 1),
+        ratio(1, 0, 2),
+    );
+}
+
 /// About 2 minutes against moto (which serves one request at a time): `make load` runs it.
 #[tokio::test(flavor = "multi_thread")]
 async fn load_a_thousand_events_to_fifty_receivers_every_delivery_accounted_for() {

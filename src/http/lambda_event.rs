@@ -12,8 +12,6 @@
 //! The checks mirror lambda_http's conversion, so they must be reread when lambda_http is
 //! upgraded; `tests/published_events.rs` compares the URIs both build for the published events.
 
-use std::env;
-
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayProxyRequest, ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
@@ -233,7 +231,7 @@ fn host_of<'a>(headers: &'a HeaderMap, domain_name: Option<&'a str>) -> Option<&
 
 /// lambda_http's `apigw_path_with_stage`.
 fn path_with_stage(stage: Option<&str>, path: &str) -> String {
-    if env::var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_ok() {
+    if crate::config::ignore_stage_in_path() {
         return path.into();
     }
     match stage {
