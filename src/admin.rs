@@ -90,6 +90,24 @@ pub struct KeySpec {
     pub rate_limits: RateLimits,
 }
 
+/// A string attribute of a table's key schema.
+fn attribute(name: &str) -> Result<AttributeDefinition, AdminError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+/// One element of a key schema.
+fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, AdminError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
 impl Admin {
     /// Creates both tables and the pepper secret where they are missing. Safe to run again.
     pub async fn setup(&self) -> Result<SetupReport, AdminError> {
@@ -155,20 +173,6 @@ impl Admin {
             EVENTS_BY_COMPANY_INDEX, LOG_ID, OCCURRED_KEY,
         };
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| AdminError::Invalid(e.to_string());
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(invalid)
-        };
-        let key_element = |name: &str, key_type| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(key_type)
-                .build()
-                .map_err(invalid)
-        };
         let index = |name: &str, hash: &str, range: &str| {
             GlobalSecondaryIndex::builder()
                 .index_name(name)
@@ -218,20 +222,6 @@ impl Admin {
         by_owner: bool,
     ) -> Result<bool, AdminError> {
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| AdminError::Invalid(e.to_string());
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(invalid)
-        };
-        let key_element = |name: &str, key_type| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(key_type)
-                .build()
-                .map_err(invalid)
-        };
         let mut request = self
             .dynamodb
             .create_table()

@@ -234,15 +234,7 @@ impl Deliverer {
         // Not attempted (again): the delivery is recorded `skipped`, not lost, and `recover`
         // brings it back once the webhook is active and its circuit closed.
         let skip = |why: &'static str| async move {
-            self.store
-                .log
-                .move_status(
-                    pending.delivery_id,
-                    &[DeliveryStatus::Pending],
-                    DeliveryStatus::Skipped,
-                    None,
-                )
-                .await?;
+            self.store.log.skip_pending(pending.delivery_id).await?;
             dropped(why)
         };
         if !webhook.is_active {
@@ -271,15 +263,7 @@ impl Deliverer {
                 "delivery refused: the webhook's key may not receive this company's events"
             );
             crate::emf::delivery_refused("deliver", refusal.as_str());
-            self.store
-                .log
-                .move_status(
-                    pending.delivery_id,
-                    &[DeliveryStatus::Pending],
-                    DeliveryStatus::Skipped,
-                    None,
-                )
-                .await?;
+            self.store.log.skip_pending(pending.delivery_id).await?;
             return Ok(Handled::Dropped(refusal.as_str()));
         }
 
@@ -413,15 +397,7 @@ impl Deliverer {
         let stop = last || matches!(circuit, CircuitChange::Opened | CircuitChange::Gone);
         if stop {
             if circuit == CircuitChange::Opened && !last {
-                self.store
-                    .log
-                    .move_status(
-                        pending.delivery_id,
-                        &[DeliveryStatus::Pending],
-                        DeliveryStatus::Skipped,
-                        None,
-                    )
-                    .await?;
+                self.store.log.skip_pending(pending.delivery_id).await?;
             }
             // Telling the owner: never about the deliveries of an operational event (so an
             // alert webhook that fails starts no chain), never to the failing webhook.

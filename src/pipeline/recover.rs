@@ -248,16 +248,7 @@ pub(super) async fn work(
             // queues it (none is left `pending` with no message on its way).
             for (head, _) in &chosen {
                 let id = delivery_id(&head.id, webhook.id);
-                let _ = deliverer
-                    .store
-                    .log
-                    .move_status(
-                        id,
-                        &[DeliveryStatus::Pending],
-                        DeliveryStatus::Skipped,
-                        None,
-                    )
-                    .await;
+                let _ = deliverer.store.log.skip_pending(id).await;
             }
             return Err(error.into());
         }

@@ -402,6 +402,18 @@ impl DynamoDeliveryLog {
             .await
     }
 
+    /// Records a `pending` delivery as `skipped`: not attempted (again), recoverable. Answers
+    /// whether it moved (a delivery in another status, or none, is left as it is).
+    pub async fn skip_pending(&self, delivery_id: Uuid) -> Result<bool, StoreError> {
+        self.move_status(
+            delivery_id,
+            &[DeliveryStatus::Pending],
+            DeliveryStatus::Skipped,
+            None,
+        )
+        .await
+    }
+
     /// [`Self::move_status`], marking the move with `by` (recover: its step's SQS message id,
     /// [`RECOVERED_BY`]). A move refused because the delivery is at `to` already under the
     /// same mark is this caller's own (a retried write whose first try landed, or the same
