@@ -28,7 +28,7 @@ use crate::store::dynamodb::schema::{
     API_KEY_ID, CIRCUIT_OPENED_AT, CONSECUTIVE_FAILURES, EVENTS, LOG_ID, UPDATED_AT, VERSION,
 };
 use crate::store::dynamodb::{
-    api_key_from_item, query_webhooks, webhook_from_item, Item, ALL_COMPANIES,
+    api_key_from_item, query_webhooks, update_item_of, webhook_from_item, Item, ALL_COMPANIES,
     API_KEYS_BY_ID_INDEX, BY_API_KEY_INDEX, BY_COMPANY_INDEX, FANOUT_COMPANY, FENCE, WEBHOOK_ID,
 };
 use crate::store::{StoreError, StoredWebhook};
@@ -412,18 +412,8 @@ impl PipelineStore {
     pub async fn put_attempt_once(&self, record: &AttemptRecord) -> Result<Recorded, StoreError> {
         const OPERATION: &str = "dynamodb.UpdateItem(attempt)";
         let update = self.log.attempt_update(&attempt_write(record))?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(update.table_name())
-            .set_key(Some(update.key().clone()))
-            .update_expression(update.update_expression())
-            .set_condition_expression(update.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(update.expression_attribute_names().cloned())
-            .set_expression_attribute_values(update.expression_attribute_values().cloned())
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        // The entry's update, sent alone (it asks for the old item on refusal).
+        let result = update_item_of(&self.client, &update).send().await;
         match result {
             Ok(_) => Ok(Recorded::Written),
             Err(error) => match error.as_service_error() {

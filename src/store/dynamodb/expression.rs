@@ -57,18 +57,27 @@ pub(super) fn cancellation_reasons(
 impl DynamoWebhooks {
     /// `update`, a transaction item, as a request of its own (one builder for both uses).
     pub(super) fn update_item_of(&self, update: &Update) -> UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(update.table_name())
-            .set_key(Some(update.key().clone()))
-            .update_expression(update.update_expression())
-            .set_condition_expression(update.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(update.expression_attribute_names().cloned())
-            .set_expression_attribute_values(update.expression_attribute_values().cloned())
-            .set_return_values_on_condition_check_failure(
-                update.return_values_on_condition_check_failure().cloned(),
-            )
+        update_item_of(&self.client, update)
     }
+}
+
+/// `update`, a transaction item, as an `UpdateItem` request of its own: one builder for a write
+/// sent alone or in a transaction (the pipeline's attempt entries too).
+pub fn update_item_of(
+    client: &aws_sdk_dynamodb::Client,
+    update: &Update,
+) -> UpdateItemFluentBuilder {
+    client
+        .update_item()
+        .table_name(update.table_name())
+        .set_key(Some(update.key().clone()))
+        .update_expression(update.update_expression())
+        .set_condition_expression(update.condition_expression().map(str::to_owned))
+        .set_expression_attribute_names(update.expression_attribute_names().cloned())
+        .set_expression_attribute_values(update.expression_attribute_values().cloned())
+        .set_return_values_on_condition_check_failure(
+            update.return_values_on_condition_check_failure().cloned(),
+        )
 }
 
 /// Builds expression attribute names and values with generated placeholders.

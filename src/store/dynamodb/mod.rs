@@ -27,6 +27,7 @@ mod tombstones;
 mod webhooks;
 pub use api_keys::KeyChange;
 pub use deliveries::DynamoDeliveryLog;
+pub use expression::update_item_of;
 pub use webhooks::query_webhooks;
 
 pub use codec::{api_key_from_item, webhook_from_item, webhook_item};
