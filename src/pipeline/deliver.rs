@@ -17,16 +17,16 @@
 //!   comes back (SQS is at least once; a batch returns whole when the function fails or times
 //!   out) or a next attempt queued twice never forks the delivery's retries:
 //!   1. one consistent `BatchGetItem` reads the webhook and the attempt's record
-//!      ([`PipelineStore::read_delivery`]). A record written by another message (a copy) stops
+//!      ([`AttemptRecords::read_delivery`](super::ports::AttemptRecords::read_delivery)). A record written by another message (a copy) stops
 //!      this one ([`Handled::Duplicate`]); one written by this very message (it came back) means
 //!      the attempt was made: only its follow-up (step 3) is redone, nothing is sent again;
 //!   2. after the answer, the record is written only if absent (`attribute_not_exists`); a
 //!      failure's record and its count go in one `TransactWriteItems`
-//!      ([`PipelineStore::record_failed_attempt`]), so each attempt is counted exactly once and
+//!      ([`AttemptRecords::record_failed_attempt`](super::ports::AttemptRecords::record_failed_attempt)), so each attempt is counted exactly once and
 //!      only the copy that wrote the record goes on; a retried write recognises its own record
 //!      by the run's `claim`;
 //!   3. then a success resets the count; a failure opens the circuit when due (one conditional
-//!      update DynamoDB evaluates on the current count: [`PipelineStore::open_circuit_if_due`])
+//!      update DynamoDB evaluates on the current count: [`CircuitCounters::open_circuit_if_due`](super::ports::CircuitCounters::open_circuit_if_due))
 //!      and queues the next attempt. A message that comes back redoes these; a next attempt
 //!      queued twice meets itself at step 1 or 2 of that attempt (its copies may both be sent,
 //!      under the same `webhook-id`; one is counted and goes on).
@@ -47,10 +47,13 @@ use uuid::Uuid;
 
 use super::keys;
 use super::messages::{DeliveryMessage, RecoverMessage};
+use super::ports::{
+    AttemptMark, AttemptRecord, CircuitChange, PipelineStorage, Queue, Recorded, Transport,
+};
 use super::queue::Queues;
 use super::retry::{random_unit, RetryPolicy};
 use super::sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
-use super::store::{AttemptMark, AttemptRecord, CircuitChange, PipelineStore, Recorded};
+use super::store::PipelineStore;
 use crate::delivery::{DeliveryBody, Outcome, Sender, SignedRequest, Signer};
 use crate::domain::{EventType, UrlPolicy, Webhook, WebhookUrl};
 use crate::store::delivery_log::{DeliveryStatus, EventId, LoggedEvent};
@@ -63,12 +66,13 @@ pub const DEFAULT_RECOVER_RATE: u32 = 10;
 /// Secret versions kept in memory (a version never changes, so a cached one is never stale).
 const SECRET_CACHE_ENTRIES: usize = 1_000;
 
-/// The delivery function's dependencies, built once per container.
-pub struct Deliverer {
-    pub secrets: SecretsManagerStore,
-    pub store: PipelineStore,
-    pub queues: Queues,
-    pub sender: Sender,
+/// The delivery function's dependencies, built once per container: AWS and hyper in the
+/// function, the in-memory twins ([`super::memory`]) in tests.
+pub struct Deliverer<S = PipelineStore, Q = Queues, X = SecretsManagerStore, T = Sender> {
+    pub secrets: X,
+    pub store: S,
+    pub queues: Q,
+    pub sender: T,
     pub retry: RetryPolicy,
     /// The deliveries queue, where the next attempts go (`DELIVERIES_QUEUE_URL`).
     pub deliveries_queue_url: String,
@@ -113,12 +117,18 @@ pub enum DeliverError {
     Secret,
 }
 
-impl Deliverer {
+impl<S, Q, X, T> Deliverer<S, Q, X, T>
+where
+    S: PipelineStorage,
+    Q: Queue,
+    X: SecretStore + 'static,
+    T: Transport,
+{
     pub fn new(
-        secrets: SecretsManagerStore,
-        store: PipelineStore,
-        queues: Queues,
-        sender: Sender,
+        secrets: X,
+        store: S,
+        queues: Q,
+        sender: T,
         retry: RetryPolicy,
         deliveries_queue_url: impl Into<String>,
     ) -> Self {
@@ -234,7 +244,7 @@ impl Deliverer {
         // Not attempted (again): the delivery is recorded `skipped`, not lost, and `recover`
         // brings it back once the webhook is active and its circuit closed.
         let skip = |why: &'static str| async move {
-            self.store.log.skip_pending(pending.delivery_id).await?;
+            self.store.skip_pending(pending.delivery_id).await?;
             dropped(why)
         };
         if !webhook.is_active {
@@ -263,7 +273,7 @@ impl Deliverer {
                 "delivery refused: the webhook's key may not receive this company's events"
             );
             crate::emf::delivery_refused("deliver", refusal.as_str());
-            self.store.log.skip_pending(pending.delivery_id).await?;
+            self.store.skip_pending(pending.delivery_id).await?;
             return Ok(Handled::Dropped(refusal.as_str()));
         }
 
@@ -397,7 +407,7 @@ impl Deliverer {
         let stop = last || matches!(circuit, CircuitChange::Opened | CircuitChange::Gone);
         if stop {
             if circuit == CircuitChange::Opened && !last {
-                self.store.log.skip_pending(pending.delivery_id).await?;
+                self.store.skip_pending(pending.delivery_id).await?;
             }
             // Telling the owner: never about the deliveries of an operational event (so an
             // alert webhook that fails starts no chain), never to the failing webhook.
@@ -500,7 +510,7 @@ impl Deliverer {
         if targets.is_empty() {
             return Ok(());
         }
-        self.store.log.put_event_once(&event).await?;
+        self.store.put_event_once(&event).await?;
         let spread = super::fanout::spread(
             &self.store,
             &self.queues,

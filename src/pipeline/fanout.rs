@@ -26,22 +26,26 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-
 use tokio::task::JoinSet;
+use uuid::Uuid;
 
+use super::keys::{self, KeyRefusal};
 use super::messages::{DeliveryMessage, Event};
+use super::ports::{Partition, PipelineStorage, Queue, WebhookLookup};
 use super::queue::Queues;
 use super::sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
 use super::store::PipelineStore;
 use crate::delivery::DeliveryBody;
+use crate::domain::EventType;
 use crate::store::delivery_log::{delivery_id, Delivery, DeliveryStatus, LoggedEvent};
 use crate::store::{StoreError, StoredWebhook};
 
-/// The fan-out function's dependencies, built once per container.
+/// The fan-out function's dependencies, built once per container: DynamoDB and SQS in the
+/// function, the in-memory twins ([`super::memory`]) in tests.
 #[derive(Clone, Debug)]
-pub struct Fanout {
-    pub store: PipelineStore,
-    pub queues: Queues,
+pub struct Fanout<S = PipelineStore, Q = Queues> {
+    pub store: S,
+    pub queues: Q,
     /// Where deliveries go (`DELIVERIES_QUEUE_URL`).
     pub deliveries_queue_url: String,
     /// Where malformed events go (`EVENTS_DLQ_URL`).
@@ -57,7 +61,55 @@ pub enum Fanned {
     DeadLettered,
 }
 
-impl Fanout {
+/// Who gets one event.
+#[derive(Clone, Debug, Default)]
+pub struct Subscribers {
+    /// The webhooks that get a delivery: `pending`, or `skipped` for those inactive or with
+    /// an open circuit.
+    pub webhooks: Vec<StoredWebhook>,
+    /// Webhooks of the event's company whose key refuses it: no delivery.
+    pub refused: Vec<(StoredWebhook, KeyRefusal)>,
+}
+
+/// Every webhook that gets `event` of `company`: those of the company, and those without a
+/// company whose key may act for it; each only while its key is active, unexpired and holds
+/// the company. Answers the subscribers and the webhooks their key refused (to be logged and
+/// counted). A webhook without a company whose key does not hold the company is simply not a
+/// subscriber.
+pub async fn subscribers<L: WebhookLookup>(
+    lookup: &L,
+    event: EventType,
+    company: Uuid,
+    now: OffsetDateTime,
+) -> Result<Subscribers, StoreError> {
+    let mut found = Subscribers::default();
+    for stored in lookup
+        .subscribed(Partition::Company(company), event)
+        .await?
+    {
+        let key = lookup.api_key(&stored.webhook.api_key_id).await?;
+        match keys::refusal(key.as_ref(), Some(company), now) {
+            None => found.webhooks.push(stored),
+            Some(refusal) => found.refused.push((stored, refusal)),
+        }
+    }
+    for stored in lookup.subscribed(Partition::AllCompanies, event).await? {
+        let key = lookup.api_key(&stored.webhook.api_key_id).await?;
+        let holds = key
+            .as_ref()
+            .is_some_and(|key| key.company_ids.contains(&company));
+        if !holds {
+            continue;
+        }
+        match keys::refusal(key.as_ref(), Some(company), now) {
+            None => found.webhooks.push(stored),
+            Some(refusal) => found.refused.push((stored, refusal)),
+        }
+    }
+    Ok(found)
+}
+
+impl<S: PipelineStorage, Q: Queue> Fanout<S, Q> {
     /// Handles one batch; the answer lists the messages that must come back.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         let mut failed = Vec::new();
@@ -95,11 +147,8 @@ impl Fanout {
         };
         let now = OffsetDateTime::now_utc();
         let logged = event.logged(now);
-        self.store.log.put_event_once(&logged).await?;
-        let subscribers = self
-            .store
-            .subscribers(event.event, event.company_id, now)
-            .await?;
+        self.store.put_event_once(&logged).await?;
+        let subscribers = subscribers(&self.store, event.event, event.company_id, now).await?;
         for (stored, refusal) in &subscribers.refused {
             tracing::warn!(
                 message_id = %message.message_id,
@@ -151,9 +200,9 @@ pub struct Spread {
 /// Creates `event`'s delivery to each of `webhooks` in the log (`pending`, or `skipped` for an
 /// inactive webhook or an open circuit) and queues the pending ones. Shared by fan-out and the
 /// operational events (`deliver`).
-pub async fn spread(
-    store: &PipelineStore,
-    queues: &Queues,
+pub async fn spread<S: PipelineStorage, Q: Queue>(
+    store: &S,
+    queues: &Q,
     deliveries_queue_url: &str,
     event: &LoggedEvent,
     webhooks: &[StoredWebhook],
@@ -179,7 +228,7 @@ pub async fn spread(
             next_attempt_at: None,
             attempts: Vec::new(),
         };
-        let log = store.log.clone();
+        let log = store.clone();
         creates.spawn(async move {
             let found = log.create_delivery(&delivery).await;
             (delivery, found)

@@ -9,16 +9,22 @@
 //! ```
 //! - [`fanout`]: parse the event, query the subscribers, queue one delivery each.
 //! - [`deliver`]: check the webhook, sign, send, count the outcome, queue the next attempt.
-//! - [`store`]: the DynamoDB calls (subscriber queries, keys, circuit counters, attempt records).
+//! - [`ports`]: what they need from the world, one trait per use (webhook lookup, circuit
+//!   counters, attempt records, the log, queues, the receiver's transport; secrets are
+//!   [`crate::store::SecretStore`]).
+//! - [`store`], [`queue`], [`crate::delivery::Sender`]: the AWS and HTTP adapters;
+//!   [`memory`]: their in-memory twins, for in-process tests.
 //! - [`keys`]: whether a webhook's key still lets it receive an event (fan-out and deliver).
 //! - [`recover`]: `recover`'s walk of the delivery log, worked off by deliver.
-//! - [`queue`], [`messages`], [`retry`], [`sqs_event`], [`config`]: the parts they share.
+//! - [`messages`], [`retry`], [`sqs_event`], [`config`]: the parts they share.
 
 pub mod config;
 pub mod deliver;
 pub mod fanout;
 pub mod keys;
+pub mod memory;
 pub mod messages;
+pub mod ports;
 pub mod queue;
 pub mod recover;
 pub mod retry;
@@ -31,3 +37,6 @@ pub use fanout::{Fanned, Fanout};
 pub use messages::{DeliveryMessage, Event};
 pub use retry::RetryPolicy;
 pub use sqs_event::{SqsBatchResponse, SqsEvent, SqsMessage};
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
-//! Sending to the pipeline's queues.
+//! Sending to the pipeline's queues: [`Queues`], the SQS adapter of [`Queue`], and
+//! [`SqsPipelineQueue`], the API's port on the deliveries queue (resend, recover).
 
 use std::time::Duration;
 
@@ -6,6 +7,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 
 use super::messages::{DeliveryMessage, RecoverMessage};
+use super::ports::Queue;
 use crate::delivery::DeliveryBody;
 use crate::store::aws_error::classify;
 use crate::store::delivery_log::{PipelineQueue, RecoverJob, ResendJob};
@@ -130,6 +132,21 @@ impl Queues {
             .iter()
             .filter_map(|failure| failure.id().parse().ok())
             .collect())
+    }
+}
+
+/// The pipeline's port on SQS ([`Queue`]): the methods above.
+impl Queue for Queues {
+    async fn send(&self, queue_url: &str, body: &str, delay: Duration) -> Result<(), StoreError> {
+        Queues::send(self, queue_url, body, delay).await
+    }
+
+    async fn send_all_delayed(
+        &self,
+        queue_url: &str,
+        bodies: &[(String, Duration)],
+    ) -> Result<(), StoreError> {
+        Queues::send_all_delayed(self, queue_url, bodies).await
     }
 }
 

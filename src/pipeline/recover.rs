@@ -24,11 +24,10 @@ use tokio::task::JoinSet;
 use super::deliver::{DeliverError, Deliverer, Handled};
 use super::keys;
 use super::messages::{DeliveryMessage, RecoverMessage};
+use super::ports::{PipelineStorage, Queue, Transport};
 use crate::delivery::DeliveryBody;
-use crate::store::delivery_log::{delivery_id, Delivery, DeliveryStatus};
-use crate::store::dynamodb::deliveries::{
-    delivery_from_item, delivery_item_key, event_from_item, event_item_key, recovered_by, EventHead,
-};
+use crate::store::delivery_log::{delivery_id, Delivery, DeliveryStatus, EventHead, EventId};
+use crate::store::SecretStore;
 
 /// Events handled per step: one `BatchGetItem` of their deliveries.
 const CHUNK: usize = 100;
@@ -36,12 +35,18 @@ const CHUNK: usize = 100;
 const STEP_TIME: Duration = Duration::from_secs(15);
 
 /// Works off (a step of) a recover.
-pub(super) async fn work(
-    deliverer: &Deliverer,
+pub(super) async fn work<S, Q, X, T>(
+    deliverer: &Deliverer<S, Q, X, T>,
     mut message: RecoverMessage,
     message_id: &str,
     deadline: Instant,
-) -> Result<Handled, DeliverError> {
+) -> Result<Handled, DeliverError>
+where
+    S: PipelineStorage,
+    Q: Queue,
+    X: SecretStore + 'static,
+    T: Transport,
+{
     let job = message.job.clone();
     let now = OffsetDateTime::now_utc();
     let stopped = |why: &'static str| {
@@ -92,7 +97,6 @@ pub(super) async fn work(
         loop {
             let (found, next) = deliverer
                 .store
-                .log
                 .events_of_company(company, walk_since, job.until, page.as_deref())
                 .await?;
             heads.extend(found.into_iter().filter(|head| {
@@ -141,21 +145,21 @@ pub(super) async fn work(
                 done: false,
             });
         }
-        let keys: Vec<String> = chunk
+        let ids: Vec<_> = chunk
             .iter()
-            .map(|head| delivery_item_key(delivery_id(&head.id, webhook.id)))
+            .map(|head| delivery_id(&head.id, webhook.id))
             .collect();
-        let found = deliverer.store.log.get_items(&keys).await?;
+        let found = deliverer.store.deliveries(&ids).await?;
         let mut moves = JoinSet::new();
-        for (head, key) in chunk.iter().zip(&keys) {
-            let existing = found.get(key).and_then(delivery_from_item);
+        for (head, id) in chunk.iter().zip(&ids) {
+            let existing = found.get(id).map(|found| &found.delivery);
             // A `pending` one this very message moved is its own (it came back before queuing
             // it, or after): queued again, under the same id and attempt number.
             let ours = found
-                .get(key)
-                .and_then(recovered_by)
+                .get(id)
+                .and_then(|found| found.recovered_by.as_deref())
                 .is_some_and(|by| by == message_id);
-            let next_attempt = match &existing {
+            let next_attempt = match existing {
                 Some(d) if d.status == DeliveryStatus::Delivered => continue,
                 Some(d) if d.status == DeliveryStatus::Pending && !ours => continue,
                 Some(d) => d.next_attempt_number(),
@@ -163,9 +167,8 @@ pub(super) async fn work(
                 None if head.received_at < webhook.created_at => continue,
                 None => 1,
             };
-            let id = delivery_id(&head.id, webhook.id);
             let new = Delivery {
-                id,
+                id: *id,
                 webhook_id: webhook.id,
                 event_id: head.id.clone(),
                 event: head.event,
@@ -176,22 +179,14 @@ pub(super) async fn work(
                 next_attempt_at: None,
                 attempts: Vec::new(),
             };
-            let log = deliverer.store.log.clone();
+            let log = deliverer.store.clone();
             let head = head.clone();
             let by = message_id.to_owned();
             moves.spawn(async move {
                 // Marked with this step's message id: a retried write whose first try landed,
                 // or this message come back, finds its own move and queues it (a `pending`
                 // moved by another recover is left to that one).
-                let moved = log
-                    .move_status_by(
-                        id,
-                        &[DeliveryStatus::Failed, DeliveryStatus::Skipped],
-                        DeliveryStatus::Pending,
-                        Some(&new),
-                        Some(&by),
-                    )
-                    .await;
+                let moved = log.move_to_pending(&new, &by).await;
                 (head, next_attempt, moved)
             });
         }
@@ -212,11 +207,11 @@ pub(super) async fn work(
         }
         // In the window's order again (the writes ran at once).
         chosen.sort_by(|a, b| a.0.occurred_key.cmp(&b.0.occurred_key));
-        let event_keys: Vec<String> = chosen.iter().map(|(h, _)| event_item_key(&h.id)).collect();
-        let events = deliverer.store.log.get_items(&event_keys).await?;
+        let event_ids: Vec<EventId> = chosen.iter().map(|(h, _)| h.id.clone()).collect();
+        let events = deliverer.store.events(&event_ids).await?;
         let mut sends = Vec::new();
-        for ((head, attempt), key) in chosen.iter().zip(&event_keys) {
-            let Some(event) = events.get(key).and_then(event_from_item) else {
+        for (head, attempt) in &chosen {
+            let Some(event) = events.get(&head.id) else {
                 continue;
             };
             let id = delivery_id(&head.id, webhook.id);
@@ -248,7 +243,7 @@ pub(super) async fn work(
             // queues it (none is left `pending` with no message on its way).
             for (head, _) in &chosen {
                 let id = delivery_id(&head.id, webhook.id);
-                let _ = deliverer.store.log.skip_pending(id).await;
+                let _ = deliverer.store.skip_pending(id).await;
             }
             return Err(error.into());
         }

@@ -1,6 +1,7 @@
-//! The pipeline's DynamoDB calls: find an event's subscribers (index queries, never a scan),
-//! the API key of a webhook (cached), the circuit breaker's counters, and the delivery log's
-//! attempt entries (`store::dynamodb::deliveries`), written in the same calls as the counts.
+//! The pipeline's DynamoDB adapter ([`PipelineStore`]) of its store ports
+//! ([`super::ports`]): subscribers by index queries (never a scan), the API key of a webhook
+//! (cached), the circuit breaker's counters, and the delivery log's attempt entries
+//! (`store::dynamodb::deliveries`), written in the same calls as the counts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,13 +17,20 @@ use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::keys::{self, KeyCache, KeyRefusal};
+use super::keys::KeyCache;
+use super::ports::{
+    AttemptMark, AttemptRecord, AttemptRecords, CircuitChange, CircuitCounters, EventLog,
+    FoundDelivery, Partition, Recorded, WebhookLookup, CIRCUIT_THRESHOLD,
+};
 use crate::domain::time_format::rfc3339;
 use crate::domain::{ApiKey, EventType};
 use crate::store::aws_error::classify;
-use crate::store::delivery_log::{Attempt, DeliveryStatus};
+use crate::store::delivery_log::{
+    Attempt, Delivery, DeliveryStatus, EventHead, EventId, LoggedEvent,
+};
 use crate::store::dynamodb::deliveries::{
-    delivery_item_key, AttemptEntry, AttemptWrite, DynamoDeliveryLog,
+    delivery_from_item, delivery_item_key, event_from_item, event_item_key, recovered_by,
+    AttemptEntry, AttemptWrite, DynamoDeliveryLog,
 };
 use crate::store::dynamodb::schema::{
     API_KEY_ID, CIRCUIT_OPENED_AT, CONSECUTIVE_FAILURES, EVENTS, LOG_ID, UPDATED_AT, VERSION,
@@ -33,10 +41,7 @@ use crate::store::dynamodb::{
 };
 use crate::store::{StoreError, StoredWebhook};
 
-/// Consecutive failed attempts that open a webhook's circuit.
-pub const CIRCUIT_THRESHOLD: u32 = 10;
-
-/// The pipeline's view of the two tables.
+/// The pipeline's view of the three tables (webhooks, API keys, the delivery log).
 #[derive(Clone, Debug)]
 pub struct PipelineStore {
     client: Client,
@@ -46,54 +51,6 @@ pub struct PipelineStore {
     pub log: DynamoDeliveryLog,
     /// Shared by the clones of one container's store (fan-out or deliver).
     keys: Arc<KeyCache>,
-}
-
-/// What the fan-out index holds for one event.
-#[derive(Clone, Debug, Default)]
-pub struct Subscribers {
-    /// The webhooks that get a delivery: `pending`, or `skipped` for those inactive or with
-    /// an open circuit.
-    pub webhooks: Vec<StoredWebhook>,
-    /// Webhooks of the event's company whose key refuses it: no delivery.
-    pub refused: Vec<(StoredWebhook, KeyRefusal)>,
-}
-
-/// What a failed attempt did to the circuit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CircuitChange {
-    /// One more consecutive failure; the circuit stays closed.
-    Counted(u32),
-    /// This failure opened the circuit (the 10th in a row, or a `410 Gone`).
-    Opened,
-    /// The circuit was open already (another attempt opened it).
-    AlreadyOpen,
-    /// The webhook is gone (deleted in the meantime): nothing was written.
-    Gone,
-}
-
-/// One attempt, as recorded (and logged): no body, no secret, no header value.
-#[derive(Clone, Debug)]
-pub struct AttemptRecord {
-    /// The SQS message that made the attempt: a message that comes back finds its own record.
-    pub message_id: String,
-    /// Drawn per handling of a message: a retried write that finds the record knows its own.
-    pub claim: Uuid,
-    /// Unix seconds the next attempt is planned for (failed attempts).
-    pub next_attempt_at: Option<i64>,
-    pub delivery_id: Uuid,
-    pub webhook_id: Uuid,
-    pub event: String,
-    pub attempt: u32,
-    pub at: OffsetDateTime,
-    /// `delivered`, `failed` or `gone` (410).
-    pub outcome: &'static str,
-    /// The delivery's status once this attempt is recorded: `delivered`, `pending` (a retry
-    /// follows) or `failed` (the last attempt, a `410`, a resend's one attempt).
-    pub status: DeliveryStatus,
-    /// The failure in words (`the endpoint answered 500`), none on success.
-    pub reason: Option<String>,
-    pub http_status: Option<u16>,
-    pub duration_ms: Option<u64>,
 }
 
 fn s(text: &str) -> AttributeValue {
@@ -133,15 +90,44 @@ impl PipelineStore {
         self
     }
 
+    /// Reads the key record of `api_key_id` on the key table's index by id.
+    async fn read_api_key(&self, api_key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        const OPERATION: &str = "dynamodb.Query(api key by id)";
+        let output = self
+            .client
+            .query()
+            .table_name(&self.api_keys_table)
+            .index_name(API_KEYS_BY_ID_INDEX)
+            .key_condition_expression("#id = :id")
+            .expression_attribute_names("#id", API_KEY_ID)
+            .expression_attribute_values(":id", s(api_key_id))
+            .send()
+            .await
+            .map_err(|e| classify(OPERATION, &e))?;
+        match output.items().first() {
+            None => Ok(None),
+            Some(item) => api_key_from_item(item).map(Some).ok_or(StoreError::Failed {
+                operation: OPERATION,
+                kind: "malformed api key record".into(),
+            }),
+        }
+    }
+}
+
+impl WebhookLookup for PipelineStore {
     /// Webhooks that subscribe to `event` and are filed under `partition` in the fan-out
     /// index (a company id, or [`ALL_COMPANIES`]), inactive ones and open circuits too: their
     /// deliveries are recorded as `skipped` (DELIVERY.md: skipped, not dropped).
-    async fn query_partition(
+    async fn subscribed(
         &self,
-        partition: &str,
+        partition: Partition,
         event: EventType,
     ) -> Result<Vec<StoredWebhook>, StoreError> {
         const OPERATION: &str = "dynamodb.Query(webhooks by company)";
+        let partition_key = match partition {
+            Partition::Company(company) => company.to_string(),
+            Partition::AllCompanies => ALL_COMPANIES.to_owned(),
+        };
         let query = self
             .client
             .query()
@@ -151,14 +137,14 @@ impl PipelineStore {
             .filter_expression("contains(#events, :event)")
             .expression_attribute_names("#company", FANOUT_COMPANY)
             .expression_attribute_names("#events", EVENTS)
-            .expression_attribute_values(":company", s(partition))
+            .expression_attribute_values(":company", s(&partition_key))
             .expression_attribute_values(":event", s(event.as_str()));
         query_webhooks(query, OPERATION).await
     }
 
     /// The webhooks of `api_key_id` that subscribe to `event` (an operational event's
     /// subscribers), from the index by owner, never a scan.
-    pub async fn webhooks_of_key(
+    async fn webhooks_of_key(
         &self,
         api_key_id: &str,
         event: EventType,
@@ -179,7 +165,7 @@ impl PipelineStore {
     }
 
     /// One webhook record (consistent); a tombstone reads as none.
-    pub async fn webhook(&self, webhook_id: Uuid) -> Result<Option<StoredWebhook>, StoreError> {
+    async fn webhook(&self, webhook_id: Uuid) -> Result<Option<StoredWebhook>, StoreError> {
         const OPERATION: &str = "dynamodb.GetItem(webhook)";
         let output = self
             .client
@@ -203,77 +189,21 @@ impl PipelineStore {
         }
     }
 
-    /// Every webhook that gets `event` of `company`: those of the company, and those without a
-    /// company whose key may act for it; each only while its key is active, unexpired and
-    /// holds the company. Answers the subscribers and the webhooks their key refused (to be
-    /// logged and counted). A webhook without a company whose key does not hold the company
-    /// is simply not a subscriber.
-    pub async fn subscribers(
-        &self,
-        event: EventType,
-        company: Uuid,
-        now: OffsetDateTime,
-    ) -> Result<Subscribers, StoreError> {
-        let mut found = Subscribers::default();
-        for stored in self.query_partition(&company.to_string(), event).await? {
-            let key = self.api_key(&stored.webhook.api_key_id).await?;
-            match keys::refusal(key.as_ref(), Some(company), now) {
-                None => found.webhooks.push(stored),
-                Some(refusal) => found.refused.push((stored, refusal)),
-            }
-        }
-        for stored in self.query_partition(ALL_COMPANIES, event).await? {
-            let key = self.api_key(&stored.webhook.api_key_id).await?;
-            let holds = key
-                .as_ref()
-                .is_some_and(|key| key.company_ids.contains(&company));
-            if !holds {
-                continue;
-            }
-            match keys::refusal(key.as_ref(), Some(company), now) {
-                None => found.webhooks.push(stored),
-                Some(refusal) => found.refused.push((stored, refusal)),
-            }
-        }
-        Ok(found)
-    }
-
     /// The API key `api_key_id` (`None` when it is gone), from the container's cache while
     /// fresh ([`KeyCache`]).
-    pub async fn api_key(&self, api_key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+    async fn api_key(&self, api_key_id: &str) -> Result<Option<ApiKey>, StoreError> {
         self.keys
             .get(api_key_id, || self.read_api_key(api_key_id))
             .await
     }
+}
 
-    /// Reads the key record of `api_key_id` on the key table's index by id.
-    async fn read_api_key(&self, api_key_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        const OPERATION: &str = "dynamodb.Query(api key by id)";
-        let output = self
-            .client
-            .query()
-            .table_name(&self.api_keys_table)
-            .index_name(API_KEYS_BY_ID_INDEX)
-            .key_condition_expression("#id = :id")
-            .expression_attribute_names("#id", API_KEY_ID)
-            .expression_attribute_values(":id", s(api_key_id))
-            .send()
-            .await
-            .map_err(|e| classify(OPERATION, &e))?;
-        match output.items().first() {
-            None => Ok(None),
-            Some(item) => api_key_from_item(item).map(Some).ok_or(StoreError::Failed {
-                operation: OPERATION,
-                kind: "malformed api key record".into(),
-            }),
-        }
-    }
-
+impl AttemptRecords for PipelineStore {
     /// The webhook record and the delivery with its entry of `attempt`, in one consistent
     /// `BatchGetItem` over both tables (the call that was the webhook's `GetItem`): whether the
     /// attempt was made already is known before it is made again. A tombstone reads as no
     /// webhook.
-    pub async fn read_delivery(
+    async fn read_delivery(
         &self,
         webhook_id: Uuid,
         delivery_id: Uuid,
@@ -335,7 +265,7 @@ impl PipelineStore {
         }
         let mark = items(self.log.table())
             .first()
-            .and_then(|item| AttemptMark::in_delivery(item, attempt));
+            .and_then(|item| mark_in(item, attempt));
         Ok((webhook, mark))
     }
 
@@ -344,10 +274,7 @@ impl PipelineStore {
     /// `ADD` (which moves the record's `version`, its ETag). So an attempt is counted exactly
     /// once however often its message comes back, and only the copy that wrote the record
     /// goes on (queues the next attempt): one retry chain per delivery.
-    pub async fn record_failed_attempt(
-        &self,
-        record: &AttemptRecord,
-    ) -> Result<Recorded, StoreError> {
+    async fn record_failed_attempt(&self, record: &AttemptRecord) -> Result<Recorded, StoreError> {
         const OPERATION: &str = "dynamodb.TransactWriteItems(attempt and failure count)";
         let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Failed {
             operation: OPERATION,
@@ -394,7 +321,7 @@ impl PipelineStore {
         if failed(0) {
             let existing = reasons[0]
                 .item()
-                .and_then(|item| AttemptMark::in_delivery(item, record.attempt));
+                .and_then(|item| mark_in(item, record.attempt));
             return Ok(Recorded::judge(existing, record));
         }
         if failed(1) {
@@ -409,7 +336,7 @@ impl PipelineStore {
 
     /// Records a successful attempt (or one whose webhook is gone) on its delivery, written
     /// only if the attempt has no entry yet; see [`Recorded`].
-    pub async fn put_attempt_once(&self, record: &AttemptRecord) -> Result<Recorded, StoreError> {
+    async fn put_attempt_once(&self, record: &AttemptRecord) -> Result<Recorded, StoreError> {
         const OPERATION: &str = "dynamodb.UpdateItem(attempt)";
         let update = self.log.attempt_update(&attempt_write(record))?;
         // The entry's update, sent alone (it asks for the old item on refusal).
@@ -418,22 +345,22 @@ impl PipelineStore {
             Ok(_) => Ok(Recorded::Written),
             Err(error) => match error.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let existing = failed
-                        .item()
-                        .and_then(|item| AttemptMark::in_delivery(item, record.attempt));
+                    let existing = failed.item().and_then(|item| mark_in(item, record.attempt));
                     Ok(Recorded::judge(existing, record))
                 }
                 _ => Err(classify(OPERATION, &error)),
             },
         }
     }
+}
 
+impl CircuitCounters for PipelineStore {
     /// Opens the circuit if this failure is due to: at once when `open_now` (the receiver
     /// answered `410 Gone`), else when the count has reached [`CIRCUIT_THRESHOLD`]. One
     /// conditional update, evaluated by DynamoDB on the count as it is now (so concurrent
     /// failures that together reach the threshold open it, once); it changes nothing when not
     /// due, and the old record it hands back on refusal tells why. Idempotent.
-    pub async fn open_circuit_if_due(
+    async fn open_circuit_if_due(
         &self,
         webhook_id: Uuid,
         open_now: bool,
@@ -497,7 +424,7 @@ impl PipelineStore {
 
     /// A successful attempt sets the count back to 0, writing only when it was not 0 already
     /// (so a healthy webhook's ETag does not change with every delivery). Idempotent.
-    pub async fn record_success(
+    async fn record_success(
         &self,
         webhook_id: Uuid,
         now: OffsetDateTime,
@@ -527,6 +454,73 @@ impl PipelineStore {
     }
 }
 
+/// The log's writes are [`DynamoDeliveryLog`]'s; the two reads by key are its
+/// `BatchGetItem`s, decoded here.
+impl EventLog for PipelineStore {
+    async fn put_event_once(&self, event: &LoggedEvent) -> Result<(), StoreError> {
+        self.log.put_event_once(event).await
+    }
+
+    async fn create_delivery(&self, delivery: &Delivery) -> Result<DeliveryStatus, StoreError> {
+        self.log.create_delivery(delivery).await
+    }
+
+    async fn skip_pending(&self, delivery_id: Uuid) -> Result<bool, StoreError> {
+        self.log.skip_pending(delivery_id).await
+    }
+
+    async fn move_to_pending(&self, delivery: &Delivery, by: &str) -> Result<bool, StoreError> {
+        self.log
+            .move_status_by(
+                delivery.id,
+                &[DeliveryStatus::Failed, DeliveryStatus::Skipped],
+                DeliveryStatus::Pending,
+                Some(delivery),
+                Some(by),
+            )
+            .await
+    }
+
+    async fn events_of_company(
+        &self,
+        company: Uuid,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        after: Option<&str>,
+    ) -> Result<(Vec<EventHead>, Option<String>), StoreError> {
+        self.log
+            .events_of_company(company, since, until, after)
+            .await
+    }
+
+    async fn deliveries(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, FoundDelivery>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| delivery_item_key(*id)).collect();
+        let items = self.log.get_items(&keys).await?;
+        Ok(ids
+            .iter()
+            .zip(&keys)
+            .filter_map(|(id, key)| {
+                let item = items.get(key)?;
+                let found = FoundDelivery {
+                    delivery: delivery_from_item(item)?,
+                    recovered_by: recovered_by(item).map(str::to_owned),
+                };
+                Some((*id, found))
+            })
+            .collect())
+    }
+
+    async fn events(&self, ids: &[EventId]) -> Result<HashMap<EventId, LoggedEvent>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(event_item_key).collect();
+        let items = self.log.get_items(&keys).await?;
+        Ok(ids
+            .iter()
+            .zip(&keys)
+            .filter_map(|(id, key)| Some((id.clone(), event_from_item(items.get(key)?)?)))
+            .collect())
+    }
+}
+
 /// What the recording of `record` sets on its delivery in the log.
 fn attempt_write(record: &AttemptRecord) -> AttemptWrite {
     AttemptWrite {
@@ -551,60 +545,14 @@ fn attempt_write(record: &AttemptRecord) -> AttemptWrite {
     }
 }
 
-/// What an attempt's record says about it, read before the attempt or handed back when a
-/// conditional write found it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttemptMark {
-    /// The SQS message id of the message that made the attempt (absent in older records).
-    pub message_id: Option<String>,
-    /// The token of the run that wrote it (one per handling of a message).
-    pub claim: Option<String>,
-    /// `delivered`, `failed` or `gone`.
-    pub outcome: String,
-    /// Unix seconds the next attempt was planned for (failed attempts).
-    pub next_attempt_at: Option<i64>,
-}
-
-impl AttemptMark {
-    /// The entry of `attempt` in a delivery's item, if that attempt was made.
-    fn in_delivery(item: &Item, attempt: u32) -> Option<Self> {
-        AttemptEntry::in_item(item, attempt).map(|entry| Self {
-            message_id: entry.message_id,
-            claim: entry.claim,
-            outcome: entry.attempt.outcome,
-            next_attempt_at: entry.next_attempt_at,
-        })
-    }
-}
-
-/// What a conditional write of an attempt record found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// Written now, or by this very run (a retried call whose first try landed): go on.
-    Written,
-    /// Written by another copy of the message: that copy goes on, this one stops.
-    Duplicate(AttemptMark),
-    /// Written alone: the webhook was deleted meanwhile (nothing counted).
-    WebhookGone,
-}
-
-impl Recorded {
-    /// The write was refused because the record exists: ours if it holds this run's claim.
-    fn judge(existing: Option<AttemptMark>, record: &AttemptRecord) -> Self {
-        let claim = record.claim.to_string();
-        match existing {
-            Some(mark) if mark.claim.as_deref() == Some(claim.as_str()) => Recorded::Written,
-            Some(mark) => Recorded::Duplicate(mark),
-            // The emulator or service did not hand the record back: another copy's, to be safe
-            // against counting twice (a real one always does, ReturnValuesOnConditionCheckFailure).
-            None => Recorded::Duplicate(AttemptMark {
-                message_id: None,
-                claim: None,
-                outcome: String::new(),
-                next_attempt_at: None,
-            }),
-        }
-    }
+/// The mark of `attempt` in a delivery's item, if that attempt was made.
+fn mark_in(item: &Item, attempt: u32) -> Option<AttemptMark> {
+    AttemptEntry::in_item(item, attempt).map(|entry| AttemptMark {
+        message_id: entry.message_id,
+        claim: entry.claim,
+        outcome: entry.attempt.outcome,
+        next_attempt_at: entry.next_attempt_at,
+    })
 }
 
 fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {

@@ -103,6 +103,16 @@ pub struct LoggedEvent {
     pub data: Value,
 }
 
+/// An event as recover walks the log (no `data`): ordered by `occurred_key`, the store's
+/// key of (`occurredAt` in milliseconds, event id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventHead {
+    pub id: EventId,
+    pub event: EventType,
+    pub occurred_key: String,
+    pub received_at: OffsetDateTime,
+}
+
 /// Where a delivery stands (DELIVERY-LOG.md, "What is kept").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeliveryStatus {

@@ -119,6 +119,30 @@ impl MemoryWebhooks {
         tables.records.insert(stored.webhook.id, stored);
     }
 
+    /// The live records `keep` selects, in no set order (the pipeline's twin: its index
+    /// queries).
+    pub fn records_where(&self, keep: impl Fn(&StoredWebhook) -> bool) -> Vec<StoredWebhook> {
+        let tables = self.tables.lock().unwrap();
+        tables
+            .records
+            .values()
+            .filter(|s| keep(s))
+            .cloned()
+            .collect()
+    }
+
+    /// Changes live record `id` in place, atomically (the pipeline's twin: its conditional
+    /// updates of the circuit counters); `None` when there is no live record (absent or
+    /// deleted: DynamoDB's `attribute_exists`, not a tombstone).
+    pub fn update_record<R>(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut StoredWebhook) -> R,
+    ) -> Option<R> {
+        let mut tables = self.tables.lock().unwrap();
+        tables.records.get_mut(&id).map(change)
+    }
+
     /// How many webhooks count against `api_key_id`'s limit.
     pub fn count_for(&self, api_key_id: &str) -> u32 {
         self.tables

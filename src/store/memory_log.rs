@@ -94,6 +94,17 @@ impl MemoryDeliveryLog {
             .collect()
     }
 
+    /// Runs `f` on the events and deliveries under the log's lock (the pipeline's twin,
+    /// `pipeline::memory`, writes through it).
+    pub fn with_maps<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<EventId, LoggedEvent>, &mut HashMap<Uuid, Delivery>) -> R,
+    ) -> R {
+        let mut log = self.log.lock().unwrap();
+        let Log { events, deliveries } = &mut *log;
+        f(events, deliveries)
+    }
+
     /// How many calls reached the log.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)

@@ -31,8 +31,8 @@ use crate::domain::time_format::{parse_rfc3339, rfc3339};
 use crate::domain::EventType;
 use crate::store::aws_error::classify;
 use crate::store::delivery_log::{
-    Attempt, Delivery, DeliveryFilter, DeliveryLog, DeliveryPage, DeliveryStatus, EventId,
-    LoggedEvent, ResendMark, DELIVERY_TTL_SECONDS, EVENT_TTL_SECONDS,
+    Attempt, Delivery, DeliveryFilter, DeliveryLog, DeliveryPage, DeliveryStatus, EventHead,
+    EventId, LoggedEvent, ResendMark, DELIVERY_TTL_SECONDS, EVENT_TTL_SECONDS,
 };
 use crate::store::StoreError;
 
@@ -533,7 +533,7 @@ impl DynamoDeliveryLog {
         let heads = output
             .items()
             .iter()
-            .map(|item| EventHead::of(item).ok_or_else(|| malformed(OPERATION)))
+            .map(|item| event_head_from_item(item).ok_or_else(|| malformed(OPERATION)))
             .collect::<Result<Vec<_>, _>>()?;
         let next = output
             .last_evaluated_key()
@@ -612,24 +612,14 @@ impl DynamoDeliveryLog {
     }
 }
 
-/// An event as recover's walk reads it (no `data`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventHead {
-    pub id: EventId,
-    pub event: EventType,
-    pub occurred_key: String,
-    pub received_at: OffsetDateTime,
-}
-
-impl EventHead {
-    fn of(item: &Item) -> Option<Self> {
-        Some(Self {
-            id: EventId::parse(get_s(item, EVENT_ID)?)?,
-            event: EventType::parse(get_s(item, EVENT)?)?,
-            occurred_key: get_s(item, OCCURRED_KEY)?.to_owned(),
-            received_at: parse_rfc3339(get_s(item, RECEIVED_AT)?)?,
-        })
-    }
+/// An event's head, as recover's walk reads it from the index by company.
+fn event_head_from_item(item: &Item) -> Option<EventHead> {
+    Some(EventHead {
+        id: EventId::parse(get_s(item, EVENT_ID)?)?,
+        event: EventType::parse(get_s(item, EVENT)?)?,
+        occurred_key: get_s(item, OCCURRED_KEY)?.to_owned(),
+        received_at: parse_rfc3339(get_s(item, RECEIVED_AT)?)?,
+    })
 }
 
 /// The recover step (its SQS message id) that last moved a delivery's item to `pending`.
