@@ -33,11 +33,11 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 run: venv ## Start moto, create tables and dev keys, serve http://127.0.0.1:9000/webhooks
 	scripts/local-stack.sh
 
-# The fast tier: no emulator, no stack. The test binaries named here run in memory.
-CHECK_TESTS := --lib --test api --test handler --test deliveries_api --test delivery \
-  --test delivery_log_api --test events --test published_events --test properties
+# The fast tier: no emulator, no stack. The unit tests, the in-memory binary (tests/api) and the
+# memory half of the stores' conformance suite (in tests/aws, beside its DynamoDB half).
 check: venv fmt-check clippy lint-py ## Fast tier for the inner loop: fmt, clippy, unit and in-memory tests, ruff (no emulator)
-	cargo test $(CHECK_TESTS)
+	cargo test --lib --test api
+	cargo test --test aws conformance::memory::
 	@echo "make check: passed"
 
 test: venv fmt-check clippy lint-py unit-test lint deploy-check iam-proof openapi fuzz-api readme-check soak ## Every test and check (what CI runs)
@@ -111,10 +111,10 @@ bench: venv bench-pipeline ## Benchmarks: request path (criterion), cold start, 
 	$(PY) scripts/peak-rss.py
 
 bench-pipeline: venv ## The pipeline's ingest-to-receiver latency and deliveries/s against moto, beside a POST-only floor
-	cargo test --test pipeline bench_ingest_to_receiver_against_a_floor -- --ignored --nocapture
+	cargo test --test pipeline handlers::bench_ingest_to_receiver_against_a_floor -- --ignored --nocapture
 
 load: venv ## Pipeline load alone: 1,000 events to 50 receivers (`make test` runs it too), and recover of 2,000 skipped events (`make load` only: ignored), against moto
-	cargo test --test pipeline load_ -- --nocapture --include-ignored
+	cargo test --test pipeline handlers::load_ -- --nocapture --include-ignored
 
 clean:
 	cargo clean; rm -rf $(VENV) .run

@@ -156,7 +156,7 @@ generation.max-examples = ${few}
 # Operations with a request body: positive data only. Negative bodies include bytes that are not
 # UTF-8, which the local HTTP emulator answers with its own 500 before the function runs (see
 # the top of this file); the function's answers to malformed, non-object and non-UTF-8 bodies
-# are tested in tests/handler.rs, tests/api.rs, tests/properties.rs and by make fuzz-body.
+# are tested in tests/api/handler.rs, tests/api/webhooks.rs, tests/api/properties.rs and by make fuzz-body.
 [[operations]]
 include-operation-id = "rotateWebhookSecret"
 generation.max-examples = ${some}

@@ -1,5 +1,5 @@
 """Verifying an InstaView delivery in Python (the README's snippet; `make test` runs it against
-a real delivery: tests/receivers.rs).
+a real delivery: tests/api/receivers.rs).
 
 Usage: SIGNING_SECRET=<64 hex> python verify_delivery.py BODY_FILE HEADERS_JSON_FILE
 """

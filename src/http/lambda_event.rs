@@ -10,7 +10,7 @@
 //! `400 VALIDATION_ERROR`; only events that pass reach lambda_http's conversion.
 //!
 //! The checks mirror lambda_http's conversion, so they must be reread when lambda_http is
-//! upgraded; `tests/published_events.rs` compares the URIs both build for the published events.
+//! upgraded; `tests/api/published_events.rs` compares the URIs both build for the published events.
 
 use base64::Engine;
 use lambda_http::aws_lambda_events::apigw::{

@@ -14,6 +14,7 @@ use uuid::Uuid;
 pub mod fault_proxy;
 pub mod moto;
 pub mod receiver;
+pub mod requests;
 
 /// Log lines written while a test runs: a `MakeWriter` for `telemetry::subscriber`.
 #[derive(Clone, Default)]

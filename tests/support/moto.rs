@@ -1,13 +1,16 @@
-//! The local AWS emulator (moto) for integration tests: one server per test binary, on a free
-//! port, started on first use and killed with the test process. Every test gets its own table
-//! names and secret prefix, so tests never see each other's data.
+//! The local AWS emulator (moto) for integration tests: one server per test binary (and one per
+//! name for tests that must not share it, `server("concurrency")`), on a free port, started on
+//! first use and ended with the test process: moto_server.py exits when its stdin closes, which
+//! happens when the process ends however it ends (on Linux, `PR_SET_PDEATHSIG` kills it too).
+//! Every test gets its own table names and secret prefix, so tests never see each other's data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpListener, TcpStream};
+#[cfg(target_os = "linux")]
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -21,7 +24,8 @@ use instaview_webhooks::store::memory_log::MemoryPipelineQueue;
 use instaview_webhooks::store::secrets_manager::SecretsManagerStore;
 use uuid::Uuid;
 
-static ENDPOINT: OnceLock<String> = OnceLock::new();
+/// The servers started so far, by name; each lives as long as the process.
+static SERVERS: Mutex<BTreeMap<&'static str, &'static str>> = Mutex::new(BTreeMap::new());
 
 /// The settings of `local.env`, the one file the Makefile, the tests and the admin tool share.
 pub fn local_env() -> HashMap<String, String> {
@@ -34,7 +38,17 @@ pub fn local_env() -> HashMap<String, String> {
 
 /// The endpoint of this test binary's moto server, started on first use.
 pub fn endpoint() -> &'static str {
-    ENDPOINT.get_or_init(start)
+    server("shared")
+}
+
+/// The endpoint of the moto server called `name`, started on first use: for tests whose load
+/// would starve the binary's other tests of the one shared server (it serves one request at a
+/// time).
+pub fn server(name: &'static str) -> &'static str {
+    let mut servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    servers
+        .entry(name)
+        .or_insert_with(|| Box::leak(start().into_boxed_str()))
 }
 
 /// The command that starts moto: `scripts/moto_server.py` (moto serving one request at a
@@ -67,8 +81,13 @@ fn start() -> String {
         let mut command = moto_command();
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_EXIT_WITH_STDIN", "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // The server is the child of a thread that lives as long as the process: PR_SET_PDEATHSIG
+        // fires when the spawning *thread* ends, and this one only ends with the process.
+        #[cfg(target_os = "linux")]
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             command.pre_exec(|| {
@@ -79,6 +98,9 @@ fn start() -> String {
         match command.spawn() {
             Ok(mut child) => {
                 sender.send(Ok(())).ok();
+                // Held open until the process ends (`wait` would close it first): its end is
+                // moto_server.py's signal to exit.
+                let _stdin = child.stdin.take();
                 child.wait().ok();
             }
             Err(error) => {
@@ -160,12 +182,18 @@ pub struct AwsEnv {
 }
 
 impl AwsEnv {
-    /// Creates the tables and pepper under names unique to this test (from local.env's names).
+    /// Creates the tables and pepper under names unique to this test (from local.env's names),
+    /// on this binary's moto server.
     pub async fn new() -> Self {
+        Self::on(endpoint()).await
+    }
+
+    /// The same on the moto server at `endpoint` (see [`server`]).
+    pub async fn on(endpoint: &str) -> Self {
         let env = local_env();
         let suffix = &Uuid::new_v4().simple().to_string()[..12];
-        let sdk = sdk_config().await;
-        let patient = patient_sdk_config_for(endpoint()).await;
+        let sdk = sdk_config_for(endpoint).await;
+        let patient = patient_sdk_config_for(endpoint).await;
         let this = Self {
             dynamodb: aws_sdk_dynamodb::Client::new(&patient),
             secretsmanager: aws_sdk_secretsmanager::Client::new(&patient),

@@ -1,6 +1,6 @@
 //! The contract, row by row, against the handler with in-memory stores.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

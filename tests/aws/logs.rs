@@ -1,7 +1,7 @@
 //! Secrets never reach the logs: every outcome runs with distinctive token, signing secret and
 //! header values while the production subscriber (at its most verbose) writes to a buffer.
 
-mod support;
+use crate::support;
 
 use instaview_webhooks::config::Settings;
 use instaview_webhooks::domain::WRITE_WEBHOOKS;

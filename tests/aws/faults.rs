@@ -15,11 +15,10 @@
 //! without its secret, no secret without its record, no record's `headerNames` differ from the
 //! names in the secret version it points at, and the per-key count equals the records.
 //!
-//! Run with `cargo test --test faults -- --nocapture` to see the summary lines. `FAULT_SEED`
+//! Run with `cargo test --test aws faults:: -- --nocapture` to see the summary lines. `FAULT_SEED`
 //! picks another fault sequence.
 
-mod requests;
-mod support;
+use crate::support::{self, requests};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

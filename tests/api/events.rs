@@ -10,7 +10,7 @@
 //! The delivery log starts with the deliveries `events/README.md` lists (of the seeded webhook,
 //! and of a second, active one, [`ACTIVE_WEBHOOK_ID`], that resend and recover can act on).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
@@ -327,7 +327,7 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
                 // The events published upstream are not named for their answer; they have
-                // their own test (tests/published_events.rs).
+                // their own test (tests/api/published_events.rs).
                 if !path.ends_with("published") {
                     pending.push(path);
                 }

@@ -25,8 +25,7 @@
 //!   in one TransactWriteItems, and reads the record back (GetItem: a transaction answers no
 //!   attributes). Their replays send nothing and write no secret.
 
-mod requests;
-mod support;
+use crate::support::{self, requests};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

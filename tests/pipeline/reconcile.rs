@@ -5,7 +5,7 @@
 //! Ages are judged against the run's clock (`run_at`), so "older than the safe age" needs no
 //! waiting.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

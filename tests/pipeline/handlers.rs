@@ -4,7 +4,7 @@
 //! Retry delays are 0 here (`RetryPolicy::parse("0")`), so that a retry can be taken from the
 //! queue at once.
 
-mod support;
+use crate::support;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -3,8 +3,7 @@
 //! PATCH (fields, then headers) → reset-circuit → DELETE → DELETE again; the list through the
 //! `byApiKey` index; the per-key, per-hour rate counter.
 
-mod requests;
-mod support;
+use crate::support::{self, requests};
 
 use std::collections::HashSet;
 

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-mod support;
 
 use instaview_webhooks::delivery::{
     ConnectionFailure, DeliveryBody, Outcome, Resolve, Sender, SignedRequest, Signer, SigningKey,

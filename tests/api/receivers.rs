@@ -2,7 +2,7 @@
 //! a test ping sent by the handler to a receiver on 127.0.0.1, checked with the Standard
 //! Webhooks library and with plain HMAC, during a rotation too. A tampered body is refused.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

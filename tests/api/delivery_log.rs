@@ -3,7 +3,7 @@
 //! payload, resend, recover, the test ping as a delivery; with WEBHOOKS-API.md's order of
 //! checks, ownership, scopes, rate limits and `Idempotency-Key`.
 
-mod support;
+use crate::support;
 
 use instaview_webhooks::delivery::DeliveryBody;
 use instaview_webhooks::domain::{

@@ -4,7 +4,7 @@
 //! `http::lambda_event::request_from_event` and is answered from the contract's table, once with
 //! its path and method as they are and once rewritten to a create.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

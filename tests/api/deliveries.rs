@@ -2,7 +2,7 @@
 //! in-memory stores and a real receiver on 127.0.0.1: what the receiver gets is checked on the
 //! receiving side, with the `standardwebhooks` crate (a library we did not write).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

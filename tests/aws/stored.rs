@@ -1,10 +1,7 @@
 //! Integration tests against the local AWS emulator (moto), started by the tests themselves.
 //! They read back what was stored, as an operator would.
 
-/// The store conformance suite (memory and DynamoDB, the same cases).
-#[path = "aws/conformance.rs"]
-mod conformance;
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 

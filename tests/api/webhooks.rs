@@ -2,7 +2,7 @@
 //! the create, ownership, the webhook view, list, change, delete, reset-circuit, idempotency
 //! scopes and rate limits.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

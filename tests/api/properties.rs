@@ -1,7 +1,7 @@
 //! Property tests: no input, however hostile, panics the handler or earns a 5xx, and every
 //! rule holds for generated values, not only for the examples in the unit tests.
 
-mod support;
+use crate::support;
 
 use instaview_webhooks::domain::{NewWebhook, UrlPolicy, WebhookPatch, WebhookUrl};
 use instaview_webhooks::http::handle;

@@ -1,6 +1,5 @@
 //! Requests to the webhook routes other than create, and reads of what they stored, for the
-//! moto-backed tests (`api_aws`, `faults`, `concurrency`, `round_trips`). Used next to
-//! `support` (`mod support; mod requests;`).
+//! moto-backed tests (`aws`: `api`, `faults`, `concurrency`, `round_trips`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;

@@ -1,10 +1,10 @@
-//! Concurrency against the local AWS emulator (its own moto, so the load cannot starve the
-//! other integration tests). The apps use the tests' patient clients: the emulator serves one
-//! request at a time, and these tests are about the handler's shared state and the limit's
-//! atomicity, not about timeouts (the fault tests cover those).
+//! Concurrency against the local AWS emulator (its own moto server,
+//! `moto::server("concurrency")`, so the load cannot starve the binary's other tests). The apps
+//! use the tests' patient clients: the emulator serves one request at a time, and these tests
+//! are about the handler's shared state and the limit's atomicity, not about timeouts (the
+//! fault tests cover those).
 
-mod requests;
-mod support;
+use crate::support::{self, requests};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +13,13 @@ use std::time::{Duration, Instant};
 
 use instaview_webhooks::config::Settings;
 use instaview_webhooks::domain::WRITE_WEBHOOKS;
-use support::moto::AwsEnv;
+use support::moto::{self, AwsEnv};
 use support::*;
+
+/// A test's slice of this module's own moto server.
+async fn own_env() -> AwsEnv {
+    AwsEnv::on(moto::server("concurrency")).await
+}
 
 /// The ids and signing secrets of the created webhooks among `answers`.
 fn created(answers: &[Answer]) -> (HashSet<String>, HashSet<String>) {
@@ -28,7 +33,7 @@ fn created(answers: &[Answer]) -> (HashSet<String>, HashSet<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_fifty() {
-    let env = AwsEnv::new().await;
+    let env = own_env().await;
     let (key, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     let app = Arc::new(env.patient_app(Settings {
         max_webhooks_per_key: 50,
@@ -74,7 +79,7 @@ async fn two_hundred_concurrent_creates_against_a_limit_of_fifty_admit_exactly_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_creates_give_two_hundred_distinct_webhooks_and_secrets() {
-    let env = AwsEnv::new().await;
+    let env = own_env().await;
     let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     let app = Arc::new(env.patient_app(Settings {
         max_webhooks_per_key: 1000,
@@ -114,7 +119,7 @@ async fn two_hundred_mixed_creates_and_deletes_at_a_limit_of_twenty_end_exact_an
 {
     const LIMIT: usize = 20;
     let started = Instant::now();
-    let env = Arc::new(AwsEnv::new().await);
+    let env = Arc::new(own_env().await);
     let (key, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     let token = token.expose().to_owned();
     let app = Arc::new(env.patient_app(Settings {
@@ -259,7 +264,7 @@ async fn two_hundred_mixed_creates_and_deletes_at_a_limit_of_twenty_end_exact_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_concurrent_header_patches_of_one_webhook_end_in_one_consistent_state() {
-    let env = AwsEnv::new().await;
+    let env = own_env().await;
     let (_, token) = env.create_key(&[WRITE_WEBHOOKS]).await;
     let token = token.expose().to_owned();
     let app = Arc::new(env.patient_app(Settings::default()));
